@@ -1,0 +1,1 @@
+# Link, Event and rollups arrive with the analytics capability.

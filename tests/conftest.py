@@ -1,0 +1,63 @@
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+
+from core.roles import Role, user_set_role
+from tests.support.workers import Worker, purge_queue
+
+
+def pytest_collection_finish(session):
+    if connection.vendor != "postgresql":
+        pytest.exit("The suite runs on PostgreSQL: use `make test` (it sets DATABASE_URL).", 2)
+
+
+def _user(username: str, role: Role):
+    user = get_user_model().objects.create_user(username=username, password="pw-" + username)
+    user_set_role(user=user, role=role)
+    return user
+
+
+@pytest.fixture
+def admin_user(db):
+    return _user("alice-admin", Role.ADMIN)
+
+
+@pytest.fixture
+def editor_user(db):
+    return _user("eddie-editor", Role.EDITOR)
+
+
+@pytest.fixture
+def viewer_user(db):
+    return _user("vera-viewer", Role.VIEWER)
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def editor_client(client, editor_user):
+    client.force_login(editor_user)
+    return client
+
+
+@pytest.fixture
+def viewer_client(client, viewer_user):
+    client.force_login(viewer_user)
+    return client
+
+
+@pytest.fixture(scope="session")
+def worker_process(django_db_setup, django_db_blocker):
+    """One real worker process for the session; tests using it need transactional_db."""
+    with django_db_blocker.unblock():
+        purge_queue()
+        worker = Worker(concurrency=2)
+        try:
+            worker.wait_ready()
+            yield worker
+        finally:
+            worker.stop()

@@ -55,6 +55,9 @@ class Subscriber(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
+    # Preference center: "pause all email until" and "send me less" (campaigns per month).
+    paused_until = models.DateTimeField(null=True, blank=True)
+    max_campaigns_per_month = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -117,3 +120,19 @@ class Suppression(models.Model):
 
     def __str__(self):
         return f"{self.email or self.email_hash[:12]} ({self.get_reason_display()})"
+
+
+class Segment(models.Model):
+    """A saved audience rule, evaluated fresh every time (see subscribers/segments.py)."""
+
+    name = models.CharField(max_length=150)
+    description = models.TextField(blank=True)
+    rules = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name

@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "templates_app",
     "campaigns",
     "analytics",
+    "preferences",
 ]
 
 MIDDLEWARE = [

@@ -15,6 +15,7 @@ urlpatterns = [
     path("templates/", include("templates_app.urls")),
     path("campaigns/", include("campaigns.urls")),
     path("analytics/", include("analytics.urls")),
+    path("r/", include("preferences.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,3 +1,5 @@
+from django.conf import settings
+
 from .roles import Role, has_role, role_of
 
 
@@ -9,4 +11,15 @@ def roles(request):
         "user_role": role_of(user),
         "can_edit": has_role(user, Role.EDITOR),
         "is_admin": has_role(user, Role.ADMIN),
+    }
+
+
+def brand(request):
+    return {
+        "brand": {
+            "company": settings.COMPANY_NAME,
+            "postal_address": settings.COMPANY_POSTAL_ADDRESS,
+            "color": settings.BRAND_COLOR,
+            "logo_url": settings.BRAND_LOGO_URL,
+        }
     }

@@ -30,12 +30,23 @@ def read_recipient_token(purpose: str, token: str) -> tuple[int, int | None]:
     return payload[0], (payload[1] if len(payload) > 1 else None)
 
 
-def preferences_url(*, subscriber_id: int, delivery_id: int | None = None) -> str:
+def preferences_path(*, subscriber_id: int, delivery_id: int | None = None) -> str:
     token = recipient_token(PREFERENCES, subscriber_id=subscriber_id, delivery_id=delivery_id)
-    return settings.SITE_URL + reverse("preferences:center", args=[token])
+    return reverse("preferences:center", args=[token])
+
+
+def preferences_url(*, subscriber_id: int, delivery_id: int | None = None) -> str:
+    return settings.SITE_URL + preferences_path(subscriber_id=subscriber_id, delivery_id=delivery_id)
 
 
 def unsubscribe_url(*, subscriber_id: int, delivery_id: int | None = None) -> str:
     """The RFC 8058 one-click URL (List-Unsubscribe header and the footer link)."""
     token = recipient_token(UNSUBSCRIBE, subscriber_id=subscriber_id, delivery_id=delivery_id)
     return settings.SITE_URL + reverse("preferences:unsubscribe", args=[token])
+
+
+def unsubscribe_mailto(*, subscriber_id: int, delivery_id: int | None = None) -> str:
+    """The mailto: half of List-Unsubscribe. The token rides in the subject; when a mail
+    client drops it, the inbound handler falls back to the sender's address."""
+    token = recipient_token(UNSUBSCRIBE, subscriber_id=subscriber_id, delivery_id=delivery_id)
+    return f"mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe%20{token}"

@@ -6,6 +6,7 @@ needs no service at all. A malformed value stops start-up with a message naming 
 """
 
 import os
+import re
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -134,6 +135,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "core.context_processors.roles",
+                "core.context_processors.brand",
             ],
         },
     },
@@ -239,6 +241,13 @@ for _key in [k for k in os.environ if k.startswith("ANYMAIL_") and k.endswith("_
 # Company identity shown in email footers and recipient pages (CAN-SPAM needs the address).
 COMPANY_NAME = env_str("COMPANY_NAME", "NoFailMail Demo Co.")
 COMPANY_POSTAL_ADDRESS = env_str("COMPANY_POSTAL_ADDRESS", "1 Example Street, 75001 Paris, France")
+# Branding of the recipient pages (preference center, unsubscribe, exit survey).
+BRAND_LOGO_URL = env_str("BRAND_LOGO_URL", "")
+BRAND_COLOR = env_str("BRAND_COLOR", "#0b5ed7")
+if not re.fullmatch(r"#[0-9a-fA-F]{6}", BRAND_COLOR):
+    raise ImproperlyConfigured(f"BRAND_COLOR={BRAND_COLOR!r} is not a #rrggbb colour")
+# The mailto: half of List-Unsubscribe; mail to it arrives through anymail's inbound webhook.
+UNSUBSCRIBE_MAILTO = env_str("UNSUBSCRIBE_MAILTO", "unsubscribe@example.com")
 
 # Celery. Redis in production and tests; with no broker configured an embedded filesystem
 # transport lets the worker and beat run as separate processes with no server.

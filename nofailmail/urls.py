@@ -16,6 +16,8 @@ urlpatterns = [
     path("campaigns/", include("campaigns.urls")),
     path("analytics/", include("analytics.urls")),
     path("r/", include("preferences.urls")),
+    path("leaving/", include("preferences.dashboard_urls")),
+    path("anymail/", include("anymail.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -6,3 +6,6 @@ class PreferencesConfig(AppConfig):
 
     name = "preferences"
     verbose_name = "Preference center"
+
+    def ready(self):
+        from . import inbound  # noqa: F401 - connects the anymail inbound receiver

@@ -1,0 +1,125 @@
+"""Marketer pages about leaving: the exit-survey report and its settings."""
+
+from collections import Counter, defaultdict
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.db.models.functions import TruncMonth
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from campaigns.models import Campaign
+from core.roles import admin_required, viewer_required
+
+from .forms import ReasonForm
+from .models import ExitSurveyReason, ExitSurveyResponse, LeavingSettings
+
+
+@viewer_required
+def report(request):
+    reasons = list(ExitSurveyReason.objects.all())
+    labels = {r.key: r.label_en for r in reasons}
+    total = ExitSurveyResponse.objects.count()
+
+    # Reasons over time: one row per (month, reason) from a single grouped query over the
+    # JSON array, so the page stays one query however many answers there are.
+    monthly = defaultdict(Counter)
+    rows = (
+        ExitSurveyResponse.objects.annotate(month=TruncMonth("created_at"))
+        .values("month", "reasons")
+        .order_by("month")
+    )
+    for row in rows.iterator(chunk_size=2000):
+        for key in row["reasons"] or ["(none)"]:
+            monthly[row["month"].strftime("%Y-%m")][key] += 1
+    months = sorted(monthly)
+    keys = [r.key for r in reasons] + (["(none)"] if any("(none)" in c for c in monthly.values()) else [])
+    chart = {
+        "labels": months,
+        "datasets": [
+            {"label": labels.get(key, "No reason given"), "data": [monthly[m][key] for m in months]}
+            for key in keys
+        ],
+    }
+
+    totals = Counter()
+    for row_reasons in ExitSurveyResponse.objects.values_list("reasons", flat=True).iterator():
+        totals.update(row_reasons)
+    by_reason = [
+        {"label": labels.get(key, key), "count": totals[key],
+         "share": round(100 * totals[key] / total, 1) if total else 0}
+        for key in labels
+    ]
+
+    by_campaign = (
+        Campaign.objects.annotate(
+            answers=Count("exit_survey_responses", distinct=True),
+        )
+        .filter(answers__gt=0)
+        .order_by("-answers")[:50]
+    )
+    campaign_reasons = defaultdict(Counter)
+    for campaign_id, row_reasons in ExitSurveyResponse.objects.filter(
+        campaign__in=[c.pk for c in by_campaign]
+    ).values_list("campaign_id", "reasons"):
+        campaign_reasons[campaign_id].update(row_reasons)
+    campaign_rows = [
+        {"campaign": c, "answers": c.answers,
+         "top": [(labels.get(k, k), n) for k, n in campaign_reasons[c.pk].most_common(3)]}
+        for c in by_campaign
+    ]
+
+    texts = Paginator(
+        ExitSurveyResponse.objects.filter(~Q(other_text="")).select_related("campaign"), 25
+    ).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "preferences/dashboard/report.html",
+        {"total": total, "chart": chart, "by_reason": by_reason, "campaign_rows": campaign_rows,
+         "texts": texts},
+    )
+
+
+@admin_required
+def reasons(request):
+    if request.method == "POST":
+        form = ReasonForm(request.POST)
+        if form.is_valid():
+            form.save()
+            messages.success(request, "Reason added.")
+            return redirect("leaving:reasons")
+    else:
+        form = ReasonForm(initial={"position": ExitSurveyReason.objects.count() + 1})
+    return render(
+        request,
+        "preferences/dashboard/reasons.html",
+        {"reasons": ExitSurveyReason.objects.all(), "form": form,
+         "leaving_settings": LeavingSettings.load()},
+    )
+
+
+@admin_required
+def reason_edit(request, reason_id: int):
+    reason = get_object_or_404(ExitSurveyReason, pk=reason_id)
+    form = ReasonForm(request.POST or None, instance=reason)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Reason saved.")
+        return redirect("leaving:reasons")
+    return render(request, "preferences/dashboard/reason_edit.html", {"form": form, "reason": reason})
+
+
+@admin_required
+@require_POST
+def goodbye_toggle(request):
+    leaving = LeavingSettings.load()
+    leaving.send_goodbye_email = request.POST.get("send_goodbye_email") == "on"
+    leaving.save()
+    messages.success(
+        request,
+        "A goodbye confirmation will be sent after each unsubscribe."
+        if leaving.send_goodbye_email
+        else "Nothing more is sent after an unsubscribe.",
+    )
+    return redirect("leaving:reasons")

@@ -1,0 +1,90 @@
+from django import forms
+from django.conf import settings
+from django.utils.translation import gettext_lazy as _
+
+from subscribers.models import Topic
+
+from .models import ExitSurveyReason
+from .services import FREQUENCY_CHOICES, PAUSE_MONTHS
+
+
+class TopicsForm(forms.Form):
+    topics = forms.ModelMultipleChoiceField(
+        queryset=Topic.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+
+class FrequencyForm(forms.Form):
+    per_month = forms.TypedChoiceField(
+        choices=[("", _("Every campaign"))]
+        + [(n, _("At most %(n)s a month") % {"n": n}) for n in FREQUENCY_CHOICES],
+        coerce=int,
+        empty_value=None,
+        required=False,
+        widget=forms.RadioSelect,
+    )
+
+
+class PauseForm(forms.Form):
+    months = forms.TypedChoiceField(choices=[(m, m) for m in PAUSE_MONTHS], coerce=int)
+
+
+class ProfileForm(forms.Form):
+    first_name = forms.CharField(label=_("First name"), max_length=150, required=False)
+    last_name = forms.CharField(label=_("Last name"), max_length=150, required=False)
+    language = forms.ChoiceField(label=_("Language"), choices=settings.LANGUAGES)
+
+    def __init__(self, *args, editable_fields=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.attribute_keys = []
+        for field in editable_fields:
+            self.fields[f"attr_{field.key}"] = attribute_form_field(field)
+            self.attribute_keys.append(field.key)
+        for field in self.fields.values():
+            if isinstance(field.widget, forms.CheckboxInput):
+                field.widget.attrs.setdefault("class", "form-check-input")
+            elif isinstance(field.widget, forms.Select):
+                field.widget.attrs.setdefault("class", "form-select")
+            else:
+                field.widget.attrs.setdefault("class", "form-control")
+
+    def attributes(self) -> dict:
+        return {key: self.cleaned_data.get(f"attr_{key}") for key in self.attribute_keys}
+
+
+class ExitSurveyForm(forms.Form):
+    reasons = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+    other_text = forms.CharField(
+        label=_("Anything else you would like to tell us?"),
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+
+    def __init__(self, *args, language="en", **kwargs):
+        super().__init__(*args, **kwargs)
+        reasons = ExitSurveyReason.objects.filter(active=True)
+        self.fields["reasons"].choices = [(r.key, r.label(language)) for r in reasons]
+        self.fields["reasons"].label = _("Why are you leaving? (optional)")
+
+
+class ReasonForm(forms.ModelForm):
+    class Meta:
+        model = ExitSurveyReason
+        fields = ["key", "label_en", "label_fr", "wants_text", "position", "active"]
+
+
+def attribute_form_field(custom_field) -> forms.Field:
+    """A form field for a custom attribute, typed like its definition."""
+    kind = custom_field.type
+    common = {"label": custom_field.label, "required": False}
+    if kind == "number":
+        return forms.DecimalField(**common)
+    if kind == "date":
+        return forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), **common)
+    if kind == "boolean":
+        return forms.BooleanField(**common)
+    if kind == "choice":
+        return forms.ChoiceField(choices=[("", "—"), *[(c, c) for c in custom_field.choices]],
+                                 **common)
+    return forms.CharField(max_length=255, **common)

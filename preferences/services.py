@@ -1,0 +1,137 @@
+"""What recipients change about themselves from the preference center and the exit survey."""
+
+from datetime import timedelta
+
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from subscribers import services as subscriber_services
+from subscribers.models import Subscriber, Subscription, Suppression, Topic, email_hash
+
+from .models import ExitSurveyReason, ExitSurveyResponse, LeavingSettings
+
+CONSENT_TEXT_VERSION = "preference-center-1"
+FREQUENCY_CHOICES = (1, 2, 4)  # "send me less": at most this many campaigns a month
+PAUSE_MONTHS = (1, 3)
+
+
+@transaction.atomic
+def preferences_set_topics(*, subscriber: Subscriber, topic_ids: set[int]) -> None:
+    """Subscribe to exactly these topics; other topics the subscriber had are turned off."""
+    for topic in Topic.objects.all():
+        if topic.pk in topic_ids:
+            subscriber_services.topic_subscribe(subscriber=subscriber, topic=topic)
+        elif Subscription.objects.filter(subscriber=subscriber, topic=topic).exists():
+            subscriber_services.topic_unsubscribe(subscriber=subscriber, topic=topic)
+
+
+def subscriber_pause(*, subscriber: Subscriber, months: int) -> None:
+    if months not in PAUSE_MONTHS:
+        raise ValueError(f"pause must be one of {PAUSE_MONTHS} months")
+    subscriber.paused_until = timezone.now() + timedelta(days=30 * months)
+    subscriber.save(update_fields=["paused_until", "updated_at"])
+
+
+def subscriber_resume(*, subscriber: Subscriber) -> None:
+    subscriber.paused_until = None
+    subscriber.save(update_fields=["paused_until", "updated_at"])
+
+
+def subscriber_set_frequency(*, subscriber: Subscriber, per_month: int | None) -> None:
+    if per_month is not None and per_month not in FREQUENCY_CHOICES:
+        raise ValueError(f"per_month must be one of {FREQUENCY_CHOICES} or None")
+    subscriber.max_campaigns_per_month = per_month
+    subscriber.save(update_fields=["max_campaigns_per_month", "updated_at"])
+
+
+def subscriber_update_profile(
+    *, subscriber: Subscriber, first_name: str, last_name: str, language: str, attributes: dict
+) -> None:
+    subscriber.first_name = first_name
+    subscriber.last_name = last_name
+    subscriber.language = language
+    subscriber.attributes = {**subscriber.attributes, **attributes}
+    subscriber.save(
+        update_fields=["first_name", "last_name", "language", "attributes", "updated_at"]
+    )
+
+
+@transaction.atomic
+def subscriber_leave(*, subscriber: Subscriber, source: str) -> bool:
+    """Unsubscribe from everything. Returns False when they had already left (idempotent).
+
+    Topic subscriptions are kept as they were, so re-subscribing restores them; the subscriber
+    status and the suppression are what stop every send.
+    """
+    subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+    if subscriber.status == Subscriber.Status.UNSUBSCRIBED:
+        return False
+    subscriber_services.subscriber_unsubscribe(subscriber=subscriber, source=source)
+    if LeavingSettings.load().send_goodbye_email:
+        transaction.on_commit(lambda: _send_goodbye(subscriber))
+    return True
+
+
+def _send_goodbye(subscriber: Subscriber) -> None:
+    from django.conf import settings
+
+    with translation.override(subscriber.language):
+        send_mail(
+            subject=_("You are unsubscribed"),
+            message=_(
+                "You will not receive any more emails from %(company)s. "
+                "If this was a mistake, open any of our past emails and use the preferences "
+                "link to subscribe again."
+            )
+            % {"company": settings.COMPANY_NAME},
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=[subscriber.email],
+            fail_silently=True,  # a goodbye is a courtesy; losing it must not undo the leave
+        )
+
+
+@transaction.atomic
+def subscriber_resubscribe(
+    *, subscriber: Subscriber, ip: str | None, user_agent: str, consent_text: str
+) -> None:
+    """They asked to come back themselves: new consent, suppression lifted, status active.
+
+    Only an 'unsubscribed' suppression is lifted: bounces and complaints are not the
+    recipient's to undo from a link.
+    """
+    subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+    Suppression.objects.filter(
+        email_hash=email_hash(subscriber.email), reason=Suppression.Reason.UNSUBSCRIBED
+    ).delete()
+    subscriber.status = Subscriber.Status.ACTIVE
+    subscriber.confirmed_at = subscriber.confirmed_at or timezone.now()
+    subscriber.save(update_fields=["status", "confirmed_at", "updated_at"])
+    subscriber_services.consent_record(
+        subscriber=subscriber,
+        text=consent_text,
+        version=CONSENT_TEXT_VERSION,
+        where="preference_center",
+        ip=ip,
+        user_agent=user_agent,
+    )
+
+
+def exit_survey_answer(
+    *,
+    subscriber: Subscriber,
+    campaign_id: int | None,
+    reasons: list[str],
+    other_text: str,
+    language: str,
+) -> ExitSurveyResponse:
+    known = set(ExitSurveyReason.objects.filter(active=True).values_list("key", flat=True))
+    reasons = [key for key in dict.fromkeys(reasons) if key in known]
+    response, _ = ExitSurveyResponse.objects.update_or_create(
+        subscriber=subscriber,
+        campaign_id=campaign_id,
+        defaults={"reasons": reasons, "other_text": other_text.strip()[:2000],
+                  "language": language},
+    )
+    return response

@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "campaigns",
     "analytics",
     "preferences",
+    "signup",
 ]
 
 MIDDLEWARE = [

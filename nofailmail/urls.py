@@ -16,6 +16,9 @@ urlpatterns = [
     path("campaigns/", include("campaigns.urls")),
     path("analytics/", include("analytics.urls")),
     path("r/", include("preferences.urls")),
+    path("t/", include("analytics.tracking_urls")),
+    path("forms/", include("signup.urls")),
+    path("anymail/", include("anymail.urls")),
     path("admin/", admin.site.urls),
 ]
 

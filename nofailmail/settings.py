@@ -105,6 +105,7 @@ INSTALLED_APPS = [
     "campaigns",
     "analytics",
     "preferences",
+    "signup",
 ]
 
 MIDDLEWARE = [

@@ -17,6 +17,8 @@ urlpatterns = [
     path("analytics/", include("analytics.urls")),
     path("r/", include("preferences.urls")),
     path("leaving/", include("preferences.dashboard_urls")),
+    path("t/", include("analytics.tracking_urls")),
+    path("forms/", include("signup.urls")),
     path("anymail/", include("anymail.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -36,7 +36,9 @@ def preferences_path(*, subscriber_id: int, delivery_id: int | None = None) -> s
 
 
 def preferences_url(*, subscriber_id: int, delivery_id: int | None = None) -> str:
-    return settings.SITE_URL + preferences_path(subscriber_id=subscriber_id, delivery_id=delivery_id)
+    return settings.SITE_URL + preferences_path(
+        subscriber_id=subscriber_id, delivery_id=delivery_id
+    )
 
 
 def unsubscribe_url(*, subscriber_id: int, delivery_id: int | None = None) -> str:

@@ -1,8 +1,8 @@
 from django.contrib import admin
 
-from .models import ExitSurveyReason, ExitSurveyResponse, LeavingSettings
+from .models import ExitSurveyReason, ExitSurveyResponse, PreferenceCenterSettings
 
-admin.site.register(LeavingSettings)
+admin.site.register(PreferenceCenterSettings)
 
 
 @admin.register(ExitSurveyReason)

@@ -12,8 +12,8 @@ from django.views.decorators.http import require_POST
 from campaigns.models import Campaign
 from core.roles import admin_required, viewer_required
 
-from .forms import ReasonForm
-from .models import ExitSurveyReason, ExitSurveyResponse, LeavingSettings
+from .forms import PreferenceCenterSettingsForm, ReasonForm
+from .models import ExitSurveyReason, ExitSurveyResponse, PreferenceCenterSettings
 
 
 @viewer_required
@@ -34,7 +34,9 @@ def report(request):
         for key in row["reasons"] or ["(none)"]:
             monthly[row["month"].strftime("%Y-%m")][key] += 1
     months = sorted(monthly)
-    keys = [r.key for r in reasons] + (["(none)"] if any("(none)" in c for c in monthly.values()) else [])
+    keys = [r.key for r in reasons] + (
+        ["(none)"] if any("(none)" in c for c in monthly.values()) else []
+    )
     chart = {
         "labels": months,
         "datasets": [
@@ -47,8 +49,11 @@ def report(request):
     for row_reasons in ExitSurveyResponse.objects.values_list("reasons", flat=True).iterator():
         totals.update(row_reasons)
     by_reason = [
-        {"label": labels.get(key, key), "count": totals[key],
-         "share": round(100 * totals[key] / total, 1) if total else 0}
+        {
+            "label": labels.get(key, key),
+            "count": totals[key],
+            "share": round(100 * totals[key] / total, 1) if total else 0,
+        }
         for key in labels
     ]
 
@@ -65,8 +70,11 @@ def report(request):
     ).values_list("campaign_id", "reasons"):
         campaign_reasons[campaign_id].update(row_reasons)
     campaign_rows = [
-        {"campaign": c, "answers": c.answers,
-         "top": [(labels.get(k, k), n) for k, n in campaign_reasons[c.pk].most_common(3)]}
+        {
+            "campaign": c,
+            "answers": c.answers,
+            "top": [(labels.get(k, k), n) for k, n in campaign_reasons[c.pk].most_common(3)],
+        }
         for c in by_campaign
     ]
 
@@ -76,8 +84,13 @@ def report(request):
     return render(
         request,
         "preferences/dashboard/report.html",
-        {"total": total, "chart": chart, "by_reason": by_reason, "campaign_rows": campaign_rows,
-         "texts": texts},
+        {
+            "total": total,
+            "chart": chart,
+            "by_reason": by_reason,
+            "campaign_rows": campaign_rows,
+            "texts": texts,
+        },
     )
 
 
@@ -94,8 +107,11 @@ def reasons(request):
     return render(
         request,
         "preferences/dashboard/reasons.html",
-        {"reasons": ExitSurveyReason.objects.all(), "form": form,
-         "leaving_settings": LeavingSettings.load()},
+        {
+            "reasons": ExitSurveyReason.objects.all(),
+            "form": form,
+            "center_settings": PreferenceCenterSettings.load(),
+        },
     )
 
 
@@ -107,19 +123,18 @@ def reason_edit(request, reason_id: int):
         form.save()
         messages.success(request, "Reason saved.")
         return redirect("leaving:reasons")
-    return render(request, "preferences/dashboard/reason_edit.html", {"form": form, "reason": reason})
+    return render(
+        request, "preferences/dashboard/reason_edit.html", {"form": form, "reason": reason}
+    )
 
 
 @admin_required
 @require_POST
-def goodbye_toggle(request):
-    leaving = LeavingSettings.load()
-    leaving.send_goodbye_email = request.POST.get("send_goodbye_email") == "on"
-    leaving.save()
-    messages.success(
-        request,
-        "A goodbye confirmation will be sent after each unsubscribe."
-        if leaving.send_goodbye_email
-        else "Nothing more is sent after an unsubscribe.",
-    )
+def center_settings(request):
+    form = PreferenceCenterSettingsForm(request.POST, instance=PreferenceCenterSettings.load())
+    if form.is_valid():
+        form.save()
+        messages.success(request, "Preference center settings saved.")
+    else:
+        messages.error(request, "These settings could not be saved.")
     return redirect("leaving:reasons")

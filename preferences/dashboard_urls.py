@@ -7,5 +7,5 @@ urlpatterns = [
     path("", dashboard.report, name="report"),
     path("reasons/", dashboard.reasons, name="reasons"),
     path("reasons/<int:reason_id>/", dashboard.reason_edit, name="reason_edit"),
-    path("goodbye/", dashboard.goodbye_toggle, name="goodbye"),
+    path("settings/", dashboard.center_settings, name="settings"),
 ]

@@ -4,7 +4,7 @@ from django.utils.translation import gettext_lazy as _
 
 from subscribers.models import Topic
 
-from .models import ExitSurveyReason
+from .models import ExitSurveyReason, PreferenceCenterSettings
 from .services import FREQUENCY_CHOICES, PAUSE_MONTHS
 
 
@@ -85,6 +85,14 @@ def attribute_form_field(custom_field) -> forms.Field:
     if kind == "boolean":
         return forms.BooleanField(**common)
     if kind == "choice":
-        return forms.ChoiceField(choices=[("", "—"), *[(c, c) for c in custom_field.choices]],
-                                 **common)
+        return forms.ChoiceField(
+            choices=[("", "—"), *[(c, c) for c in custom_field.choices]], **common
+        )
     return forms.CharField(max_length=255, **common)
+
+
+class PreferenceCenterSettingsForm(forms.ModelForm):
+    class Meta:
+        model = PreferenceCenterSettings
+        fields = ["send_goodbye_email", "editable_fields"]
+        widgets = {"editable_fields": forms.CheckboxSelectMultiple}

@@ -8,10 +8,10 @@ dropped the subject, the sender's own address is used, never an address found in
 import logging
 import re
 
+from anymail.signals import inbound
 from django.conf import settings
 from django.dispatch import receiver
 
-from anymail.signals import inbound
 from core.recipient_links import UNSUBSCRIBE, read_recipient_token
 from core.tokens import BadToken
 from subscribers.models import Subscriber

@@ -27,12 +27,18 @@ class ExitSurveyResponse(models.Model):
     """One answer to the exit survey. Kept after the subscriber is erased (aggregates only)."""
 
     subscriber = models.ForeignKey(
-        "subscribers.Subscriber", null=True, blank=True, on_delete=models.SET_NULL,
+        "subscribers.Subscriber",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="exit_survey_responses",
     )
     # The campaign whose unsubscribe link was used, when the link came from a campaign.
     campaign = models.ForeignKey(
-        "campaigns.Campaign", null=True, blank=True, on_delete=models.SET_NULL,
+        "campaigns.Campaign",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="exit_survey_responses",
     )
     reasons = models.JSONField(default=list)
@@ -45,7 +51,8 @@ class ExitSurveyResponse(models.Model):
         constraints = [
             # One answer per unsubscribe link: re-posting the form updates, never duplicates.
             models.UniqueConstraint(
-                fields=["subscriber", "campaign"], name="exit_survey_one_per_link",
+                fields=["subscriber", "campaign"],
+                name="exit_survey_one_per_link",
                 nulls_distinct=False,
             )
         ]
@@ -54,23 +61,28 @@ class ExitSurveyResponse(models.Model):
         return f"exit survey {self.pk}: {', '.join(self.reasons) or 'no reason'}"
 
 
-class LeavingSettings(models.Model):
-    """Singleton of marketer choices about leaving (edited by admins)."""
+class PreferenceCenterSettings(models.Model):
+    """Singleton of the marketer's choices for the recipient pages (edited by admins)."""
 
     send_goodbye_email = models.BooleanField(
         default=False,
         help_text="Send one short confirmation after someone unsubscribes. Off by default: "
         "after leaving, nothing more is sent.",
     )
+    editable_fields = models.ManyToManyField(
+        "subscribers.CustomField",
+        blank=True,
+        help_text="Custom attributes subscribers may edit on their preference page.",
+    )
+
+    def __str__(self):
+        return "Preference center settings"
 
     def save(self, *args, **kwargs):
         self.pk = 1
         super().save(*args, **kwargs)
 
     @classmethod
-    def load(cls) -> "LeavingSettings":
+    def load(cls) -> "PreferenceCenterSettings":
         obj, _ = cls.objects.get_or_create(pk=1)
         return obj
-
-    def __str__(self):
-        return "Leaving settings"

@@ -13,9 +13,9 @@ def paused_until_display(subscriber: Subscriber) -> str:
 
 def editable_fields() -> list:
     """Custom fields the marketer lets subscribers edit themselves."""
-    from subscribers.models import CustomField
+    from .models import PreferenceCenterSettings
 
-    return list(CustomField.objects.filter(editable_by_subscriber=True).order_by("position", "id"))
+    return list(PreferenceCenterSettings.load().editable_fields.order_by("label", "id"))
 
 
 def campaign_for_delivery(delivery_id: int | None) -> int | None:

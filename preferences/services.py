@@ -8,9 +8,16 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from subscribers import services as subscriber_services
-from subscribers.models import Subscriber, Subscription, Suppression, Topic, email_hash
+from subscribers.models import (
+    ConsentRecord,
+    Subscriber,
+    Subscription,
+    Suppression,
+    Topic,
+    email_hash,
+)
 
-from .models import ExitSurveyReason, ExitSurveyResponse, LeavingSettings
+from .models import ExitSurveyReason, ExitSurveyResponse, PreferenceCenterSettings
 
 CONSENT_TEXT_VERSION = "preference-center-1"
 FREQUENCY_CHOICES = (1, 2, 4)  # "send me less": at most this many campaigns a month
@@ -60,16 +67,12 @@ def subscriber_update_profile(
 
 @transaction.atomic
 def subscriber_leave(*, subscriber: Subscriber, source: str) -> bool:
-    """Unsubscribe from everything. Returns False when they had already left (idempotent).
-
-    Topic subscriptions are kept as they were, so re-subscribing restores them; the subscriber
-    status and the suppression are what stop every send.
-    """
+    """Unsubscribe from everything. Returns False when they had already left (idempotent)."""
     subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
     if subscriber.status == Subscriber.Status.UNSUBSCRIBED:
         return False
     subscriber_services.subscriber_unsubscribe(subscriber=subscriber, source=source)
-    if LeavingSettings.load().send_goodbye_email:
+    if PreferenceCenterSettings.load().send_goodbye_email:
         transaction.on_commit(lambda: _send_goodbye(subscriber))
     return True
 
@@ -96,12 +99,25 @@ def _send_goodbye(subscriber: Subscriber) -> None:
 def subscriber_resubscribe(
     *, subscriber: Subscriber, ip: str | None, user_agent: str, consent_text: str
 ) -> None:
-    """They asked to come back themselves: new consent, suppression lifted, status active.
+    """They asked to come back themselves: new consent, suppression lifted, status active, and
+    the topics they had when they left switched back on.
 
     Only an 'unsubscribed' suppression is lifted: bounces and complaints are not the
     recipient's to undo from a link.
     """
     subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+    if subscriber.status == Subscriber.Status.UNSUBSCRIBED:
+        # Leaving switched every active topic off in one statement, with one timestamp.
+        left_at = (
+            subscriber.subscriptions.filter(status=Subscription.Status.UNSUBSCRIBED)
+            .order_by("-unsubscribed_at")
+            .values_list("unsubscribed_at", flat=True)
+            .first()
+        )
+        if left_at:
+            subscriber.subscriptions.filter(unsubscribed_at=left_at).update(
+                status=Subscription.Status.ACTIVE, unsubscribed_at=None, updated_at=timezone.now()
+            )
     Suppression.objects.filter(
         email_hash=email_hash(subscriber.email), reason=Suppression.Reason.UNSUBSCRIBED
     ).delete()
@@ -112,7 +128,7 @@ def subscriber_resubscribe(
         subscriber=subscriber,
         text=consent_text,
         version=CONSENT_TEXT_VERSION,
-        where="preference_center",
+        where=ConsentRecord.Where.PREFERENCES,
         ip=ip,
         user_agent=user_agent,
     )
@@ -131,7 +147,15 @@ def exit_survey_answer(
     response, _ = ExitSurveyResponse.objects.update_or_create(
         subscriber=subscriber,
         campaign_id=campaign_id,
-        defaults={"reasons": reasons, "other_text": other_text.strip()[:2000],
-                  "language": language},
+        defaults={
+            "reasons": reasons,
+            "other_text": other_text.strip()[:2000],
+            "language": language,
+        },
     )
     return response
+
+
+def exit_survey_forget(subscriber: Subscriber) -> None:
+    """Erasure hook: the free text may name the person; the reasons stay for the report."""
+    ExitSurveyResponse.objects.filter(subscriber=subscriber).update(subscriber=None, other_text="")

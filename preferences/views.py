@@ -42,7 +42,7 @@ def _recipient(purpose: str, token: str) -> tuple[Subscriber, int | None]:
     except BadToken as exc:
         raise _BadLink from exc
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
-    if subscriber is None or not subscriber.email:
+    if subscriber is None or subscriber.erased_at is not None:
         raise _BadLink
     return subscriber, delivery_id
 
@@ -103,9 +103,12 @@ def _center_context(subscriber: Subscriber, token: str, delivery_id: int | None)
             },
         ),
         "is_paused": selectors.is_paused(subscriber),
-        "unsubscribe_path": reverse("preferences:unsubscribe", args=[
-            recipient_token(UNSUBSCRIBE, subscriber_id=subscriber.pk, delivery_id=delivery_id)
-        ]),
+        "unsubscribe_path": reverse(
+            "preferences:unsubscribe",
+            args=[
+                recipient_token(UNSUBSCRIBE, subscriber_id=subscriber.pk, delivery_id=delivery_id)
+            ],
+        ),
     }
 
 
@@ -202,8 +205,9 @@ def export(request, token, subscriber, delivery_id):
 def erase(request, token, subscriber, delivery_id):
     """GET asks for confirmation; only the POST erases."""
     if request.method == "GET":
-        return render(request, "preferences/erase_confirm.html", {"token": token,
-                                                                   "subscriber": subscriber})
+        return render(
+            request, "preferences/erase_confirm.html", {"token": token, "subscriber": subscriber}
+        )
     subscriber_services.subscriber_erase(subscriber=subscriber)
     return render(request, "preferences/erased.html")
 
@@ -240,9 +244,13 @@ def unsubscribe(request, token, subscriber, delivery_id):
         return render(
             request,
             "preferences/unsubscribe.html",
-            {"subscriber": subscriber, "token": token,
-             "preferences_url": preferences_path(subscriber_id=subscriber.pk,
-                                                 delivery_id=delivery_id)},
+            {
+                "subscriber": subscriber,
+                "token": token,
+                "preferences_url": preferences_path(
+                    subscriber_id=subscriber.pk, delivery_id=delivery_id
+                ),
+            },
         )
     one_click = request.POST.get("List-Unsubscribe") == "One-Click"
     services.subscriber_leave(
@@ -275,8 +283,12 @@ def survey(request, token, subscriber, delivery_id):
     return render(
         request,
         "preferences/survey.html",
-        {"form": form, "token": token, "subscriber": subscriber,
-         "frequency_choices": services.FREQUENCY_CHOICES},
+        {
+            "form": form,
+            "token": token,
+            "subscriber": subscriber,
+            "frequency_choices": services.FREQUENCY_CHOICES,
+        },
     )
 
 
@@ -293,8 +305,8 @@ def stay(request, token, subscriber, delivery_id):
             per_month = 1
         services.subscriber_set_frequency(subscriber=subscriber, per_month=per_month)
         messages.success(
-            request, _("You are still subscribed, with at most %(n)s emails a month.")
-            % {"n": per_month}
+            request,
+            _("You are still subscribed, with at most %(n)s emails a month.") % {"n": per_month},
         )
     else:
         messages.success(request, _("You are still subscribed: choose your topics below."))

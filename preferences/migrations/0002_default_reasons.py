@@ -14,8 +14,12 @@ def add_reasons(apps, schema_editor):
     for position, (key, en, fr, wants_text) in enumerate(REASONS, start=1):
         Reason.objects.get_or_create(
             key=key,
-            defaults={"label_en": en, "label_fr": fr, "wants_text": wants_text,
-                      "position": position},
+            defaults={
+                "label_en": en,
+                "label_fr": fr,
+                "wants_text": wants_text,
+                "position": position,
+            },
         )
 
 

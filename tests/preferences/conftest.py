@@ -8,8 +8,9 @@ from subscribers.models import Subscriber, Subscription, Topic
 @pytest.fixture
 def topics(db):
     return [
-        Topic.objects.create(name="Weekly", slug="weekly", public_name="Weekly letter",
-                             description="Every Tuesday"),
+        Topic.objects.create(
+            name="Weekly", slug="weekly", public_name="Weekly letter", description="Every Tuesday"
+        ),
         Topic.objects.create(name="Events", slug="events", public_name="Events"),
     ]
 
@@ -17,8 +18,12 @@ def topics(db):
 @pytest.fixture
 def subscriber(topics):
     person = Subscriber.objects.create(
-        email="ada@example.com", first_name="Ada", last_name="Lovelace",
-        status=Subscriber.Status.ACTIVE, confirmed_at=timezone.now(), language="en",
+        email="ada@example.com",
+        first_name="Ada",
+        last_name="Lovelace",
+        status=Subscriber.Status.ACTIVE,
+        confirmed_at=timezone.now(),
+        language="en",
     )
     for topic in topics:
         Subscription.objects.create(subscriber=person, topic=topic)

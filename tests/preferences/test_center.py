@@ -105,7 +105,9 @@ def test_editing_the_name_and_language(client, subscriber, pref_token):
     assert response.status_code == 302
     subscriber.refresh_from_db()
     assert (subscriber.first_name, subscriber.last_name, subscriber.language) == (
-        "Augusta", "King", "fr"
+        "Augusta",
+        "King",
+        "fr",
     )
     page = client.get(reverse("preferences:center", args=[pref_token]))
     assert "Vos préférences".encode() in page.content

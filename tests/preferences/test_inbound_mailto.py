@@ -19,21 +19,37 @@ def webhook_secret(settings):
 def _postmark_inbound(*, sender: str, subject: str, to: str = "unsubscribe@news.example.com"):
     # The shape of Postmark's inbound webhook (postmarkapp.com/developer/webhooks/inbound-webhook)
     return {
-        "FromName": "Ada", "MessageStream": "inbound", "From": sender,
+        "FromName": "Ada",
+        "MessageStream": "inbound",
+        "From": sender,
         "FromFull": {"Email": sender, "Name": "Ada", "MailboxHash": ""},
-        "To": to, "ToFull": [{"Email": to, "Name": "", "MailboxHash": ""}],
-        "Cc": "", "CcFull": [], "Bcc": "", "BccFull": [], "OriginalRecipient": to,
-        "Subject": subject, "MessageID": "73e6d360-66eb-11e1-8e72-a8904824019b",
-        "ReplyTo": "", "MailboxHash": "", "Date": "Fri, 1 Aug 2026 16:45:32 -04:00",
-        "TextBody": "", "HtmlBody": "", "StrippedTextReply": "", "Tag": "",
-        "Headers": [{"Name": "X-Spam-Status", "Value": "No"}], "Attachments": [],
+        "To": to,
+        "ToFull": [{"Email": to, "Name": "", "MailboxHash": ""}],
+        "Cc": "",
+        "CcFull": [],
+        "Bcc": "",
+        "BccFull": [],
+        "OriginalRecipient": to,
+        "Subject": subject,
+        "MessageID": "73e6d360-66eb-11e1-8e72-a8904824019b",
+        "ReplyTo": "",
+        "MailboxHash": "",
+        "Date": "Fri, 1 Aug 2026 16:45:32 -04:00",
+        "TextBody": "",
+        "HtmlBody": "",
+        "StrippedTextReply": "",
+        "Tag": "",
+        "Headers": [{"Name": "X-Spam-Status", "Value": "No"}],
+        "Attachments": [],
     }
 
 
 def _post(client, payload, **extra):
     return client.post(
-        reverse("anymail:postmark_inbound_webhook"), data=json.dumps(payload),
-        content_type="application/json", **extra,
+        reverse("anymail:postmark_inbound_webhook"),
+        data=json.dumps(payload),
+        content_type="application/json",
+        **extra,
     )
 
 
@@ -54,8 +70,9 @@ def test_without_the_token_the_sender_is_unsubscribed(client, subscriber):
 
 
 def test_mail_to_another_address_is_ignored(client, subscriber):
-    payload = _postmark_inbound(sender="ada@example.com", subject="unsubscribe",
-                                to="hello@news.example.com")
+    payload = _postmark_inbound(
+        sender="ada@example.com", subject="unsubscribe", to="hello@news.example.com"
+    )
     assert _post(client, payload, **AUTH).status_code == 200
     subscriber.refresh_from_db()
     assert subscriber.status == Subscriber.Status.ACTIVE

@@ -10,8 +10,9 @@ def test_the_report_has_a_helpful_empty_state(viewer_client):
 
 
 def test_the_report_counts_reasons_and_shows_free_text(viewer_client, subscriber):
-    ExitSurveyResponse.objects.create(subscriber=subscriber, reasons=["too_many", "other"],
-                                      other_text="Daily is too much")
+    ExitSurveyResponse.objects.create(
+        subscriber=subscriber, reasons=["too_many", "other"], other_text="Daily is too much"
+    )
     ExitSurveyResponse.objects.create(reasons=["too_many"])
     page = viewer_client.get(reverse("leaving:report"))
     chart = page.context["chart"]
@@ -26,8 +27,13 @@ def test_the_report_counts_reasons_and_shows_free_text(viewer_client, subscriber
 def test_an_admin_edits_the_reasons(admin_client):
     response = admin_client.post(
         reverse("leaving:reasons"),
-        {"key": "price", "label_en": "Too expensive", "label_fr": "Trop cher", "position": 9,
-         "active": "on"},
+        {
+            "key": "price",
+            "label_en": "Too expensive",
+            "label_fr": "Trop cher",
+            "position": 9,
+            "active": "on",
+        },
     )
     assert response.status_code == 302
     assert ExitSurveyReason.objects.filter(key="price", label_fr="Trop cher").exists()
@@ -36,7 +42,8 @@ def test_an_admin_edits_the_reasons(admin_client):
 def test_viewers_and_editors_cannot_edit_reasons(viewer_client, editor_user):
     assert viewer_client.get(reverse("leaving:reasons")).status_code == 403
     viewer_client.force_login(editor_user)
-    response = viewer_client.post(reverse("leaving:reasons"), {"key": "x", "label_en": "X",
-                                                               "label_fr": "X", "position": 1})
+    response = viewer_client.post(
+        reverse("leaving:reasons"), {"key": "x", "label_en": "X", "label_fr": "X", "position": 1}
+    )
     assert response.status_code == 403
     assert not ExitSurveyReason.objects.filter(key="x").exists()

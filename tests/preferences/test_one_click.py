@@ -3,7 +3,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.http import urlencode
 
-from preferences.models import LeavingSettings
+from preferences.models import PreferenceCenterSettings
 from subscribers.models import Subscriber, Suppression, email_hash
 
 
@@ -68,9 +68,10 @@ def test_nothing_more_is_sent_after_leaving_by_default(subscriber, unsub_token):
     assert mail.outbox == []
 
 
-def test_one_goodbye_when_the_marketer_enabled_it(subscriber, unsub_token,
-                                                  django_capture_on_commit_callbacks):
-    leaving = LeavingSettings.load()
+def test_one_goodbye_when_the_marketer_enabled_it(
+    subscriber, unsub_token, django_capture_on_commit_callbacks
+):
+    leaving = PreferenceCenterSettings.load()
     leaving.send_goodbye_email = True
     leaving.save()
     url = reverse("preferences:unsubscribe", args=[unsub_token])

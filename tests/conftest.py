@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from core.roles import Role, user_set_role
+from tests.support.smtp import SMTPSink
 from tests.support.workers import Worker, purge_queue
 
 
@@ -61,3 +62,35 @@ def worker_process(django_db_setup, django_db_blocker):
             yield worker
         finally:
             worker.stop()
+
+
+@pytest.fixture
+def smtp_sink():
+    """A real SMTP server on loopback; ``.port``, ``.parsed()``, ``.wait_for(n)``."""
+    with SMTPSink() as handler:
+        yield handler
+
+
+@pytest.fixture
+def django_smtp(settings, smtp_sink):
+    """Django's own SMTP backend pointed at the sink."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = smtp_sink.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    return smtp_sink
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.browser import launch
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()

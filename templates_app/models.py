@@ -90,8 +90,10 @@ class Image(models.Model):
     @property
     def absolute_url(self) -> str:
         # Mail clients fetch images from anywhere: a relative URL would break in every inbox.
-        return settings.SITE_URL + self.file.url if self.file.url.startswith("/") else (
-            f"{settings.SITE_URL}/{self.file.url}"
+        return (
+            settings.SITE_URL + self.file.url
+            if self.file.url.startswith("/")
+            else (f"{settings.SITE_URL}/{self.file.url}")
         )
 
 

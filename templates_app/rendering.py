@@ -133,8 +133,19 @@ def compile_parts(
 # presentational attributes), nothing that runs (no script, no event handlers, no forms).
 BODY_TAGS = set(nh3.ALLOWED_TAGS) | {"font"}
 _ATTRS_ALL = {
-    "style", "class", "align", "valign", "width", "height", "bgcolor", "border", "dir", "lang",
-    "title", "role", "id",
+    "style",
+    "class",
+    "align",
+    "valign",
+    "width",
+    "height",
+    "bgcolor",
+    "border",
+    "dir",
+    "lang",
+    "title",
+    "role",
+    "id",
 }
 BODY_ATTRIBUTES = {
     "*": _ATTRS_ALL,
@@ -152,6 +163,9 @@ _COMMENT_RE = re.compile(r"<!--(.*?)-->", re.DOTALL)
 # those, drop every other comment (they can leak drafting notes to recipients).
 _CONDITIONAL_RE = re.compile(r"\A\[if [^\]]+\]>|\A<!\[endif\]\Z|\A\[if [^\]]+\]><!\Z", re.I)
 # Outlook does not run scripts, but a conditional comment must not smuggle any either.
+_DANGEROUS_BLOCK_RE = re.compile(
+    r"<\s*(script|iframe|object|style|textarea)\b.*?<\s*/\s*\1\s*>", re.I | re.S
+)
 _DANGEROUS_IN_COMMENT_RE = re.compile(
     r"<\s*/?\s*(script|iframe|object|embed|form|base|meta|link)\b[^>]*>|\son\w+\s*=|javascript:",
     re.I,
@@ -174,6 +188,7 @@ def sanitize_body(source: str) -> str:
         inner = match.group(1)
         if not _CONDITIONAL_RE.match(inner.strip()) and not inner.startswith("<![endif]"):
             return ""
+        inner = _DANGEROUS_BLOCK_RE.sub("", inner)
         return "<!--" + _DANGEROUS_IN_COMMENT_RE.sub("", inner) + "-->"
 
     return _COMMENT_RE.sub(keep_conditional, cleaned)
@@ -191,10 +206,6 @@ _PREHEADER_OPEN = (
 )
 # The filler keeps mail clients from padding the inbox snippet with the body's first words.
 PREHEADER_HTML = _PREHEADER_OPEN + "{}" + "&#847;&zwnj;&nbsp;" * 30 + "</div>"
-# Filled once at compile time (the layout's own tags); everything else is per recipient.
-LAYOUT_FIELDS = ("content", "preheader", "subject", "company_name", "company_postal_address")
-# Links to these are per recipient and must reach the recipient untouched: never tracked.
-UNTRACKED_PATHS = {"unsubscribe_url", "preferences_url", "view_in_browser_url"}
 
 
 class _Placeholders:
@@ -251,9 +262,10 @@ def _layout_document(layout_html: str, *, body: str, preheader: str, subject: st
         "company_name": html.escape(settings.COMPANY_NAME or ""),
         "company_postal_address": html.escape(settings.COMPANY_POSTAL_ADDRESS or ""),
     }
-    if not any(
-        isinstance(part, Tag) and part.path == "preheader" for part in layout.parts
-    ) and preheader:
+    if (
+        not any(isinstance(part, Tag) and part.path == "preheader" for part in layout.parts)
+        and preheader
+    ):
         compile_time["content"] = compile_time["preheader"] + body
     out = []
     for part in layout.parts:
@@ -280,8 +292,10 @@ def inline_css(document: str) -> str:
         disable_validation=True,
     ).transform()
     # lxml drops the doctype; without it some clients render in quirks mode.
-    return inlined if inlined.lstrip().lower().startswith("<!doctype") else (
-        "<!DOCTYPE html>\n" + inlined
+    return (
+        inlined
+        if inlined.lstrip().lower().startswith("<!doctype")
+        else ("<!DOCTYPE html>\n" + inlined)
     )
 
 
@@ -355,9 +369,9 @@ def compile_email(
 ) -> CompiledMessage:
     """The whole pipeline, once per version: parse (errors carry line/column of the authored
     text) -> protect tags -> nh3 -> layout -> premailer -> restore tags -> link slots."""
-    subject_plan = parse(subject)
-    preheader_plan = parse(preheader)
-    body_plan = parse(html_body)
+    subject_plan = bind_company(parse(subject))
+    preheader_plan = bind_company(parse(preheader))
+    body_plan = bind_company(parse(html_body), escape=True)
     ph = _Placeholders()
     body = sanitize_body(ph.protect(body_plan))
     document = _layout_document(
@@ -381,9 +395,27 @@ def compile_email(
         subject=subject_plan,
         preheader=preheader_plan,
         html=_plan_from(slotted, ph),
-        text=parse(text),
+        text=bind_company(parse(text)),
         links=links,
     )
+
+
+def bind_company(plan: Plan, *, escape: bool = False) -> Plan:
+    """Substitute {{ company_name }} / {{ company_postal_address }} once, at compile time."""
+    values = {
+        "company_name": settings.COMPANY_NAME or "",
+        "company_postal_address": settings.COMPANY_POSTAL_ADDRESS or "",
+    }
+    parts: list = []
+    for part in plan.parts:
+        if part.__class__ is not str and part.path in values:
+            value = part.value(values)
+            part = html.escape(value) if escape else value
+        if part.__class__ is str and parts and parts[-1].__class__ is str:
+            parts[-1] += part
+        else:
+            parts.append(part)
+    return Plan(parts)
 
 
 def _text_footer() -> str:

@@ -6,51 +6,101 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('subscribers', '0002_preferences_and_segment'),
-        ('templates_app', '0001_initial'),
+        ("subscribers", "0002_preferences_and_segment"),
+        ("templates_app", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Image',
+            name="Image",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('file', models.FileField(upload_to='email-images/%Y/%m/')),
-                ('original_name', models.CharField(max_length=255)),
-                ('alt_text', models.CharField(max_length=300)),
-                ('width', models.PositiveIntegerField()),
-                ('height', models.PositiveIntegerField()),
-                ('content_type', models.CharField(max_length=32)),
-                ('size', models.PositiveIntegerField(help_text='Bytes after re-encoding.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('uploaded_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("file", models.FileField(upload_to="email-images/%Y/%m/")),
+                ("original_name", models.CharField(max_length=255)),
+                ("alt_text", models.CharField(max_length=300)),
+                ("width", models.PositiveIntegerField()),
+                ("height", models.PositiveIntegerField()),
+                ("content_type", models.CharField(max_length=32)),
+                ("size", models.PositiveIntegerField(help_text="Bytes after re-encoding.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "uploaded_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='SentReply',
+            name="SentReply",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('to_email', models.CharField(max_length=254)),
-                ('subject', models.CharField(max_length=255)),
-                ('text', models.TextField()),
-                ('html', models.TextField()),
-                ('fields', models.JSONField(blank=True, default=dict)),
-                ('message_id', models.CharField(blank=True, max_length=255)),
-                ('sent_at', models.DateTimeField(auto_now_add=True)),
-                ('sent_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('subscriber', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='sent_replies', to='subscribers.subscriber')),
-                ('template', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to='templates_app.template')),
-                ('version', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to='templates_app.templateversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("to_email", models.CharField(max_length=254)),
+                ("subject", models.CharField(max_length=255)),
+                ("text", models.TextField()),
+                ("html", models.TextField()),
+                ("fields", models.JSONField(blank=True, default=dict)),
+                ("message_id", models.CharField(blank=True, max_length=255)),
+                ("sent_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "sent_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "subscriber",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="sent_replies",
+                        to="subscribers.subscriber",
+                    ),
+                ),
+                (
+                    "template",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="templates_app.template",
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="templates_app.templateversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-sent_at'],
-                'indexes': [models.Index(fields=['subscriber', '-sent_at'], name='sentreply_timeline')],
+                "ordering": ["-sent_at"],
+                "indexes": [
+                    models.Index(fields=["subscriber", "-sent_at"], name="sentreply_timeline")
+                ],
             },
         ),
     ]

@@ -63,7 +63,7 @@ def _position(text: str, index: int) -> tuple[int, int]:
 
 PLACEHOLDER_PATTERNS = [
     # [name], [Your name], [Insert date] — but not [1] footnotes or [text](url) links.
-    re.compile(r"\[\s*[A-Za-z][\w .'’/-]{0,40}\](?!\()"),
+    re.compile(r"\[\s*[A-Za-z][\w .'’/-]{0,40}\](?!\()"),  # noqa: RUF001
     # {name}, {first name}, ${name} — single braces (merge tags are blanked out before).
     re.compile(r"\{\s*[A-Za-z_][\w .]{0,40}\}"),
     re.compile(r"%[A-Za-z][A-Za-z_]{1,30}%"),  # %NAME%

@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
 from .fields import adhoc_fields, subscriber_context
-from .lint import find_placeholders, has_blocking, lint_version
+from .lint import find_placeholders, lint_version
 from .merge import MergeSyntaxError, parse
 from .models import Image, Layout, SentReply, Template, TemplateVersion
 from .rendering import compile_version, parse_layout
@@ -164,7 +164,7 @@ def _open_checked(data: bytes) -> PILImage.Image:
             width, height = probe.size
             if width * height > MAX_PIXELS:
                 raise ImageRejected(
-                    f"The image is {width}×{height} pixels: too large to process safely."
+                    f"The image is {width}x{height} pixels: too large to process safely."
                 )
             probe.verify()  # structural check; the object is unusable afterwards
             image = PILImage.open(io.BytesIO(data))

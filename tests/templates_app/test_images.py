@@ -60,7 +60,7 @@ def test_a_script_disguised_as_a_gif_is_refused():
 
 
 def test_decompression_bombs_are_refused_before_decoding():
-    # A 20000×20000 PNG compresses to a few hundred KB but would need 1.2 GB decoded.
+    # A 20000x20000 PNG compresses to a few hundred KB but would need 1.2 GB decoded.
     out = io.BytesIO()
     PILImage.new("L", (20000, 20000)).save(out, "PNG")
     assert len(out.getvalue()) < 2_000_000

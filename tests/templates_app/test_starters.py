@@ -36,5 +36,5 @@ def test_every_starter_and_reply_passes_the_linter(loaded):
 def test_the_hero_image_comes_from_the_library_with_an_absolute_url(loaded, settings):
     hero = loaded.get(name="Starter: announcement with hero image")
     html = compile_version(current_version(hero)).render({}).html
-    assert f'src="{settings.SITE_URL}/media/email-images/' in html
+    assert f'src="{settings.SITE_URL}/templates/i/' in html
     assert f'alt="{demo.HERO_ALT}"' in html

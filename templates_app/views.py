@@ -163,6 +163,9 @@ def template_preview(request, pk):
         context = dict(SAMPLE_CONTEXT)
     error = message = None
     try:
+        if template.kind == Template.Kind.CANNED_REPLY:
+            # Show where the sender's fields go rather than blanks.
+            context.update({name: f"«{name}»" for name in services.reply_fields(version)})
         message = compile_version(version).render(context)
     except MergeSyntaxError as exc:
         error = str(exc)

@@ -416,11 +416,12 @@ def recipients_missing_fields(
     compiled, contexts: Iterable[Mapping]
 ) -> Iterator[tuple[Mapping, tuple[str, ...]]]:
     """Yield (context, missing paths) for each recipient who would get an empty field without
-    default. Streaming: the tags are collected once, each context costs a few dict lookups."""
+    default. Streaming: the tags are collected once, each context costs a few dict lookups.
+    The system's own URLs (unsubscribe_url ...) are not checked: the sender fills those."""
     tags: dict[str, Tag] = {}
     for plan in compiled.plans:
         for tag in plan.tags:
-            if not tag.has_default and tag.path not in COMPANY_FIELDS:
+            if not tag.has_default and tag.path not in COMPANY_FIELDS + URL_FIELDS:
                 tags.setdefault(tag.path, tag)
     checks = tuple(tags.items())
     for context in contexts:

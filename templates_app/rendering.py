@@ -299,7 +299,8 @@ def inline_css(document: str) -> str:
     )
 
 
-_A_RE = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
+# <v:roundrect href=...> is the Outlook (VML) twin of a bulletproof button: track it too.
+_A_RE = re.compile(r"<(?:a|v:roundrect)\b[^>]*>", re.IGNORECASE)
 _ATTR_HREF_RE = re.compile(r"""(\bhref\s*=\s*)(["'])([^"']*)\2""", re.IGNORECASE)
 _NOTRACK_RE = re.compile(r"""\s+data-notrack(?:\s*=\s*(["'])[^"']*\1)?""", re.IGNORECASE)
 
@@ -355,6 +356,7 @@ def html_document_to_text(document: str) -> str:
 
     document = re.sub(r"<a\b([^>]*)>(.*?)</a>", spell_out, document, flags=re.I | re.S)
     document = re.sub(r"</t[dh]>", " ", document, flags=re.I)
+    document = re.sub(r"<li\b[^>]*>", "- ", document, flags=re.I)
     return html_to_text(document)
 
 

@@ -12,7 +12,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import make_msgid
 from django.db import transaction
 from PIL import Image as PILImage
-from PIL import ImageOps, UnidentifiedImageError
+from PIL import ImageOps, ImageSequence, UnidentifiedImageError
 
 from .fields import adhoc_fields, subscriber_context
 from .lint import find_placeholders, lint_version
@@ -180,6 +180,8 @@ def _open_checked(data: bytes) -> PILImage.Image:
 
 def _reencode(image: PILImage.Image, source_format: str) -> tuple[bytes, str, str]:
     """Re-encode without metadata (EXIF with GPS, camera serials ... never leave the server)."""
+    if source_format == "GIF" and getattr(image, "n_frames", 1) > 1:
+        return _reencode_animation(image)
     image = ImageOps.exif_transpose(image)
     if image.width > EMAIL_MAX_WIDTH:
         height = round(image.height * EMAIL_MAX_WIDTH / image.width)
@@ -197,6 +199,34 @@ def _reencode(image: PILImage.Image, source_format: str) -> tuple[bytes, str, st
     # Photos and opaque graphics: JPEG is what every mail client displays, and small.
     image.convert("RGB").save(out, "JPEG", quality=82, optimize=True, progressive=True)
     return out.getvalue(), "image/jpeg", "jpg"
+
+
+MAX_ANIMATION_PIXELS = 200_000_000  # all frames together: a long animation is a bomb too
+
+
+def _reencode_animation(image: PILImage.Image) -> tuple[bytes, str, str]:
+    """Animated GIFs stay animated (a first frame alone would change the message)."""
+    if image.n_frames * image.width * image.height > MAX_ANIMATION_PIXELS:
+        raise ImageRejected("The animation has too many frames to process safely.")
+    size = image.size
+    if image.width > EMAIL_MAX_WIDTH:
+        size = (EMAIL_MAX_WIDTH, max(round(image.height * EMAIL_MAX_WIDTH / image.width), 1))
+    frames, durations = [], []
+    for frame in ImageSequence.Iterator(image):
+        durations.append(frame.info.get("duration", 100))
+        frames.append(frame.convert("RGBA").resize(size, PILImage.Resampling.LANCZOS))
+    out = io.BytesIO()
+    frames[0].save(
+        out,
+        "GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=durations,
+        loop=image.info.get("loop", 0),
+        disposal=2,
+        optimize=True,
+    )
+    return out.getvalue(), "image/gif", "gif"
 
 
 def image_upload(*, upload, alt_text: str, user=None) -> Image:

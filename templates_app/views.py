@@ -244,9 +244,14 @@ def image_file(request, name):
 @editor_required
 def reply_start(request):
     bound = "to_email" in request.GET
-    form = forms.ReplyStartForm(
-        request.GET if bound else None, initial={"template": request.GET.get("template")}
-    )
+    initial = {"template": request.GET.get("template")}
+    subscriber_id = request.GET.get("subscriber", "")
+    if subscriber_id.isdigit():
+        # Coming from a subscriber's page: their address is filled in.
+        initial["to_email"] = (
+            Subscriber.objects.filter(pk=subscriber_id).values_list("email", flat=True).first()
+        )
+    form = forms.ReplyStartForm(request.GET if bound else None, initial=initial)
     if bound and form.is_valid():
         query = urlencode({"to": form.cleaned_data["to_email"]})
         return redirect(f"{_reply_url(form.cleaned_data['template'].pk)}?{query}")

@@ -48,5 +48,14 @@ def test_the_newsletter_starters_never_scroll_sideways(settings, tmp_path, width
                     "document.querySelector('.container').getBoundingClientRect().width"
                 )
                 assert container <= min(width, 600), (name, container)
+            # Dark mode: the layout's prefers-color-scheme rules beat the inlined light colours.
+            page.emulate_media(color_scheme="dark")
+            for name, html in rendered.items():
+                page.set_content(html, wait_until="domcontentloaded")
+                background, colour = page.evaluate(
+                    "[getComputedStyle(document.querySelector('.container')).backgroundColor,"
+                    " getComputedStyle(document.querySelector('.content')).color]"
+                )
+                assert (background, colour) == ("rgb(31, 41, 55)", "rgb(243, 244, 246)"), name
         finally:
             browser.close()

@@ -29,7 +29,7 @@ LAYOUT_HTML = """<!DOCTYPE html>
 body { margin: 0; padding: 0; background: #f3f4f6; -webkit-text-size-adjust: 100%; }
 .wrapper { width: 100%; background: #f3f4f6; }
 .container { width: 100%; max-width: 600px; margin: 0 auto; background: #ffffff; }
-.content { padding: 24px 20px; font-family: Arial, Helvetica, sans-serif; font-size: 16px;
+.content { text-align: left; padding: 24px 20px; font-family: Arial, Helvetica, sans-serif; font-size: 16px;
   line-height: 1.6; color: #1f2937; overflow-wrap: break-word; word-wrap: break-word; }
 .content img { max-width: 100%; height: auto; border: 0; }
 h1 { font-size: 26px; line-height: 1.25; margin: 0 0 16px; }
@@ -191,7 +191,7 @@ again.</p>
         (
             "Question reçue, réponse à venir",
             "Re : {{ topic }}",
-            """<p>Bonjour {{ first_name|default:"" }},</p>
+            """<p>Bonjour {{ first_name|default:"à vous" }},</p>
 <p>Merci pour votre question au sujet de {{ topic }}. Je préfère vous donner une réponse
 complète plutôt qu’une approximation : je vérifie donc les détails avec l’équipe.</p>
 <p>Vous aurez une réponse complète de ma part au plus tard le {{ answer_date }}.</p>
@@ -200,7 +200,7 @@ complète plutôt qu’une approximation : je vérifie donc les détails avec l�
         (
             "Retour critique : parlons-en",
             "Votre retour sur {{ topic }}",
-            """<p>Bonjour {{ first_name|default:"" }},</p>
+            """<p>Bonjour {{ first_name|default:"à vous" }},</p>
 <p>Merci de nous avoir dit franchement ce qui n’a pas fonctionné avec {{ topic }}. Vous avez
 raison : ce n’est pas l’expérience que nous voulons offrir, et je préfère bien comprendre
 plutôt que vous répondre par un message type.</p>
@@ -212,7 +212,7 @@ plutôt que vous répondre par un message type.</p>
         (
             "Décliner une offre avec courtoisie",
             "Re : {{ topic }}",
-            """<p>Bonjour {{ first_name|default:"" }},</p>
+            """<p>Bonjour {{ first_name|default:"à vous" }},</p>
 <p>Merci d’avoir pensé à nous pour {{ topic }}. Nous avons étudié votre proposition avec
 attention, mais nous ne pouvons pas y donner suite pour le moment.</p>
 <p>{{ referral_name }} pourra sans doute vous aider : vous pouvez le ou la joindre à
@@ -232,7 +232,7 @@ dossiers pendant mon absence.</p>
         (
             "Merci pour votre inscription",
             "Bienvenue, et merci !",
-            """<p>Bonjour {{ first_name|default:"" }},</p>
+            """<p>Bonjour {{ first_name|default:"à vous" }},</p>
 <p>Merci pour votre inscription. Je suis {{ sender_name }} et je serai votre interlocuteur
 ou interlocutrice.</p>
 <p>Le meilleur point de départ est {{ getting_started_link }} : une dizaine de minutes
@@ -243,7 +243,7 @@ suffisent pour découvrir l’essentiel de la première semaine.</p>
         (
             "Relance après une absence de réponse",
             "Suite à mon message sur {{ topic }}",
-            """<p>Bonjour {{ first_name|default:"" }},</p>
+            """<p>Bonjour {{ first_name|default:"à vous" }},</p>
 <p>Je vous ai écrit le {{ previous_date }} au sujet de {{ topic }} et je voulais m’assurer que
 mon message ne s’était pas perdu.</p>
 <p>Si le moment n’est pas idéal, aucun souci : une réponse d’une ligne suffit et je ne vous

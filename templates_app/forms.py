@@ -7,6 +7,7 @@ from .services import template_validate
 
 
 class TemplateForm(forms.ModelForm):
+    language = forms.ChoiceField(choices=settings.LANGUAGES)
     tags_text = forms.CharField(
         label="Tags", required=False, help_text="Comma-separated, to find templates later."
     )
@@ -19,7 +20,6 @@ class TemplateForm(forms.ModelForm):
                 attrs={"rows": 18, "class": "font-monospace", "spellcheck": "false"}
             ),
             "text_body": forms.Textarea(attrs={"rows": 6, "class": "font-monospace"}),
-            "language": forms.Select(choices=settings.LANGUAGES),
         }
         labels = {"html_body": "HTML body", "text_body": "Text body (optional)"}
 

@@ -294,10 +294,12 @@ def reply_prepare(
     for tag in {t.path: t for plan in compiled.plans for t in plan.missing(context)}.values():
         if tag.path not in filled:
             problems.append(f"{{{{ {tag.path} }}}} is empty for {to_email} and has no default.")
+    # What the sender typed must not reintroduce a placeholder either ("[topic]"). Only the
+    # typed values: the template itself is linted above, and subscriber data is not ours.
+    for name, value in filled.items():
+        for placeholder, _, _ in find_placeholders(value):
+            problems.append(f"Placeholder {placeholder!r} in “{name}”.")
     message = compiled.render(context)
-    # What the sender typed must not reintroduce a placeholder either ("[topic]").
-    for placeholder, _, _ in find_placeholders(message.subject + "\n" + message.text):
-        problems.append(f"Placeholder {placeholder!r} in the message.")
     if problems:
         raise ReplyNotReady(list(dict.fromkeys(problems)))
     return message

@@ -1,3 +1,4 @@
+import smtplib
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -295,6 +296,9 @@ def reply_compose(request, pk):
             )
         except services.ReplyNotReady as exc:
             problems = exc.problems
+        except (smtplib.SMTPException, OSError) as exc:
+            # Nothing was recorded; the form keeps what the sender typed.
+            problems = [f"The mail server did not accept the message ({exc}). Try again later."]
         except ValidationError as exc:
             problems = exc.messages
     return render(

@@ -210,3 +210,22 @@ def test_reply_with_a_template_previews_refuses_unfilled_then_sends(
         reverse("templates_app:sent_replies"), {"subscriber": subscriber.pk}
     )
     assert "Re: exports" in timeline.content.decode()
+
+
+def test_a_mail_server_failure_is_reported_and_nothing_is_recorded(
+    editor_client, canned_reply, settings
+):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", closed_port, 5
+    compose = reverse("templates_app:reply_compose", args=[canned_reply.pk])
+    fields = {"to": "a@example.org", "topic": "x", "answer_date": "Friday", "sender_name": "Sam"}
+    response = editor_client.post(compose, {**fields, "action": "send"})
+    assert response.status_code == 400
+    assert "The mail server did not accept the message" in response.content.decode()
+    assert 'value="Friday"' in response.content.decode()
+    assert not SentReply.objects.exists()

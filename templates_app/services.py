@@ -128,6 +128,37 @@ def template_restore(*, template: Template, number: int, user=None) -> TemplateV
     return version
 
 
+def template_duplicate(*, template: Template, user=None) -> Template:
+    """Start a new template from an existing one (how a starter design is used)."""
+    return template_create(
+        kind=template.kind,
+        name=f"{template.name} (copy)"[:150],
+        subject=template.subject,
+        preheader=template.preheader,
+        html_body=template.html_body,
+        text_body=template.text_body,
+        language=template.language,
+        layout=template.layout,
+        tags=[t for t in template.tags if t != "starter"],
+        user=user,
+    )
+
+
+class TemplateInUse(Exception):
+    pass
+
+
+def template_delete(*, template: Template) -> None:
+    """Refused while a campaign (or anything else) still points at one of its versions."""
+    from django.db.models import ProtectedError, RestrictedError
+
+    try:
+        with transaction.atomic():
+            template.delete()
+    except (ProtectedError, RestrictedError) as exc:
+        raise TemplateInUse("This template is used by a campaign: it cannot be deleted.") from exc
+
+
 def layout_validate(*, html: str) -> None:
     try:
         plan = parse_layout(html)

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
-from core.roles import editor_required, viewer_required
+from core.roles import admin_required, editor_required, viewer_required
 from subscribers.models import Subscriber
 
 from . import forms, selectors, services
@@ -122,6 +122,28 @@ def lint_preview(request):
         layout = Layout.objects.filter(pk=layout_id).first()
     findings = _lint_for_form(kind, request.POST, layout)
     return render(request, "templates_app/_findings.html", {"findings": findings})
+
+
+@editor_required
+@require_POST
+def template_duplicate(request, pk):
+    template = get_object_or_404(Template, pk=pk)
+    copy = services.template_duplicate(template=template, user=request.user)
+    messages.success(request, f"“{copy.name}” created from “{template.name}”.")
+    return redirect("templates_app:edit", pk=copy.pk)
+
+
+@admin_required
+@require_POST
+def template_delete(request, pk):
+    template = get_object_or_404(Template, pk=pk)
+    try:
+        services.template_delete(template=template)
+    except services.TemplateInUse as exc:
+        messages.error(request, str(exc))
+        return redirect("templates_app:edit", pk=pk)
+    messages.success(request, f"“{template.name}” deleted.")
+    return redirect("templates_app:list")
 
 
 @viewer_required

@@ -229,3 +229,23 @@ def test_a_mail_server_failure_is_reported_and_nothing_is_recorded(
     assert "The mail server did not accept the message" in response.content.decode()
     assert 'value="Friday"' in response.content.decode()
     assert not SentReply.objects.exists()
+
+
+def test_a_starter_is_used_by_duplicating_it(editor_client, newsletter):
+    response = editor_client.post(reverse("templates_app:duplicate", args=[newsletter.pk]))
+    copy = Template.objects.get(name="March news (copy)")
+    assert response.status_code == 302
+    assert (copy.html_body, copy.layout, copy.current_version) == (
+        newsletter.html_body,
+        newsletter.layout,
+        1,
+    )
+
+
+def test_only_admins_delete_templates(editor_client, admin_user, newsletter):
+    delete = reverse("templates_app:delete", args=[newsletter.pk])
+    assert editor_client.post(delete).status_code == 403
+    editor_client.force_login(admin_user)
+    assert editor_client.get(delete).status_code == 405
+    assert editor_client.post(delete).status_code == 302
+    assert not Template.objects.filter(pk=newsletter.pk).exists()

@@ -22,6 +22,7 @@ class SinkHandler:
 
     def __init__(self):
         self.messages: list[tuple[str, list[str], bytes]] = []
+        self.envelopes: list = []
         self.times: list[float] = []
         self.lock = threading.Lock()
         self.delay = 0.0
@@ -41,6 +42,7 @@ class SinkHandler:
         with self.lock:
             self.times.append(time.time())
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+            self.envelopes.append(envelope)
         return "250 Message accepted"
 
     def parsed(self) -> list[EmailMessage]:

@@ -8,7 +8,7 @@ from playwright.sync_api import sync_playwright
 from core.roles import Role, user_set_role
 from templates_app.models import Layout
 from templates_app.services import template_create
-from tests.templates_app.test_starters_browser import CHROMIUM_ARGS
+from tests.support.browser import CHROMIUM_ARGS
 
 LAYOUT = (
     "<html><body>{{ content }}<p>{{ company_postal_address }}"

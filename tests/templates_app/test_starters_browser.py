@@ -6,15 +6,7 @@ from templates_app.fields import SAMPLE_CONTEXT
 from templates_app.models import Template
 from templates_app.rendering import compile_version
 from templates_app.selectors import current_version
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.support.browser import CHROMIUM_ARGS
 
 
 @pytest.mark.browser

@@ -329,6 +329,9 @@ def _merge(job: ImportJob, options: dict) -> dict:
     topics = [int(t) for t in options.get("topics", [])]
     topics = list(Topic.objects.filter(pk__in=topics).values_list("pk", flat=True))
     with connection.cursor() as cursor:
+        # The job row commits with the data, so a crash can only lose the whole import, never
+        # half of it: the commit need not wait for the WAL flush of a million rows.
+        cursor.execute("SET LOCAL synchronous_commit TO off")
         # Duplicates inside the file: the first occurrence is imported, the others reported.
         cursor.execute(f"""
             UPDATE {STAGE} st SET reject = 'duplicate of line ' || d.first_line

@@ -82,10 +82,14 @@ class Subscription(models.Model):
         ACTIVE = "active", "Subscribed"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
 
+    # No separate FK indexes: the unique (subscriber, topic) and the (topic, status, subscriber)
+    # indexes lead with these columns already, and every extra index slows imports down.
     subscriber = models.ForeignKey(
-        Subscriber, on_delete=models.CASCADE, related_name="subscriptions"
+        Subscriber, on_delete=models.CASCADE, related_name="subscriptions", db_index=False
     )
-    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="subscriptions")
+    topic = models.ForeignKey(
+        Topic, on_delete=models.CASCADE, related_name="subscriptions", db_index=False
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

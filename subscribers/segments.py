@@ -190,7 +190,8 @@ def _attribute_q(key: str, op: str, value, condition) -> Q:
     # text
     if op == "contains":
         return Q(**{f"{lookup}__icontains": str(value)})
-    q = Q(**{f"{lookup}__iexact": str(value)})
+    # "present and equal": a missing key then reads as "not equal", not as SQL NULL.
+    q = Q(**{f"{lookup}__isnull": False}) & Q(**{f"{lookup}__iexact": str(value)})
     return q if op == "eq" else ~q
 
 

@@ -5,110 +5,191 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('subscribers', '0002_preferences_and_segment'),
+        ("subscribers", "0002_preferences_and_segment"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CustomField',
+            name="CustomField",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.SlugField(unique=True)),
-                ('label', models.CharField(max_length=100)),
-                ('type', models.CharField(choices=[('text', 'Text'), ('number', 'Number'), ('date', 'Date'), ('boolean', 'Yes / no'), ('choice', 'Choice')], default='text', max_length=16)),
-                ('choices', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.SlugField(unique=True)),
+                ("label", models.CharField(max_length=100)),
+                (
+                    "type",
+                    models.CharField(
+                        choices=[
+                            ("text", "Text"),
+                            ("number", "Number"),
+                            ("date", "Date"),
+                            ("boolean", "Yes / no"),
+                            ("choice", "Choice"),
+                        ],
+                        default="text",
+                        max_length=16,
+                    ),
+                ),
+                ("choices", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['label'],
+                "ordering": ["label"],
             },
         ),
         migrations.CreateModel(
-            name='ImportJob',
+            name="ImportJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('file', models.FileField(upload_to='imports/')),
-                ('original_name', models.CharField(blank=True, max_length=255)),
-                ('status', models.CharField(choices=[('mapping', 'Waiting for column mapping'), ('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='mapping', max_length=16)),
-                ('options', models.JSONField(default=dict)),
-                ('bytes_total', models.BigIntegerField(default=0)),
-                ('bytes_done', models.BigIntegerField(default=0)),
-                ('rows_read', models.IntegerField(default=0)),
-                ('created', models.IntegerField(default=0)),
-                ('updated', models.IntegerField(default=0)),
-                ('unchanged', models.IntegerField(default=0)),
-                ('suppressed', models.IntegerField(default=0)),
-                ('rejected', models.IntegerField(default=0)),
-                ('warnings', models.JSONField(blank=True, default=list)),
-                ('error', models.TextField(blank=True)),
-                ('created_by', models.CharField(blank=True, max_length=150)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("file", models.FileField(upload_to="imports/")),
+                ("original_name", models.CharField(blank=True, max_length=255)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("mapping", "Waiting for column mapping"),
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        default="mapping",
+                        max_length=16,
+                    ),
+                ),
+                ("options", models.JSONField(default=dict)),
+                ("bytes_total", models.BigIntegerField(default=0)),
+                ("bytes_done", models.BigIntegerField(default=0)),
+                ("rows_read", models.IntegerField(default=0)),
+                ("created", models.IntegerField(default=0)),
+                ("updated", models.IntegerField(default=0)),
+                ("unchanged", models.IntegerField(default=0)),
+                ("suppressed", models.IntegerField(default=0)),
+                ("rejected", models.IntegerField(default=0)),
+                ("warnings", models.JSONField(blank=True, default=list)),
+                ("error", models.TextField(blank=True)),
+                ("created_by", models.CharField(blank=True, max_length=150)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.AddField(
-            model_name='subscriber',
-            name='erased_at',
+            model_name="subscriber",
+            name="erased_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='subscriber',
-            name='source_detail',
+            model_name="subscriber",
+            name="source_detail",
             field=models.CharField(blank=True, max_length=100),
         ),
         migrations.AddField(
-            model_name='subscription',
-            name='unsubscribed_at',
+            model_name="subscription",
+            name="unsubscribed_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='suppression',
-            name='event',
+            model_name="suppression",
+            name="event",
             field=models.CharField(blank=True, max_length=100),
         ),
         migrations.AlterField(
-            model_name='subscription',
-            name='subscriber',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='subscriptions', to='subscribers.subscriber'),
+            model_name="subscription",
+            name="subscriber",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="subscriptions",
+                to="subscribers.subscriber",
+            ),
         ),
         migrations.AlterField(
-            model_name='subscription',
-            name='topic',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='subscriptions', to='subscribers.topic'),
+            model_name="subscription",
+            name="topic",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="subscriptions",
+                to="subscribers.topic",
+            ),
         ),
         migrations.CreateModel(
-            name='ConsentRecord',
+            name="ConsentRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('text', models.TextField()),
-                ('version', models.CharField(blank=True, max_length=50)),
-                ('where', models.CharField(choices=[('form', 'Signup form'), ('import', 'Import'), ('preferences', 'Preference center'), ('dashboard', 'Dashboard'), ('api', 'API')], max_length=16)),
-                ('ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('user_agent', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('subscriber', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='consent_records', to='subscribers.subscriber')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("text", models.TextField()),
+                ("version", models.CharField(blank=True, max_length=50)),
+                (
+                    "where",
+                    models.CharField(
+                        choices=[
+                            ("form", "Signup form"),
+                            ("import", "Import"),
+                            ("preferences", "Preference center"),
+                            ("dashboard", "Dashboard"),
+                            ("api", "API"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("user_agent", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "subscriber",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="consent_records",
+                        to="subscribers.subscriber",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='ImportRejection',
+            name="ImportRejection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('line', models.IntegerField()),
-                ('reason', models.CharField(max_length=255)),
-                ('raw', models.TextField(blank=True)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rejections', to='subscribers.importjob')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("line", models.IntegerField()),
+                ("reason", models.CharField(max_length=255)),
+                ("raw", models.TextField(blank=True)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rejections",
+                        to="subscribers.importjob",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['line'],
+                "ordering": ["line"],
             },
         ),
     ]

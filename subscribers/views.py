@@ -122,7 +122,7 @@ def subscriber_bulk(request):
         messages.error(request, str(exc))
         return redirect("subscribers:list")
     if action in ("topic_add", "topic_remove"):
-        topic = Topic.objects.filter(pk=request.POST.get("topic") or 0).first()
+        topic = Topic.objects.filter(pk=request.POST.get("target_topic") or 0).first()
         if topic is None:
             messages.error(request, "Choose a topic.")
         else:

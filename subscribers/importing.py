@@ -448,6 +448,10 @@ def import_run(*, job: ImportJob) -> ImportJob:
         with contextlib.suppress(Exception):
             _drop_stage()
     job.refresh_from_db()
+    if job.status == ImportJob.Status.DONE:
+        # The file is personal data: once imported (and its rejections stored), it goes.
+        with contextlib.suppress(OSError):
+            job.file.delete(save=False)
     return job
 
 

@@ -6,7 +6,7 @@ from subscribers.importing import ImportError_, import_job_create, import_run, s
 from subscribers.models import ConsentRecord, ImportJob, Subscriber, Subscription
 from subscribers.services import suppression_add
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)

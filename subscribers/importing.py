@@ -278,6 +278,8 @@ MERGE_SQL = """
 WITH src AS (
     SELECT st.* FROM {stage} st
     WHERE st.reject IS NULL AND NOT st.suppressed
+    -- In index order, the unique lower(email) index is filled page by page, not at random.
+    ORDER BY st.email
 ), merged AS (
     INSERT INTO subscribers_subscriber AS s (
         email, first_name, last_name, attributes, status, source, source_detail, language,

@@ -109,3 +109,12 @@ def test_the_timeline_includes_what_later_apps_register(topics, monkeypatch):
     kinds = [item["kind"] for item in subscriber_timeline(s)]
     assert {"joined", "subscribed", "sent"} <= set(kinds)
     json.dumps([{**i, "at": i["at"].isoformat()} for i in subscriber_timeline(s)])
+
+
+def test_deleting_subscribers_takes_their_subscriptions_and_consent_with_them(topics):
+    s = subscriber_create(email="a@example.com", topics=topics)
+    consent_record(subscriber=s, text="yes", version="1", where="form")
+    subscribers_bulk_delete(queryset=Subscriber.objects.filter(pk=s.pk))
+    assert not Subscription.objects.exists() and not ConsentRecord.objects.exists()
+    topics[0].delete()
+    assert not Subscription.objects.filter(topic_id=topics[0].pk).exists()

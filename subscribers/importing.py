@@ -180,7 +180,11 @@ def _stage_rows(job: ImportJob, path: str, options: dict) -> tuple[int, list[str
     if "email" not in columns:
         raise ImportError_("No column is mapped to the email address.")
     email_at = columns["email"]
-    plain = [(name, columns[name], LIMITS[name]) for name in LIMITS if name in columns]
+    plain = [
+        (slot, columns[name], LIMITS[name], name)
+        for slot, name in enumerate(LIMITS)
+        if name in columns
+    ]
     delimiter = options["delimiter"]
 
     rows = 0
@@ -235,43 +239,46 @@ def _stage_rows(job: ImportJob, path: str, options: dict) -> tuple[int, list[str
 
 
 def _validate(line, row, width, email_at, plain, attributes) -> tuple:
-    def rejected(reason: str) -> tuple:
-        return (line, None, "", "", "", "", "{}", reason, ",".join(row)[:1000])
-
+    """One row as a staging tuple: valid (email set) or rejected (reason set)."""
     if len(row) > width and any(cell.strip() for cell in row[width:]):
-        return rejected(f"{len(row)} columns where the header has {width}")
+        return _rejected(line, row, f"{len(row)} columns where the header has {width}")
     if len(row) <= email_at:
-        return rejected("no email address")
+        return _rejected(line, row, "no email address")
     try:
         email = email_normalize(row[email_at])
     except EmailError as exc:
-        return rejected(str(exc))
-    values = {"first_name": "", "last_name": "", "language": "", "timezone": ""}
-    for name, index, limit in plain:
-        value = row[index].strip() if index < len(row) else ""
-        if len(value) > limit:
-            return rejected(f"{name} is longer than {limit} characters")
-        values[name] = value
-    attrs = {}
+        return _rejected(line, row, str(exc))
+    values = ["", "", "", ""]  # first_name, last_name, language, timezone
+    for slot, index, limit, name in plain:
+        if index < len(row):
+            value = row[index].strip()
+            if len(value) > limit:
+                return _rejected(line, row, f"{name} is longer than {limit} characters")
+            values[slot] = value
+    attrs = None
     for index, custom in attributes:
         raw = row[index] if index < len(row) else ""
-        if not raw.strip():
+        if not raw or raw.isspace():
             continue
         try:
-            attrs[custom.key] = attribute_coerce(field=custom, raw=raw)
+            value = attribute_coerce(field=custom, raw=raw)
         except ValueError as exc:
-            return rejected(str(exc))
+            return _rejected(line, row, str(exc))
+        if attrs is None:
+            attrs = {}
+        attrs[custom.key] = value
     return (
         line,
         email,
-        values["first_name"],
-        values["last_name"],
-        values["language"],
-        values["timezone"],
+        *values,
         json.dumps(attrs, ensure_ascii=False) if attrs else "{}",
         None,
         "",
     )
+
+
+def _rejected(line: int, row: list[str], reason: str) -> tuple:
+    return (line, None, "", "", "", "", "{}", reason, ",".join(row)[:1000])
 
 
 MERGE_SQL = """
@@ -334,6 +341,9 @@ def _merge(job: ImportJob, options: dict) -> dict:
         # The job row commits with the data, so a crash can only lose the whole import, never
         # half of it: the commit need not wait for the WAL flush of a million rows.
         cursor.execute("SET LOCAL synchronous_commit TO off")
+        # Enough memory for the dedup and the email-ordered merge to sort without spilling.
+        cursor.execute("SET LOCAL work_mem TO '64MB'")
+        cursor.execute(f"ANALYZE {STAGE}")
         # Duplicates inside the file: the first occurrence is imported, the others reported.
         cursor.execute(f"""
             UPDATE {STAGE} st SET reject = 'duplicate of line ' || d.first_line

@@ -1,7 +1,6 @@
 """The segment rule builder and the import progress in Debian's chromium."""
 
 import json
-import os
 
 import pytest
 from django.contrib.auth.models import Group
@@ -32,8 +31,10 @@ def short_lived_connections(monkeypatch):
 
 
 @pytest.fixture
-def browser_page():
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def browser_page(monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the ORM calls in the test are
+    # still synchronous. Scoped to the test so that no subprocess inherits it.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -16,6 +16,11 @@ from subscribers.services import (
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+
+
 @pytest.fixture
 def ann(topics, custom_fields):
     s = subscriber_create(
@@ -64,3 +69,26 @@ def test_an_erased_address_stays_blocked_until_they_sign_up_again(ann):
     assert is_suppressed("ANN@example.com")
     assert suppression_lift(email="ann@example.com")
     assert not is_suppressed("ann@example.com")
+
+
+def test_a_suppressed_or_erased_address_is_never_sendable_even_if_it_comes_back(ann):
+    from subscribers.selectors import subscribers_sendable
+
+    bob = subscriber_create(email="bob@example.com", status="active")
+    assert set(subscribers_sendable()) == {ann, bob}
+    subscriber_erase(subscriber=ann)
+    # The same person is re-created by someone else (an API call, a manual add) ...
+    again = subscriber_create(email="Ann@Example.com", status="active")
+    assert set(subscribers_sendable()) == {bob}
+    assert again not in subscribers_sendable()
+    # ... and an import skips the address as suppressed.
+    from django.core.files.base import ContentFile
+
+    from subscribers.importing import import_job_create, import_run
+    from subscribers.models import ImportJob
+
+    again.delete()
+    job = import_job_create(file=ContentFile(b"email\nann@example.com\n"), name="x.csv")
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.QUEUED)
+    job = import_run(job=job)
+    assert (job.created, job.suppressed) == (0, 1)

@@ -173,3 +173,23 @@ def test_the_management_command_prints_the_summary(topics, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "created:    1" in out and "rejected:   1" in out and "line 3" in out
     assert Subscription.objects.filter(topic=topics[0]).count() == 1
+
+
+def test_the_mapping_is_guessed_from_the_header_including_custom_fields(custom_fields):
+    from subscribers.importing import mapping_guess
+
+    fields = list(custom_fields.values())
+    mapping = mapping_guess(["E-mail", "First_Name", "Surname", "Company", "score", "misc"], fields)
+    assert mapping == {
+        "0": "email",
+        "1": "first_name",
+        "2": "last_name",
+        "3": "attr:company",
+        "4": "attr:score",
+        "5": "ignore",
+    }
+
+
+def test_an_over_long_custom_text_value_is_rejected(custom_fields):
+    job = run_import(("email,company\na@example.com," + "x" * 1001 + "\n").encode())
+    assert "longer than 1000" in rejections(job)[2]

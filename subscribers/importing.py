@@ -1,11 +1,16 @@
-"""CSV import: stream the file once, COPY it into a staging table, merge it set-based.
+"""CSV import: stream the file once, COPY it in chunks, merge each chunk set-based.
 
-The file is never held in memory: one streaming Python pass parses and validates each row
-(email-validator, custom field types, lengths) and COPYs it, in chunks, into a session TEMP table;
-rows that fail stay in the table with their reason and line number. Duplicates inside the file
-and suppressed addresses are then found in SQL, and one INSERT ... SELECT ... ON CONFLICT merges
-the rest (with topics and consent records in the same statement) inside one transaction that also
-writes the summary: an import is either complete with its report or did not happen.
+The file is never held in memory. A parser thread reads, parses and validates rows
+(email-validator, custom field types, lengths) into chunks of CHUNK_ROWS; the calling thread
+COPYs each chunk into a session TEMP staging table and merges it while the parser works on the
+next one, so Python and PostgreSQL use the two cores at once. Rejected rows stay in the staging
+table with their reason and line number; duplicates (inside a chunk, or of an earlier chunk via
+a TEMP "seen" table) and suppressed addresses are found in SQL; one INSERT ... SELECT ...
+ON CONFLICT merges the rest, with topics and consent records in the same statement.
+
+Every chunk is merged inside ONE transaction that also writes the summary: an import is either
+complete with its report or did not happen. Progress is saved by the parser thread on its own
+connection, so the dashboard sees it live.
 
 The dashboard (through a Celery task) and `manage.py import_subscribers` both call import_run.
 """
@@ -389,7 +394,6 @@ def _merge_chunk(cursor, job: ImportJob, params: dict) -> dict:
         FROM {STAGE}
     """)  # noqa: S608
     accepted, suppressed = cursor.fetchone()
-    cursor.execute(f"ANALYZE {STAGE}")
     cursor.execute(MERGE_SQL.format(stage=STAGE), params)
     created, updated = cursor.fetchone()
     cursor.execute(

@@ -32,7 +32,7 @@ def test_a_worker_killed_mid_import_leaves_nothing_half_imported_and_a_rerun_com
             if job.status == ImportJob.Status.RUNNING and job.rows_read > 0:
                 break
             time.sleep(0.05)
-        # Killed while chunks are being merged: some rows are already in the (uncommitted) tables.
+        # Killed while running: the chunks parsed so far are merged inside the open transaction.
         assert job.status == ImportJob.Status.RUNNING, worker.output()
         worker.kill()
     finally:

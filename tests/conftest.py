@@ -82,6 +82,14 @@ def django_smtp(settings, smtp_sink):
     return smtp_sink
 
 
+@pytest.fixture(autouse=True)
+def _orm_beside_playwright(request, monkeypatch):
+    # Playwright's sync API runs an event loop in the test's thread; Django would then refuse
+    # database access from the (synchronous) test itself. Only for browser tests.
+    if request.node.get_closest_marker("browser"):
+        monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
 @pytest.fixture(scope="session")
 def chromium():
     from playwright.sync_api import sync_playwright

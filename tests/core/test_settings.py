@@ -16,7 +16,10 @@ PRODUCTION = {
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
+    # Browser tests allow Django's ORM next to Playwright's event loop in this process: that
+    # switch must not leak into the "production" process checked here.
+    leaked = {*PRODUCTION, "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    clean = {k: v for k, v in os.environ.items() if k not in leaked}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,

@@ -1,7 +1,5 @@
 """Debian's chromium driven by Playwright (`playwright install` cannot download here)."""
 
-import os
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -12,10 +10,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-# Playwright's sync API runs an event loop in the test's thread; Django would then refuse
-# database access from the test itself. The test is synchronous code, so this is safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def launch(playwright):

@@ -63,3 +63,66 @@ class TemplateVersion(models.Model):
 
     def __str__(self):
         return f"{self.template} v{self.number}"
+
+
+class Image(models.Model):
+    """An image of the library: checked, stripped of metadata, resized and re-encoded by Pillow
+    on upload (see services.image_upload); emails reference it by absolute URL."""
+
+    file = models.FileField(upload_to="email-images/%Y/%m/")
+    original_name = models.CharField(max_length=255)
+    alt_text = models.CharField(max_length=300)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    content_type = models.CharField(max_length=32)
+    size = models.PositiveIntegerField(help_text="Bytes after re-encoding.")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.original_name
+
+    @property
+    def absolute_url(self) -> str:
+        # Mail clients fetch images from anywhere: a relative URL would break in every inbox.
+        return (
+            settings.SITE_URL + self.file.url
+            if self.file.url.startswith("/")
+            else (f"{settings.SITE_URL}/{self.file.url}")
+        )
+
+
+class SentReply(models.Model):
+    """A canned reply sent to one person: shown on the subscriber's timeline."""
+
+    subscriber = models.ForeignKey(
+        "subscribers.Subscriber",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="sent_replies",
+    )
+    to_email = models.CharField(max_length=254)
+    template = models.ForeignKey(Template, null=True, on_delete=models.SET_NULL)
+    version = models.ForeignKey(TemplateVersion, null=True, on_delete=models.SET_NULL)
+    subject = models.CharField(max_length=255)
+    text = models.TextField()
+    html = models.TextField()
+    fields = models.JSONField(default=dict, blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+    sent_at = models.DateTimeField(auto_now_add=True)
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    class Meta:
+        ordering = ["-sent_at"]
+        indexes = [models.Index(fields=["subscriber", "-sent_at"], name="sentreply_timeline")]
+
+    def __str__(self):
+        return f"{self.subject} → {self.to_email}"

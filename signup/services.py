@@ -225,7 +225,7 @@ def signup_confirm(*, signup_id: int, ip: str | None, user_agent: str) -> Signup
     Idempotent: a second POST changes nothing. None if the signup no longer exists."""
     with transaction.atomic():
         signup = (
-            Signup.objects.select_for_update()
+            Signup.objects.select_for_update(of=("self",))
             .select_related("subscriber", "form", "form__lead_magnet")
             .filter(pk=signup_id)
             .first()

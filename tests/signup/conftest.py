@@ -78,8 +78,13 @@ def token_for(form, *, age: float = 10) -> str:
         time.time = real
 
 
-def post_step(client, form, step=0, *, token=None, ip="203.0.113.5", **data):
+def post_step(client, form, step=0, *, token=None, ip="203.0.113.5", HTTP_ORIGIN=None, **data):
     body = {"token": token or token_for(form), "step": str(step), "format": "json", **data}
+    extra = {"HTTP_ORIGIN": HTTP_ORIGIN} if HTTP_ORIGIN else {}
     return client.post(
-        f"/forms/f/{form.public_id}/submit", body, REMOTE_ADDR=ip, HTTP_USER_AGENT="pytest-agent"
+        f"/forms/f/{form.public_id}/submit",
+        body,
+        REMOTE_ADDR=ip,
+        HTTP_USER_AGENT="pytest-agent",
+        **extra,
     )

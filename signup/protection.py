@@ -89,15 +89,41 @@ def pow_spend(token: str) -> bool:
 # --- Rate limits -----------------------------------------------------------------------------
 
 
+_redis_clients: dict[int, object] = {}
+
+
+def _redis():
+    """The cache's own Redis client (same server, pool and key prefix), or None when the cache
+    is not Redis (development). Built once per process: Django builds one per cache call."""
+    backend = getattr(cache, "_cache", None)
+    if backend is None or not hasattr(backend, "get_client"):
+        return None
+    client = _redis_clients.get(id(backend))
+    if client is None:
+        client = _redis_clients[id(backend)] = backend.get_client(write=True)
+    return client
+
+
 def rate_hit(key: str, *, limit: int, window: int) -> bool:
-    """Count one hit in a fixed window shared by every process; False once over the limit."""
-    cache_key = f"signup:rate:{key}"
-    cache.add(cache_key, 0, timeout=window)
-    try:
-        count = cache.incr(cache_key)
-    except ValueError:  # expired between add and incr: start a new window
-        cache.add(cache_key, 1, timeout=window)
-        count = 1
+    """Count one hit in a fixed window shared by every process; False once over the limit.
+
+    On Redis this is one round trip (SET NX EX + INCR in a pipeline): it runs on every
+    submission. Other cache backends (development) go through the cache API.
+    """
+    client = _redis()
+    if client is not None:
+        cache_key = cache.make_and_validate_key(f"signup:rate:{key}")
+        pipe = client.pipeline(transaction=False)
+        pipe.set(cache_key, 0, ex=window, nx=True)
+        pipe.incr(cache_key)
+        count = pipe.execute()[1]
+    else:
+        cache.add(f"signup:rate:{key}", 0, timeout=window)
+        try:
+            count = cache.incr(f"signup:rate:{key}")
+        except ValueError:  # expired between add and incr: start a new window
+            cache.add(f"signup:rate:{key}", 1, timeout=window)
+            count = 1
     return count <= limit
 
 
@@ -107,11 +133,12 @@ def address_key(email: str) -> str:
 
 def confirmation_window_claim(email: str) -> bool:
     """True for the first confirmation email to this address in the window (atomic SET NX)."""
-    return cache.add(
-        f"signup:confirm-mail:{address_key(email)}",
-        1,
-        timeout=settings.SIGNUP_CONFIRMATION_WINDOW,
-    )
+    key = f"signup:confirm-mail:{address_key(email)}"
+    window = settings.SIGNUP_CONFIRMATION_WINDOW
+    client = _redis()
+    if client is not None:
+        return bool(client.set(cache.make_and_validate_key(key), 1, ex=window, nx=True))
+    return cache.add(key, 1, timeout=window)
 
 
 def client_ip(request) -> str | None:

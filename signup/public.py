@@ -41,7 +41,9 @@ from .schema import UTM_KEYS, form_layout, step_validate, texts, theme_clean
 
 def _form(public_id: str) -> SignupForm:
     return get_object_or_404(
-        SignupForm.objects.select_related("lead_magnet"), public_id=public_id, is_active=True
+        SignupForm.objects.select_related("lead_magnet").prefetch_related("topics"),
+        public_id=public_id,
+        is_active=True,
     )
 
 

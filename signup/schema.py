@@ -244,10 +244,12 @@ _INPUT_BY_TYPE = {
 def form_layout(form, *, custom: dict | None = None, topics: list | None = None) -> list[dict]:
     """The steps resolved into Field objects: [{"title", "fields": [Field, ...]}]."""
     words = texts(form.language)
+    kinds = {item["kind"] for step in form.steps for item in step["fields"]}
+    # Only the queries this form needs: the public endpoints call this on every request.
     if custom is None:
-        custom = {f.key: f for f in CustomField.objects.all()}
+        custom = {f.key: f for f in CustomField.objects.all()} if "attribute" in kinds else {}
     if topics is None:
-        topics = list(form.topics.all()) if form.pk else []
+        topics = list(form.topics.all()) if form.pk and "topics" in kinds else []
     layout = []
     for step in form.steps:
         fields = []
@@ -261,7 +263,9 @@ def form_layout(form, *, custom: dict | None = None, topics: list | None = None)
                 "placeholder": item.get("placeholder", ""),
             }
             if kind == "email":
-                fields.append(Field(label=item.get("label") or words["email"], input="email", **common))
+                fields.append(
+                    Field(label=item.get("label") or words["email"], input="email", **common)
+                )
             elif kind in ("first_name", "last_name"):
                 fields.append(Field(label=item.get("label") or words[kind], input="text", **common))
             elif kind == "attribute":

@@ -44,10 +44,12 @@ class Origin:
 
 
 def _topics_for(form: SignupForm, step: StepData) -> list[int]:
-    allowed = set(form.topics.values_list("pk", flat=True))
+    """The topics a submission asks for: those ticked, or every topic of the form when it has
+    no topic field."""
     if step.topic_ids is None:
-        return sorted(allowed)
-    return [pk for pk in step.topic_ids if pk in allowed]
+        return sorted(topic.pk for topic in form.topics.all())  # prefetched by the view
+    # step_validate only lets through ids of the form's topics.
+    return list(step.topic_ids)
 
 
 def _attributes_of(step: StepData) -> dict:
@@ -84,63 +86,62 @@ def _pending_add(signup: Signup, step: StepData, topic_ids: list[int] | None) ->
 def signup_start(*, form: SignupForm, email: str, step: StepData, origin: Origin) -> Signup:
     """Step 1: find or create the subscriber (unconfirmed), record the signup, and enqueue the
     confirmation email (at most one per address per window) or, without double opt-in, the
-    welcome email. ``email`` is already normalized and checked."""
+    welcome email. ``email`` is already normalized and checked.
+
+    The common case (a new address) costs one INSERT per row and no lookup: this runs on every
+    submission (see bench/signup.py)."""
+    utm = {key: step.hidden.get(key, "") or getattr(origin, key) for key in UTM_KEYS}
     with transaction.atomic():
-        subscriber = Subscriber.objects.filter(email=email).first()
-        created = False
-        if subscriber is None:
-            subscriber, created = _subscriber_get_or_create(form=form, email=email)
+        subscriber, created = _subscriber_get_or_create(form=form, email=email)
         applies_directly = created or (
             subscriber.status == Subscriber.Status.UNCONFIRMED and subscriber.confirmed_at is None
         )
-        utm = {key: step.hidden.get(key, "") for key in UTM_KEYS}
-        signup, signup_created = Signup.objects.get_or_create(
-            form=form,
-            subscriber=subscriber,
-            defaults={
-                "applies_directly": applies_directly,
-                "consent_text": form.consent_text,
-                "consent_version": form.consent_version,
-                "source_page": origin.page[:500],
-                "utm_source": (utm["utm_source"] or origin.utm_source)[:100],
-                "utm_medium": (utm["utm_medium"] or origin.utm_medium)[:100],
-                "utm_campaign": (utm["utm_campaign"] or origin.utm_campaign)[:100],
-                "ip": origin.ip,
-                "user_agent": origin.user_agent[:500],
-            },
+        signup = (
+            None if created else Signup.objects.filter(form=form, subscriber=subscriber).first()
         )
-        if not signup_created:
-            # The same person again: keep the first source, refresh what they agreed to.
-            signup.applies_directly = applies_directly
-            signup.consent_text = form.consent_text
-            signup.consent_version = form.consent_version
-        topic_ids = _topics_for(form, step)
+        if signup is None:
+            signup = Signup(
+                form=form,
+                subscriber=subscriber,
+                source_page=origin.page[:500],
+                utm_source=utm["utm_source"][:100],
+                utm_medium=utm["utm_medium"][:100],
+                utm_campaign=utm["utm_campaign"][:100],
+                ip=origin.ip,
+                user_agent=origin.user_agent[:500],
+            )
+        # The same person again keeps their first source; what they agreed to is refreshed.
+        signup.applies_directly = applies_directly
+        signup.consent_text = form.consent_text
+        signup.consent_version = form.consent_version
         if applies_directly:
             _apply_now(subscriber, step)
-        _pending_add(signup, step, topic_ids)
+        _pending_add(signup, step, _topics_for(form, step))
         needs_confirmation = form.double_opt_in or not _may_activate_without_confirmation(
             subscriber
         )
         if needs_confirmation:
             if signup.confirmed_at is None or subscriber.status != Subscriber.Status.ACTIVE:
                 signup.confirmed_at = None
-                _confirmation_enqueue(signup)
+                _confirmation_claim(signup)
+            signup.save()
         else:
             _activate(signup=signup, subscriber=subscriber, ip=origin.ip, ua=origin.user_agent)
-        signup.save()
+            signup.save()
     return signup
 
 
 def _subscriber_get_or_create(*, form: SignupForm, email: str) -> tuple[Subscriber, bool]:
     try:
-        with transaction.atomic():  # a savepoint: a concurrent insert of the same address wins
-            subscriber = subscriber_create(
-                email=email,
-                status=Subscriber.Status.UNCONFIRMED,
-                source=Subscriber.Source.FORM,
-                source_detail=f"form:{form.public_id}",
-                language=form.language,
-            )
+        # subscriber_create runs in its own savepoint: if a concurrent request inserted the same
+        # address first, only that savepoint is rolled back and we read the winner's row.
+        subscriber = subscriber_create(
+            email=email,
+            status=Subscriber.Status.UNCONFIRMED,
+            source=Subscriber.Source.FORM,
+            source_detail=f"form:{form.public_id}",
+            language=form.language,
+        )
         return subscriber, True
     except (IntegrityError, EmailError):
         return Subscriber.objects.get(email=email), False
@@ -154,19 +155,21 @@ def _may_activate_without_confirmation(subscriber: Subscriber) -> bool:
     return not Suppression.objects.filter(email_hash=email_hash(subscriber.email)).exists()
 
 
-def _confirmation_enqueue(signup: Signup) -> None:
+def _confirmation_claim(signup: Signup) -> None:
+    """Enqueue the confirmation email after commit, unless the address is hard-suppressed or
+    already had one in this window (whatever the form or the number of submissions: a form must
+    never become a way to flood someone's inbox). The signup row is saved by the caller."""
     from .tasks import signup_send_confirmation
 
-    suppression = Suppression.objects.filter(email_hash=email_hash(signup.subscriber.email)).first()
-    if suppression is not None and suppression.reason in HARD_SUPPRESSIONS:
+    if Suppression.objects.filter(
+        email_hash=email_hash(signup.subscriber.email), reason__in=HARD_SUPPRESSIONS
+    ).exists():
         return
-    # One confirmation per address per window, whatever the form or the number of submissions:
-    # a form must never become a way to flood someone's inbox.
     if not confirmation_window_claim(signup.subscriber.email):
         return
     signup.confirmation_sent_at = timezone.now()
-    signup_id = signup.pk
-    transaction.on_commit(lambda: signup_send_confirmation.delay(signup_id))
+    # The row may not be inserted yet: read its id when the transaction commits.
+    transaction.on_commit(lambda: signup_send_confirmation.delay(signup.pk))
 
 
 def signup_continue(*, signup: Signup, step_index: int, step: StepData) -> Signup:
@@ -216,8 +219,7 @@ def _activate(*, signup: Signup, subscriber: Subscriber, ip: str | None, ua: str
     signup.confirmed_at = now
     signup.pending = {"topic_ids": pending.get("topic_ids") or []}
     if signup.form.lead_magnet_id or signup.form.welcome_templates.exists():
-        signup_id = signup.pk
-        transaction.on_commit(lambda: signup_send_welcome.delay(signup_id))
+        transaction.on_commit(lambda: signup_send_welcome.delay(signup.pk))
 
 
 def signup_confirm(*, signup_id: int, ip: str | None, user_agent: str) -> Signup | None:

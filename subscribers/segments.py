@@ -37,7 +37,7 @@ from collections.abc import Callable
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from .models import CustomField, Segment, Subscriber, Subscription
+from .models import CustomField, Segment, Subscriber, Subscription, Topic
 
 MAX_DEPTH = 3
 
@@ -134,10 +134,14 @@ def _string_field_q(name: str, op: str, value, condition) -> Q:
 
 
 def _topic_exists(slugs: list) -> Exists:
+    # Slugs resolve to ids here, at compile time: with constant topic ids the planner can use
+    # its statistics (a slug joined inside the subquery made it guess 3% instead of 66% of the
+    # rows and pick a million-iteration nested loop).
+    ids = list(Topic.objects.filter(slug__in=[str(s) for s in slugs]).values_list("pk", flat=True))
     return Exists(
         Subscription.objects.filter(
             subscriber=OuterRef("pk"),
-            topic__slug__in=[str(s) for s in slugs],
+            topic_id__in=ids or [0],
             status=Subscription.Status.ACTIVE,
         )
     )
@@ -190,7 +194,8 @@ def _attribute_q(key: str, op: str, value, condition) -> Q:
     # text
     if op == "contains":
         return Q(**{f"{lookup}__icontains": str(value)})
-    q = Q(**{f"{lookup}__iexact": str(value)})
+    # "present and equal": a missing key then reads as "not equal", not as SQL NULL.
+    q = Q(**{f"{lookup}__isnull": False}) & Q(**{f"{lookup}__iexact": str(value)})
     return q if op == "eq" else ~q
 
 

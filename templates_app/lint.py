@@ -63,7 +63,7 @@ def _position(text: str, index: int) -> tuple[int, int]:
 
 PLACEHOLDER_PATTERNS = [
     # [name], [Your name], [Insert date] — but not [1] footnotes or [text](url) links.
-    re.compile(r"\[\s*[A-Za-z][\w .'’/-]{0,40}\](?!\()"),
+    re.compile(r"\[\s*[A-Za-z][\w .'’/-]{0,40}\](?!\()"),  # noqa: RUF001
     # {name}, {first name}, ${name} — single braces (merge tags are blanked out before).
     re.compile(r"\{\s*[A-Za-z_][\w .]{0,40}\}"),
     re.compile(r"%[A-Za-z][A-Za-z_]{1,30}%"),  # %NAME%
@@ -416,11 +416,12 @@ def recipients_missing_fields(
     compiled, contexts: Iterable[Mapping]
 ) -> Iterator[tuple[Mapping, tuple[str, ...]]]:
     """Yield (context, missing paths) for each recipient who would get an empty field without
-    default. Streaming: the tags are collected once, each context costs a few dict lookups."""
+    default. Streaming: the tags are collected once, each context costs a few dict lookups.
+    The system's own URLs (unsubscribe_url ...) are not checked: the sender fills those."""
     tags: dict[str, Tag] = {}
     for plan in compiled.plans:
         for tag in plan.tags:
-            if not tag.has_default and tag.path not in COMPANY_FIELDS:
+            if not tag.has_default and tag.path not in COMPANY_FIELDS + URL_FIELDS:
                 tags.setdefault(tag.path, tag)
     checks = tuple(tags.items())
     for context in contexts:

@@ -14,7 +14,7 @@ only, cheap enough to run for every recipient.
 import html
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _PATH_RE = re.compile(rf"{_NAME}(?:\.{_NAME})*\Z")
@@ -22,6 +22,9 @@ _FILTER_RE = re.compile(
     rf'\s*({_NAME})\s*(?::\s*(?:"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'))?\s*\Z'
 )
 _OPEN_RE = re.compile(r"\{\{|\{%|\{#")
+
+
+_escape = html.escape  # quotes too: values may land inside attributes (href="...")
 
 
 class MergeSyntaxError(ValueError):
@@ -54,6 +57,12 @@ class Tag:
     line: int
     column: int
     source: str
+    # The path split once at parse time: rendering runs per recipient and must stay cheap.
+    keys: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def __post_init__(self):
+        if not self.keys:
+            object.__setattr__(self, "keys", tuple(self.path.split(".")))
 
     @property
     def default(self) -> str | None:
@@ -67,12 +76,23 @@ class Tag:
         return any(name == "default" for name, _ in self.filters)
 
     def value(self, context: Mapping) -> str:
-        value = lookup(context, self.path)
+        value = context
+        for key in self.keys:
+            if value.__class__ is not dict and not isinstance(value, Mapping):
+                value = None
+                break
+            value = value.get(key)
+        if value is not None and value.__class__ is not str and _is_structure(value):
+            value = None  # never dump a structure into a message
         for name, arg in self.filters:
             if value in (None, "") and name != "default":
                 continue
             value = FILTERS[name](value, arg)
         return "" if value is None else str(value)
+
+
+def _is_structure(value) -> bool:
+    return isinstance(value, Mapping | list | tuple | set)
 
 
 def lookup(context: Mapping, path: str):
@@ -155,21 +175,26 @@ def _split_filters(inner: str) -> list[str]:
 class Plan:
     """Parsed text: literal strings and tags in order. Rendering is substitution only."""
 
-    __slots__ = ("parts", "tags")
+    __slots__ = ("_dynamic", "_template", "parts", "tags")
 
     def __init__(self, parts: list):
         self.parts = parts
         self.tags = [part for part in parts if isinstance(part, Tag)]
+        # Literals are laid out once; rendering copies the list and fills the holes.
+        self._template = [part if part.__class__ is str else "" for part in parts]
+        self._dynamic = tuple(
+            (index, part.value) for index, part in enumerate(parts) if part.__class__ is not str
+        )
 
     def render(self, context: Mapping, *, escape: bool = False) -> str:
+        out = self._template.copy()
         if escape:
-            return "".join(
-                part if part.__class__ is str else html.escape(part.value(context), quote=True)
-                for part in self.parts
-            )
-        return "".join(
-            part if part.__class__ is str else part.value(context) for part in self.parts
-        )
+            for index, value in self._dynamic:
+                out[index] = _escape(value(context))
+        else:
+            for index, value in self._dynamic:
+                out[index] = value(context)
+        return "".join(out)
 
     def missing(self, context: Mapping) -> list[Tag]:
         """Tags that would render empty for this context (no value and no default)."""

@@ -88,13 +88,16 @@ class Image(models.Model):
         return self.original_name
 
     @property
+    def public_path(self) -> str:
+        # Served by a public view: MEDIA_URL is only served in DEBUG.
+        from django.urls import reverse
+
+        return reverse("templates_app:image_file", args=[self.file.name.rsplit("/", 1)[-1]])
+
+    @property
     def absolute_url(self) -> str:
         # Mail clients fetch images from anywhere: a relative URL would break in every inbox.
-        return (
-            settings.SITE_URL + self.file.url
-            if self.file.url.startswith("/")
-            else (f"{settings.SITE_URL}/{self.file.url}")
-        )
+        return settings.SITE_URL + self.public_path
 
 
 class SentReply(models.Model):

@@ -7,7 +7,14 @@
 The context is a plain dict: subscriber fields (first_name, last_name, email), ``attr`` (custom
 attributes), the per-recipient URLs (unsubscribe_url, preferences_url, view_in_browser_url)
 and, when links are tracked, ``link_urls``: one URL per entry of ``compiled.links``, in order.
-Values are HTML-escaped in the HTML part only.
+Values are HTML-escaped in the HTML part only. ``fields.subscriber_context`` builds one.
+
+``compile_version`` produces the final email: the authored body sanitized by nh3 (Outlook
+conditional comments kept), wrapped in the version's layout snapshot (``{{ content }}``,
+``{{ preheader }}`` as hidden text, company name and postal address filled once), CSS inlined
+by premailer with the network off, a text part generated when none was written, and tracked
+links turned into slots (never the per-recipient URLs, never an <a data-notrack>). Merge tags
+cross nh3 and premailer as opaque placeholders, so neither tool can mangle them.
 """
 
 import html
@@ -299,7 +306,8 @@ def inline_css(document: str) -> str:
     )
 
 
-_A_RE = re.compile(r"<a\b[^>]*>", re.IGNORECASE)
+# <v:roundrect href=...> is the Outlook (VML) twin of a bulletproof button: track it too.
+_A_RE = re.compile(r"<(?:a|v:roundrect)\b[^>]*>", re.IGNORECASE)
 _ATTR_HREF_RE = re.compile(r"""(\bhref\s*=\s*)(["'])([^"']*)\2""", re.IGNORECASE)
 _NOTRACK_RE = re.compile(r"""\s+data-notrack(?:\s*=\s*(["'])[^"']*\1)?""", re.IGNORECASE)
 
@@ -355,6 +363,7 @@ def html_document_to_text(document: str) -> str:
 
     document = re.sub(r"<a\b([^>]*)>(.*?)</a>", spell_out, document, flags=re.I | re.S)
     document = re.sub(r"</t[dh]>", " ", document, flags=re.I)
+    document = re.sub(r"<li\b[^>]*>", "- ", document, flags=re.I)
     return html_to_text(document)
 
 

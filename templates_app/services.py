@@ -12,10 +12,10 @@ from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import make_msgid
 from django.db import transaction
 from PIL import Image as PILImage
-from PIL import ImageOps, UnidentifiedImageError
+from PIL import ImageOps, ImageSequence, UnidentifiedImageError
 
 from .fields import adhoc_fields, subscriber_context
-from .lint import find_placeholders, has_blocking, lint_version
+from .lint import find_placeholders, lint_version
 from .merge import MergeSyntaxError, parse
 from .models import Image, Layout, SentReply, Template, TemplateVersion
 from .rendering import compile_version, parse_layout
@@ -128,6 +128,37 @@ def template_restore(*, template: Template, number: int, user=None) -> TemplateV
     return version
 
 
+def template_duplicate(*, template: Template, user=None) -> Template:
+    """Start a new template from an existing one (how a starter design is used)."""
+    return template_create(
+        kind=template.kind,
+        name=f"{template.name} (copy)"[:150],
+        subject=template.subject,
+        preheader=template.preheader,
+        html_body=template.html_body,
+        text_body=template.text_body,
+        language=template.language,
+        layout=template.layout,
+        tags=[t for t in template.tags if t != "starter"],
+        user=user,
+    )
+
+
+class TemplateInUse(Exception):
+    pass
+
+
+def template_delete(*, template: Template) -> None:
+    """Refused while a campaign (or anything else) still points at one of its versions."""
+    from django.db.models import ProtectedError, RestrictedError
+
+    try:
+        with transaction.atomic():
+            template.delete()
+    except (ProtectedError, RestrictedError) as exc:
+        raise TemplateInUse("This template is used by a campaign: it cannot be deleted.") from exc
+
+
 def layout_validate(*, html: str) -> None:
     try:
         plan = parse_layout(html)
@@ -164,7 +195,7 @@ def _open_checked(data: bytes) -> PILImage.Image:
             width, height = probe.size
             if width * height > MAX_PIXELS:
                 raise ImageRejected(
-                    f"The image is {width}×{height} pixels: too large to process safely."
+                    f"The image is {width}x{height} pixels: too large to process safely."
                 )
             probe.verify()  # structural check; the object is unusable afterwards
             image = PILImage.open(io.BytesIO(data))
@@ -180,6 +211,8 @@ def _open_checked(data: bytes) -> PILImage.Image:
 
 def _reencode(image: PILImage.Image, source_format: str) -> tuple[bytes, str, str]:
     """Re-encode without metadata (EXIF with GPS, camera serials ... never leave the server)."""
+    if source_format == "GIF" and getattr(image, "n_frames", 1) > 1:
+        return _reencode_animation(image)
     image = ImageOps.exif_transpose(image)
     if image.width > EMAIL_MAX_WIDTH:
         height = round(image.height * EMAIL_MAX_WIDTH / image.width)
@@ -197,6 +230,34 @@ def _reencode(image: PILImage.Image, source_format: str) -> tuple[bytes, str, st
     # Photos and opaque graphics: JPEG is what every mail client displays, and small.
     image.convert("RGB").save(out, "JPEG", quality=82, optimize=True, progressive=True)
     return out.getvalue(), "image/jpeg", "jpg"
+
+
+MAX_ANIMATION_PIXELS = 200_000_000  # all frames together: a long animation is a bomb too
+
+
+def _reencode_animation(image: PILImage.Image) -> tuple[bytes, str, str]:
+    """Animated GIFs stay animated (a first frame alone would change the message)."""
+    if image.n_frames * image.width * image.height > MAX_ANIMATION_PIXELS:
+        raise ImageRejected("The animation has too many frames to process safely.")
+    size = image.size
+    if image.width > EMAIL_MAX_WIDTH:
+        size = (EMAIL_MAX_WIDTH, max(round(image.height * EMAIL_MAX_WIDTH / image.width), 1))
+    frames, durations = [], []
+    for frame in ImageSequence.Iterator(image):
+        durations.append(frame.info.get("duration", 100))
+        frames.append(frame.convert("RGBA").resize(size, PILImage.Resampling.LANCZOS))
+    out = io.BytesIO()
+    frames[0].save(
+        out,
+        "GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=durations,
+        loop=image.info.get("loop", 0),
+        disposal=2,
+        optimize=True,
+    )
+    return out.getvalue(), "image/gif", "gif"
 
 
 def image_upload(*, upload, alt_text: str, user=None) -> Image:
@@ -264,10 +325,12 @@ def reply_prepare(
     for tag in {t.path: t for plan in compiled.plans for t in plan.missing(context)}.values():
         if tag.path not in filled:
             problems.append(f"{{{{ {tag.path} }}}} is empty for {to_email} and has no default.")
+    # What the sender typed must not reintroduce a placeholder either ("[topic]"). Only the
+    # typed values: the template itself is linted above, and subscriber data is not ours.
+    for name, value in filled.items():
+        for placeholder, _, _ in find_placeholders(value):
+            problems.append(f"Placeholder {placeholder!r} in “{name}”.")
     message = compiled.render(context)
-    # What the sender typed must not reintroduce a placeholder either ("[topic]").
-    for placeholder, _, _ in find_placeholders(message.subject + "\n" + message.text):
-        problems.append(f"Placeholder {placeholder!r} in the message.")
     if problems:
         raise ReplyNotReady(list(dict.fromkeys(problems)))
     return message

@@ -73,10 +73,21 @@ def test_a_template_with_a_drafting_placeholder_cannot_be_sent(canned_reply, smt
 
 
 def test_a_placeholder_typed_into_a_field_is_refused_too(canned_reply, smtp_server):
-    with pytest.raises(ReplyNotReady, match=r"Placeholder '\[topic\]'"):
+    with pytest.raises(ReplyNotReady, match=r"Placeholder '\[topic\]' in “topic”"):
         reply_send(
             version=current_version(canned_reply),
             to_email="a@example.org",
             fields={"topic": "[topic]", "answer_date": "Monday", "sender_name": "Sam"},
         )
     assert smtp_server.envelopes == []
+
+
+def test_brackets_in_subscriber_data_do_not_block_a_reply(canned_reply, smtp_server):
+    subscriber = Subscriber.objects.create(email="b@example.com", first_name="Bo [work]")
+    sent = reply_send(
+        version=current_version(canned_reply),
+        to_email=subscriber.email,
+        subscriber=subscriber,
+        fields={"topic": "pricing", "answer_date": "Monday", "sender_name": "Sam"},
+    )
+    assert "Hi Bo [work]," in sent.text

@@ -178,3 +178,25 @@ def test_conditional_comments_survive_the_whole_pipeline():
     html = compiled.render({}).html
     assert "<!--[if mso]><table><tr><td><![endif]-->" in html
     assert "<!--[if mso]></td></tr></table><![endif]-->" in html
+
+
+def test_outlook_vml_buttons_are_tracked_like_their_html_twin():
+    compiled = compile_email(
+        subject="s",
+        preheader="",
+        html_body='<!--[if mso]><v:roundrect href="https://x.example/go">Go</v:roundrect>'
+        '<![endif]--><!--[if !mso]><!--><a href="https://x.example/go">Go</a><!--<![endif]-->',
+        layout_html=LAYOUT,
+        track_links=True,
+    )
+    assert compiled.links == ("https://x.example/go",)
+    html = compiled.render({**CONTEXT, "link_urls": ["https://t.example/1"]}).html
+    assert '<v:roundrect href="https://t.example/1">' in html
+    assert '<a href="https://t.example/1">' in html
+
+
+def test_list_items_become_dashed_lines_in_the_text_part():
+    compiled = compile_email(
+        subject="s", preheader="", html_body="<ul><li>One</li><li>Two</li></ul>"
+    )
+    assert "- One\n- Two" in compiled.render({}).text

@@ -60,7 +60,7 @@ def test_a_script_disguised_as_a_gif_is_refused():
 
 
 def test_decompression_bombs_are_refused_before_decoding():
-    # A 20000×20000 PNG compresses to a few hundred KB but would need 1.2 GB decoded.
+    # A 20000x20000 PNG compresses to a few hundred KB but would need 1.2 GB decoded.
     out = io.BytesIO()
     PILImage.new("L", (20000, 20000)).save(out, "PNG")
     assert len(out.getvalue()) < 2_000_000
@@ -73,3 +73,13 @@ def test_alt_text_is_required():
     PILImage.new("RGB", (10, 10)).save(out, "PNG")
     with pytest.raises(ImageRejected, match="alt text"):
         image_upload(upload=SimpleUploadedFile("a.png", out.getvalue()), alt_text="  ")
+
+
+def test_animated_gifs_stay_animated_and_are_resized():
+    frames = [PILImage.new("RGB", (1600, 400), colour) for colour in ("red", "green", "blue")]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
+    image = image_upload(upload=SimpleUploadedFile("a.gif", out.getvalue()), alt_text="Blink")
+    assert (image.content_type, image.width, image.height) == ("image/gif", 1200, 300)
+    with PILImage.open(image.file) as reopened:
+        assert reopened.n_frames == 3

@@ -145,7 +145,7 @@ def test_recipients_missing_fields_streams_over_contexts():
     compiled = compile_email(
         subject="{{ first_name }}",
         preheader="",
-        html_body='{{ attr.company }} {{ last_name|default:"x" }}',
+        html_body='{{ attr.company }} {{ last_name|default:"x" }} {{ unsubscribe_url }}',
     )
     contexts = iter(
         [

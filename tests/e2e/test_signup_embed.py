@@ -225,3 +225,36 @@ def test_the_iframe_fallback_works_on_a_site_without_javascript(
         context.close()
     assert Subscriber.objects.get().first_name == "Grace"
     assert sink.wait_for(1)[0]["To"] == "grace@example.com"
+
+
+def test_the_browser_solves_the_proof_of_work_on_the_embed_and_the_hosted_page(
+    live_server, settings, tmp_path, sink, eager_tasks, browser, transactional_db
+):
+    """embed.js carries its own SHA-256: the server must accept what it computes."""
+    settings.SITE_URL = live_server.url
+    settings.SIGNUP_POW_BITS = 12
+    port = free_port()
+    other_origin = f"http://127.0.0.1:{port}"
+    form = _form(settings, tmp_path, other_origin)
+    form.proof_of_work = True
+    form.min_fill_seconds = 0
+    form.save()
+    html = f"<!doctype html><html><body>{embed_snippet(form)}</body></html>"
+    with _OtherSite(port, html):
+        page = browser.new_page()
+        page.goto(f"{other_origin}/")
+        page.locator(".nofailmail-form input[name=email]").fill("pow@example.com")
+        page.locator(".nofailmail-form input[name=consent]").check()
+        page.locator(".nofailmail-form button[type=submit]").click()
+        page.locator(".nofailmail-form input[name=first_name]").wait_for(timeout=30000)
+        page.close()
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/forms/f/{form.public_id}/")
+    page.fill("input[name=email]", "hosted@example.com")
+    page.check("input[name=consent]")
+    page.click("button[type=submit]")
+    page.wait_for_selector("input[name=first_name]", timeout=30000)
+    assert set(Subscriber.objects.values_list("email", flat=True)) == {
+        "pow@example.com",
+        "hosted@example.com",
+    }

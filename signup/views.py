@@ -6,6 +6,7 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
+from django.utils.html import escape
 from django.views.decorators.http import require_POST
 
 from core.roles import admin_required, editor_required, viewer_required
@@ -74,7 +75,7 @@ def embed_snippet(form: SignupForm) -> str:
     frame = f"{base}{reverse('signup:frame', args=[form.public_id])}"
     return (
         f'<script src="{script}" data-nofailmail-form="{form.public_id}" async></script>\n'
-        f'<noscript><iframe src="{frame}" title="{form.name}" '
+        f'<noscript><iframe src="{frame}" title="{escape(form.name)}" '
         'style="width:100%;max-width:34rem;height:520px;border:0"></iframe></noscript>'
     )
 

@@ -252,10 +252,10 @@
           box.innerHTML = "";
           box.appendChild(el("p", { "class": "success", role: "status" }, answer.message));
           if (answer.download_url) {
-            box.appendChild(el("a", { href: answer.download_url, "class": "download" }, "Download"));
+            box.appendChild(el("a", { href: answer.download_url, "class": "download" }, state.config.texts.download));
           }
         })
-        .catch(function () { render({}, "Network error, please try again."); });
+        .catch(function () { render({}, state.config.texts.network); });
     }
   }
 

@@ -28,7 +28,7 @@ PDF = (
 )
 EMAILS = [
     (
-        "Signup confirmation (en)",
+        "Signup confirmation",
         "en",
         "Please confirm your subscription",
         '<p>Hello {{ first_name|default:"there" }},</p><p>One click and you are in:</p>'
@@ -36,7 +36,7 @@ EMAILS = [
         "<p>Did not sign up? Ignore this email and you will not hear from us.</p>",
     ),
     (
-        "Confirmation d’inscription (fr)",
+        "Confirmation d’inscription",
         "fr",
         "Confirmez votre inscription",
         '<p>Bonjour {{ first_name|default:"" }},</p><p>Un clic et c’est fait :</p>'
@@ -44,14 +44,14 @@ EMAILS = [
         "<p>Vous ne vous êtes pas inscrit ? Ignorez ce message.</p>",
     ),
     (
-        "Signup welcome (en)",
+        "Signup welcome",
         "en",
         "Welcome! Here is your checklist",
         '<p>Hello {{ first_name|default:"there" }}, welcome aboard.</p>'
         '<p><a href="{{ download_url }}">Download the email checklist</a> (link valid 3 days).</p>',
     ),
     (
-        "Bienvenue inscription (fr)",
+        "Bienvenue (inscription)",
         "fr",
         "Bienvenue ! Voici votre check-list",
         '<p>Bonjour {{ first_name|default:"" }}, bienvenue.</p>'
@@ -108,11 +108,9 @@ def load(*, stdout) -> None:
     )
     form.topics.set(topics)
     form.confirmation_templates.set(
-        [templates["Signup confirmation (en)"], templates["Confirmation d’inscription (fr)"]]
+        [templates["Signup confirmation"], templates["Confirmation d’inscription"]]
     )
-    form.welcome_templates.set(
-        [templates["Signup welcome (en)"], templates["Bienvenue inscription (fr)"]]
-    )
+    form.welcome_templates.set([templates["Signup welcome"], templates["Bienvenue (inscription)"]])
     _history(form)
     stdout.write(f"Demo signup form: {form.name} (hosted page /forms/f/{form.public_id}/).")
 

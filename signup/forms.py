@@ -69,11 +69,18 @@ class SignupFormForm(forms.ModelForm):
             "confirmation_templates": forms.CheckboxSelectMultiple,
             "welcome_templates": forms.CheckboxSelectMultiple,
         }
+        labels = {
+            "min_fill_seconds": "Minimum fill time (seconds)",
+            "check_dns": "Check the domain's DNS",
+            "proof_of_work": "Proof-of-work challenge",
+            "reject_disposable": "Reject disposable addresses",
+            "is_active": "Active (accepts signups)",
+        }
         help_texts = {
             "double_opt_in": "Send a confirmation link before the address counts as subscribed.",
             "allowed_origins": "Sites that may show this form, one origin per line "
             "(https://www.example.com), or * for any site. Empty: the hosted page only.",
-            "min_fill_seconds": "Faster submissions are refused (bots fill forms instantly).",
+            "min_fill_seconds": "Faster step-1 submissions are refused (bots fill forms at once).",
             "proof_of_work": "The visitor's browser solves a small puzzle before step 1 is sent.",
             "reject_disposable": "Refuse throwaway addresses (mailinator.com and the like).",
             "check_dns": "Look up the domain's mail servers (slower; off by default).",
@@ -90,7 +97,7 @@ class SignupFormForm(forms.ModelForm):
         self.fields["confirmation_templates"].queryset = templates
         self.fields["welcome_templates"].queryset = templates
         for name in ("confirmation_templates", "welcome_templates"):
-            self.fields[name].label_from_instance = lambda t: f"{t.name} ({t.language})"
+            self.fields[name].label_from_instance = lambda t: f"{t.name} · {t.language}"
         instance = self.instance
         theme = {**THEME_DEFAULTS, **(instance.theme or {})}
         for key in THEME_DEFAULTS:

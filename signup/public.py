@@ -37,7 +37,7 @@ from .protection import (
     step_token_make,
     step_token_read,
 )
-from .schema import UTM_KEYS, form_layout, step_validate, texts, theme_clean
+from .schema import UTM_KEYS, form_layout, step_validate, texts, theme_for_display
 
 
 def _form(public_id: str) -> SignupForm:
@@ -109,7 +109,7 @@ def _context(request, form: SignupForm, *, step: int = 0, **extra) -> dict:
         "step_label": words["step"].format(n=step + 1, total=len(layout)),
         "is_last": step == len(layout) - 1,
         "words": words,
-        "theme": theme_clean(form.theme),
+        "theme": theme_for_display(form.theme),
         "token": extra.pop("token", None) or form_token_make(form.pk),
         "pow_bits": settings.SIGNUP_POW_BITS if form.proof_of_work else 0,
         "honeypot": HONEYPOT_FIELD,
@@ -156,7 +156,7 @@ def config(request, public_id):
     services.form_view_count(form=form, origin=_origin_of_page(request.GET.get("page", "")))
     words = texts(form.language)
     layout = form_layout(form)
-    theme = theme_clean(form.theme)
+    theme = theme_for_display(form.theme)
     data = {
         "form": form.public_id,
         "language": form.language,
@@ -234,7 +234,7 @@ def submit(request, public_id):
             response = render(
                 request,
                 "signup/public/message.html",
-                {"form": form, "words": words, "theme": theme_clean(form.theme), **done},
+                {"form": form, "words": words, "theme": theme_for_display(form.theme), **done},
             )
         if mode == "frame":
             response = _frame_policy(response, form)
@@ -339,7 +339,12 @@ def confirm(request, token):
         raise Http404("This signup no longer exists.")
     form = signup.form
     words = texts(signup.subscriber.language or form.language)
-    context = {"form": form, "words": words, "theme": theme_clean(form.theme), "signup": signup}
+    context = {
+        "form": form,
+        "words": words,
+        "theme": theme_for_display(form.theme),
+        "signup": signup,
+    }
     if request.method == "GET" and signup.confirmed_at is None:
         return render(request, "signup/public/confirm.html", context)
     if request.method == "POST":

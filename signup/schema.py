@@ -131,6 +131,15 @@ def theme_clean(theme: dict | None) -> dict:
     return {key: theme[key] for key in THEME_DEFAULTS}
 
 
+def theme_for_display(theme: dict | None) -> dict:
+    """The checked theme, or the defaults if a stored value is invalid (saved through the admin
+    or an old version): public pages render it inside <style>, unescaped."""
+    try:
+        return theme_clean(theme)
+    except ValidationError:
+        return dict(THEME_DEFAULTS)
+
+
 def steps_clean(steps: Any) -> list[dict]:
     """Check the builder's steps; ValidationError lists every problem with its place."""
     problems: list[str] = []

@@ -157,3 +157,15 @@ def test_an_inactive_form_is_not_found(client, signup_form):
     SignupForm.objects.filter(pk=signup_form.pk).update(is_active=False)
     assert client.get(f"/forms/f/{signup_form.public_id}/").status_code == 404
     assert post_step(client, signup_form, email="a@example.com", consent="1").status_code == 404
+
+
+def test_a_broken_stored_theme_falls_back_to_the_defaults_and_never_reaches_the_css(
+    client, signup_form
+):
+    SignupForm.objects.filter(pk=signup_form.pk).update(
+        theme={"primary_color": "red;}</style><script>alert(1)</script>"}
+    )
+    page = client.get(f"/forms/f/{signup_form.public_id}/")
+    assert page.status_code == 200
+    assert b"<script>alert(1)" not in page.content
+    assert b"--nfm-primary: #0d6efd" in page.content

@@ -257,9 +257,9 @@ def submit(request, public_id):
     if request.POST.get(HONEYPOT_FIELD):
         return finished(None, activated=not form.double_opt_in)
     try:
-        form_token_check(
-            token, form_id=form.pk, min_fill_seconds=form.min_fill_seconds * (step == 0)
-        )
+        # The minimum fill time applies to step 1; later steps come after an answer from us.
+        min_fill = form.min_fill_seconds if step == 0 else 0
+        form_token_check(token, form_id=form.pk, min_fill_seconds=min_fill)
         ip = client_ip(request)
         if not rate_hit(
             f"ip:{ip}", limit=settings.SIGNUP_RATE_PER_IP, window=settings.SIGNUP_RATE_IP_WINDOW

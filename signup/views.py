@@ -4,7 +4,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
-from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.html import escape
 from django.views.decorators.http import require_POST
@@ -69,9 +68,17 @@ def form_edit(request, pk):
     return render(request, "signup/edit.html", _builder_context(form, instance))
 
 
+def embed_script_url() -> str:
+    """The script's unhashed static URL: snippets pasted on other sites must survive deploys
+    (the manifest storage keeps the unhashed copy, and whitenoise serves it)."""
+    if settings.STATIC_URL.startswith(("http://", "https://")):
+        return f"{settings.STATIC_URL}signup/embed.js"
+    return f"{settings.SITE_URL}/{settings.STATIC_URL.strip('/')}/signup/embed.js"
+
+
 def embed_snippet(form: SignupForm) -> str:
     base = settings.SITE_URL
-    script = f"{base}{static('signup/embed.js')}"
+    script = embed_script_url()
     frame = f"{base}{reverse('signup:frame', args=[form.public_id])}"
     return (
         f'<script src="{script}" data-nofailmail-form="{form.public_id}" async></script>\n'

@@ -261,3 +261,11 @@ def test_a_url_lead_magnet_redirects_through_the_signed_link(
     assert response.status_code == 302
     assert response["Location"] == "https://cdn.example.com/guide.pdf"
     assert DOWNLOAD_RE.search(mail.outbox[0].body)  # and in the welcome email
+
+
+def test_campaigns_reach_a_form_signup_only_after_confirmation(client, started):
+    from subscribers.selectors import subscribers_sendable
+
+    assert not subscribers_sendable().exists()  # captured, unconfirmed: never mailed
+    client.post(_path(started))
+    assert list(subscribers_sendable().values_list("email", flat=True)) == ["ada@example.com"]

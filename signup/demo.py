@@ -146,6 +146,7 @@ def _history(form: SignupForm) -> None:
     for person in people:
         page, utm_source, utm_campaign = rng.choice(sources)
         confirmed = person.status == Subscriber.Status.ACTIVE and rng.random() < 0.8
+        sent = now - dt.timedelta(days=rng.randint(0, 13))
         signups.append(
             Signup(
                 form=form,
@@ -156,7 +157,9 @@ def _history(form: SignupForm) -> None:
                 source_page=page,
                 utm_source=utm_source,
                 utm_campaign=utm_campaign,
-                confirmation_sent_at=now - dt.timedelta(days=rng.randint(0, 13)),
+                confirmation_sent_at=sent,
+                # Demo people already had their reminder: beat must not mail them on day one.
+                reminder_sent_at=None if confirmed else sent + dt.timedelta(hours=48),
                 confirmed_at=now if confirmed else None,
                 downloaded_at=now if confirmed and rng.random() < 0.5 else None,
             )

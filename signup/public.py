@@ -37,7 +37,7 @@ from .protection import (
     step_token_make,
     step_token_read,
 )
-from .schema import UTM_KEYS, form_layout, step_validate, texts, theme_for_display
+from .schema import UTM_KEYS, consent_notice, form_layout, step_validate, texts, theme_for_display
 
 
 def _form(public_id: str) -> SignupForm:
@@ -114,6 +114,7 @@ def _context(request, form: SignupForm, *, step: int = 0, **extra) -> dict:
         "pow_bits": settings.SIGNUP_POW_BITS if form.proof_of_work else 0,
         "honeypot": HONEYPOT_FIELD,
         "submit_url": reverse("signup:submit", args=[form.public_id]),
+        "consent_notice": consent_notice(form) if step == 0 else "",
         "errors": {},
         "values": {},
         **extra,
@@ -176,6 +177,7 @@ def config(request, public_id):
         "token": form_token_make(form.pk),
         "pow_bits": settings.SIGNUP_POW_BITS if form.proof_of_work else 0,
         "honeypot": HONEYPOT_FIELD,
+        "consent_notice": consent_notice(form),
         "submit_url": request.build_absolute_uri(reverse("signup:submit", args=[public_id])),
     }
     return _cors(JsonResponse(data), origin)

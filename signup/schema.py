@@ -202,6 +202,13 @@ def steps_clean(steps: Any) -> list[dict]:
     return cleaned_steps
 
 
+def consent_notice(form) -> str:
+    """The consent text shown next to step 1's button when the form has no consent checkbox
+    (then submitting is the agreement); "" otherwise."""
+    has_checkbox = any(f["kind"] == "consent" for s in form.steps for f in s["fields"])
+    return "" if has_checkbox else form.consent_text
+
+
 def field_name(item: dict) -> str:
     kind = item["kind"]
     if kind == "attribute":

@@ -25,7 +25,7 @@ from subscribers.services import (
 
 from .models import LeadMagnet, Signup, SignupForm
 from .protection import confirmation_window_claim
-from .schema import UTM_KEYS, StepData
+from .schema import UTM_KEYS, StepData, consent_notice
 
 # Suppressions a new signup does not override: mail to these would bounce or be reported.
 HARD_SUPPRESSIONS = (Suppression.Reason.HARD_BOUNCE, Suppression.Reason.COMPLAINT)
@@ -74,6 +74,17 @@ def _apply_now(subscriber: Subscriber, step: StepData) -> None:
         subscriber.save(update_fields=[*changed, "updated_at"])
 
 
+def _consent_note(signup: Signup, form: SignupForm, step: StepData, *, first_step: bool) -> None:
+    """Keep the consent text the visitor agreed to. A form with a consent checkbox records it
+    only when ticked; a form without one shows its consent text as a notice next to the
+    button, so submitting is the agreement."""
+    if step.consent or (first_step and consent_notice(form)):
+        signup.consent_text = form.consent_text
+        signup.consent_version = form.consent_version
+    elif first_step:
+        signup.consent_text = signup.consent_version = ""
+
+
 def _pending_add(signup: Signup, step: StepData, topic_ids: list[int] | None) -> None:
     pending = dict(signup.pending or {})
     pending.setdefault("names", {}).update({k: v for k, v in step.names.items() if v})
@@ -112,8 +123,7 @@ def signup_start(*, form: SignupForm, email: str, step: StepData, origin: Origin
             )
         # The same person again keeps their first source; what they agreed to is refreshed.
         signup.applies_directly = applies_directly
-        signup.consent_text = form.consent_text
-        signup.consent_version = form.consent_version
+        _consent_note(signup, form, step, first_step=True)
         if applies_directly:
             _apply_now(subscriber, step)
         _pending_add(signup, step, _topics_for(form, step))
@@ -183,6 +193,7 @@ def signup_continue(*, signup: Signup, step_index: int, step: StepData) -> Signu
                 for topic in Topic.objects.filter(pk__in=topic_ids):
                     topic_subscribe(subscriber=signup.subscriber, topic=topic)
         _pending_add(signup, step, topic_ids)
+        _consent_note(signup, signup.form, step, first_step=False)
         signup.steps_completed = max(signup.steps_completed, step_index + 1)
         signup.save()
     return signup

@@ -209,6 +209,9 @@
         if (f.help_text) form.appendChild(el("div", { "class": "help" }, f.help_text));
         if (errors && errors[f.name]) form.appendChild(el("div", { "class": "error", "data-error": f.name }, errors[f.name]));
       });
+      if (config.consent_notice && state.step === 0) {
+        form.appendChild(el("p", { "class": "help notice" }, config.consent_notice));
+      }
       var last = state.step === config.steps.length - 1;
       var button = el("button", { type: "submit" }, last ? config.texts.button : config.texts.next);
       form.appendChild(button);

@@ -269,3 +269,30 @@ def test_campaigns_reach_a_form_signup_only_after_confirmation(client, started):
     assert not subscribers_sendable().exists()  # captured, unconfirmed: never mailed
     client.post(_path(started))
     assert list(subscribers_sendable().values_list("email", flat=True)) == ["ada@example.com"]
+
+
+def test_an_unticked_optional_consent_box_records_no_consent(
+    client, signup_form, eager, django_capture_on_commit_callbacks
+):
+    signup_form.steps[0]["fields"][1]["required"] = False
+    signup_form.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        post_step(client, signup_form, email="ada@example.com")
+    client.post(_path(CONFIRM_RE.search(mail.outbox[0].body).group(0)))
+    assert Subscriber.objects.get().status == Subscriber.Status.ACTIVE
+    assert not ConsentRecord.objects.exists()
+
+
+def test_a_form_without_a_checkbox_shows_its_consent_text_and_records_it(
+    client, signup_form, eager, django_capture_on_commit_callbacks
+):
+    signup_form.steps[0]["fields"].pop(1)
+    signup_form.save()
+    page = client.get(f"/forms/f/{signup_form.public_id}/")
+    assert b"I agree to receive the weekly letter." in page.content
+    config = client.get(f"/forms/f/{signup_form.public_id}/config.json").json()
+    assert config["consent_notice"] == "I agree to receive the weekly letter."
+    with django_capture_on_commit_callbacks(execute=True):
+        post_step(client, signup_form, email="ada@example.com")
+    client.post(_path(CONFIRM_RE.search(mail.outbox[0].body).group(0)))
+    assert ConsentRecord.objects.get().version == "v3"

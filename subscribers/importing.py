@@ -37,6 +37,7 @@ DELIMITERS = ",;\t|"
 CHUNK_ROWS = 50_000  # rows per COPY statement; progress is saved between two
 STAGE = "subscribers_import_stage"
 SEEN = "subscribers_import_seen"
+LOCK_CLASS = 3_0001  # advisory lock namespace of imports
 LIMITS = {"first_name": 150, "last_name": 150, "language": 8, "timezone": 64}
 STANDARD_TARGETS = ["email", "first_name", "last_name", "language", "timezone"]
 GUESSES = {
@@ -509,6 +510,25 @@ def _drop_stage() -> None:
 
 def import_run(*, job: ImportJob) -> ImportJob:
     """Run one import to completion (or to FAILED with the error), idempotently."""
+    if connection.vendor != "postgresql":
+        _fail(job, "CSV import needs PostgreSQL (set DATABASE_URL); nothing was imported.")
+        job.refresh_from_db()
+        return job
+    # A redelivered task (worker lost, visibility timeout) must never run beside the first one:
+    # a session advisory lock per job, released below or when the connection dies.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, job.pk])
+        if not cursor.fetchone()[0]:
+            job.refresh_from_db()
+            return job
+    try:
+        return _run_locked(job)
+    finally:
+        with contextlib.suppress(Exception), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, job.pk])
+
+
+def _run_locked(job: ImportJob) -> ImportJob:
     claimed = ImportJob.objects.filter(
         pk=job.pk, status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
     ).update(status=ImportJob.Status.RUNNING, started_at=timezone.now(), bytes_done=0)

@@ -34,6 +34,7 @@ Fields and their operators:
 import datetime as dt
 from collections.abc import Callable
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -147,6 +148,17 @@ def _topic_exists(slugs: list) -> Exists:
     )
 
 
+def _json_eq(key: str, value) -> Q:
+    """attributes[key] == value, and False (never SQL NULL) when the key is missing.
+
+    PostgreSQL: JSON containment. Elsewhere (the SQLite development database has no @>):
+    has_key AND the key's value, which negates the same way.
+    """
+    if connection.vendor == "postgresql":
+        return Q(attributes__contains={key: value})
+    return Q(attributes__has_key=key) & Q(**{f"attributes__{key}": value})
+
+
 def _attribute_q(key: str, op: str, value, condition) -> Q:
     field = CustomField.objects.filter(key=key).first()
     if field is None:
@@ -159,21 +171,20 @@ def _attribute_q(key: str, op: str, value, condition) -> Q:
     lookup = f"attributes__{key}"
     if op == "is_set":
         # Set means present and not empty; JSON null and "" count as not set.
-        is_set = Q(**{f"{lookup}__isnull": False}) & ~Q(attributes__contains={key: ""})
-        is_set &= ~Q(attributes__contains={key: None})
+        is_set = Q(**{f"{lookup}__isnull": False}) & ~_json_eq(key, "")
+        is_set &= ~_json_eq(key, None)
         return is_set if value else ~is_set
-    # Values are stored typed (import and forms coerce them), so JSON containment, which the
-    # GIN-less planner still evaluates cheaply, is exact for equality.
+    # Values are stored typed (import and forms coerce them), so JSON equality is exact.
     if field.type == CustomField.Type.NUMBER:
         number = _number(value, condition)
         if op in ("eq", "neq"):
-            q = Q(attributes__contains={key: number})
+            q = _json_eq(key, number)
             return q if op == "eq" else ~q
         return Q(**{f"{lookup}__{op}": number})
     if field.type == CustomField.Type.DATE:
         day = _date(value, condition)
         if op == "eq":
-            return Q(attributes__contains={key: day.isoformat()})
+            return _json_eq(key, day.isoformat())
         if op == "before":
             return Q(**{f"{lookup}__lt": day.isoformat()})
         if op == "after":
@@ -182,14 +193,14 @@ def _attribute_q(key: str, op: str, value, condition) -> Q:
         return Q(**{f"{lookup}__gte": since}) & Q(**{f"{lookup}__lte": "9999-12-31"})
     if field.type == CustomField.Type.BOOLEAN:
         truth = value if isinstance(value, bool) else str(value).lower() in ("true", "1", "yes")
-        return Q(attributes__contains={key: truth})
+        return _json_eq(key, truth)
     if field.type == CustomField.Type.CHOICE:
         if op == "in":
             q = Q()
             for item in _as_list(value):
-                q |= Q(attributes__contains={key: str(item)})
+                q |= _json_eq(key, str(item))
             return q
-        q = Q(attributes__contains={key: str(value)})
+        q = _json_eq(key, str(value))
         return q if op == "eq" else ~q
     # text
     if op == "contains":

@@ -224,3 +224,21 @@ def test_duplicates_across_chunks_are_reported_with_the_first_line(db, monkeypat
     job = run_import(b"email\na@example.com\nb@example.com\nc@example.com\nA@example.com\n")
     assert job.created == 3
     assert rejections(job) == {5: "duplicate of line 2"}
+
+
+def test_a_job_already_running_elsewhere_is_not_imported_twice(db):
+    import psycopg
+    from django.db import connection
+
+    from subscribers.importing import LOCK_CLASS
+
+    job = import_job_create(file=ContentFile(b"email\na@example.com\n"), name="x.csv")
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.QUEUED)
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, job.pk])
+        job = import_run(job=job)
+    assert job.status == ImportJob.Status.QUEUED
+    assert not Subscriber.objects.exists()

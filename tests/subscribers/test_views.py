@@ -194,3 +194,40 @@ def test_settings_pages_manage_topics_and_custom_fields(admin_client):
     assert response.status_code == 302
     assert CustomField.objects.get(key="tier").choices == ["gold", "silver"]
     assert "subscribers/topics" in admin_client.get(reverse("settings")).content.decode()
+
+
+def test_every_dashboard_page_renders(admin_client, topics, custom_fields, settings, tmp_path):
+    from django.core.files.base import ContentFile
+
+    from subscribers.importing import import_job_create, import_run
+    from subscribers.models import ImportJob
+
+    settings.MEDIA_ROOT = tmp_path
+    s = subscriber_create(email="ann@example.com", attributes={"company": "Acme"})
+    segment = Segment.objects.create(name="All", rules={"match": "all", "conditions": []})
+    pending = import_job_create(file=ContentFile(b"email,plan\na@example.com,pro\n"), name="a.csv")
+    done = import_job_create(file=ContentFile(b"email\nbad\nb@example.com\n"), name="b.csv")
+    ImportJob.objects.filter(pk=done.pk).update(status=ImportJob.Status.QUEUED)
+    import_run(job=done)
+    urls = [
+        reverse("subscribers:list"),
+        reverse("subscribers:create"),
+        reverse("subscribers:detail", args=[s.pk]),
+        reverse("subscribers:edit", args=[s.pk]),
+        reverse("subscribers:import"),
+        reverse("subscribers:import_mapping", args=[pending.pk]),
+        reverse("subscribers:import_detail", args=[done.pk]),
+        reverse("subscribers:segments"),
+        reverse("subscribers:segment_edit", args=[segment.pk]),
+        reverse("subscribers:topics"),
+        reverse("subscribers:topic_edit", args=[topics[0].pk]),
+        reverse("subscribers:custom_fields"),
+        reverse("subscribers:forms"),
+    ]
+    for url in urls:
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+    detail = admin_client.get(reverse("subscribers:import_detail", args=[done.pk])).content
+    assert b"not a valid email" in detail and b"Download the rejected rows" in detail
+    mapping = admin_client.get(reverse("subscribers:import_mapping", args=[pending.pk])).content
+    assert b'value="attr:plan" selected' in mapping

@@ -16,11 +16,17 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(9)
 
 
+def lead_magnet_path(instance, filename: str) -> str:
+    # A random directory: where media is served publicly, the file cannot be guessed and
+    # fetched without going through the signed, expiring download link.
+    return f"lead-magnets/{secrets.token_urlsafe(12)}/{filename}"
+
+
 class LeadMagnet(models.Model):
     """A file (or a link to one) delivered after confirmation through an expiring signed link."""
 
     name = models.CharField(max_length=150)
-    file = models.FileField(upload_to="lead-magnets/%Y/%m/", blank=True)
+    file = models.FileField(upload_to=lead_magnet_path, blank=True)
     url = models.URLField(max_length=500, blank=True)
     link_hours = models.PositiveIntegerField(
         default=72, help_text="How long a download link stays valid after it is sent."

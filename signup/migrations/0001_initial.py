@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("name", models.CharField(max_length=150)),
-                ("file", models.FileField(blank=True, upload_to="lead-magnets/%Y/%m/")),
+                ("file", models.FileField(blank=True, upload_to=signup.models.lead_magnet_path)),
                 ("url", models.URLField(blank=True, max_length=500)),
                 (
                     "link_hours",

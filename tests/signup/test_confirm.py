@@ -296,3 +296,9 @@ def test_a_form_without_a_checkbox_shows_its_consent_text_and_records_it(
         post_step(client, signup_form, email="ada@example.com")
     client.post(_path(CONFIRM_RE.search(mail.outbox[0].body).group(0)))
     assert ConsentRecord.objects.get().version == "v3"
+
+
+def test_a_lead_magnet_file_is_stored_under_an_unguessable_path(magnet):
+    directory = magnet.file.name.split("/")[1]
+    assert magnet.file.name.startswith("lead-magnets/") and len(directory) >= 16
+    assert magnet.file.name.endswith("/checklist.pdf")

@@ -298,7 +298,7 @@ def test_a_form_without_a_checkbox_shows_its_consent_text_and_records_it(
     assert ConsentRecord.objects.get().version == "v3"
 
 
-def test_a_lead_magnet_file_is_stored_under_an_unguessable_path(magnet):
+def test_a_lead_magnet_file_is_stored_under_an_unguessable_path(db, magnet):
     directory = magnet.file.name.split("/")[1]
     assert magnet.file.name.startswith("lead-magnets/") and len(directory) >= 16
     assert magnet.file.name.endswith("/checklist.pdf")

@@ -33,7 +33,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 
 SUBMISSIONS = int(os.environ.get("BENCH_SUBMISSIONS", "4000"))
-PROCESSES = int(os.environ.get("BENCH_PROCESSES", "4"))
+PROCESSES = int(os.environ.get("BENCH_PROCESSES", "2"))
 WARMUP = 50
 
 
@@ -183,6 +183,7 @@ def main() -> None:
                     sum(o["cpu"] for o in outcomes) / total * 1000, 2
                 ),
                 "confirmations_enqueued": enqueued - WARMUP * PROCESSES,
+                "load_average_1m": round(os.getloadavg()[0], 2),
                 "path": "django test client -> submit view -> postgres + redis (in-process)",
                 "note": "shared 2-core machine: other agents run at the same time",
             }

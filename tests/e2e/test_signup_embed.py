@@ -258,3 +258,27 @@ def test_the_browser_solves_the_proof_of_work_on_the_embed_and_the_hosted_page(
         "pow@example.com",
         "hosted@example.com",
     }
+
+
+def test_a_site_that_is_not_allow_listed_can_neither_load_nor_frame_the_form(
+    live_server, settings, tmp_path, sink, browser, transactional_db
+):
+    settings.SITE_URL = live_server.url
+    port = free_port()
+    form = _form(settings, tmp_path, "https://only-this-site.example")
+    frame_url = f"{live_server.url}/forms/f/{form.public_id}/frame/"
+    html = (
+        f"<!doctype html><html><body>{embed_snippet(form)}"
+        f'<iframe id="direct" src="{frame_url}"></iframe></body></html>'
+    )
+    with _OtherSite(port, html):
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.get_by_text("This form could not be loaded.").wait_for(timeout=15000)
+        page.wait_for_timeout(1000)
+        # CSP frame-ancestors: chromium refuses to show the form inside this page.
+        framed = page.query_selector("#direct").content_frame()
+        assert framed.url.startswith("chrome-error://"), framed.url
+        assert page.frame_locator("#direct").locator("input[name=email]").count() == 0
+        page.close()
+    assert not Subscriber.objects.exists()

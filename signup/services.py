@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from subscribers.emails import EmailError
@@ -154,7 +155,8 @@ def _subscriber_get_or_create(*, form: SignupForm, email: str) -> tuple[Subscrib
         )
         return subscriber, True
     except (IntegrityError, EmailError):
-        return Subscriber.objects.get(email=email), False
+        # Through lower(email), the unique index's expression: a plain email = %s is a scan.
+        return Subscriber.objects.alias(key=Lower("email")).get(key=email), False
 
 
 def _may_activate_without_confirmation(subscriber: Subscriber) -> bool:

@@ -155,8 +155,12 @@ def _subscriber_get_or_create(*, form: SignupForm, email: str) -> tuple[Subscrib
         )
         return subscriber, True
     except (IntegrityError, EmailError):
-        # Through lower(email), the unique index's expression: a plain email = %s is a scan.
-        return Subscriber.objects.alias(key=Lower("email")).get(key=email), False
+        # Already there (or inserted by a concurrent request, now committed). Lock the row so
+        # that concurrent submissions for one address queue up here: the second one then sees
+        # the first one's signup instead of inserting a duplicate. Through lower(email), the
+        # unique index's expression (a plain email = %s would scan the table).
+        existing = Subscriber.objects.select_for_update().alias(key=Lower("email"))
+        return existing.get(key=email), False
 
 
 def _may_activate_without_confirmation(subscriber: Subscriber) -> bool:

@@ -3,7 +3,7 @@ from django.core import mail
 from signup.models import Signup, SignupForm
 from subscribers.models import ConsentRecord, Subscriber, Subscription
 
-from .conftest import post_step
+from .conftest import post_step, token_for
 
 
 def test_step_one_saves_the_email_at_once_unconfirmed(
@@ -169,3 +169,23 @@ def test_a_broken_stored_theme_falls_back_to_the_defaults_and_never_reaches_the_
     assert page.status_code == 200
     assert b"<script>alert(1)" not in page.content
     assert b"--nfm-primary: #0d6efd" in page.content
+
+
+def test_a_form_can_redirect_after_the_last_step(client, signup_form, eager):
+    signup_form.success_action = SignupForm.SuccessAction.REDIRECT
+    signup_form.redirect_url = "https://shop.example/thanks"
+    signup_form.save()
+    first = post_step(client, signup_form, email="ada@example.com", consent="1").json()
+    done = post_step(client, signup_form, step=1, signup=first["signup"], first_name="Ada")
+    assert done.json()["redirect"] == "https://shop.example/thanks"
+    # Without JavaScript (hosted page, iframe) the answer is the redirect itself.
+    html = client.post(
+        f"/forms/f/{signup_form.public_id}/submit",
+        {
+            "token": token_for(signup_form),
+            "step": "1",
+            "signup": first["signup"],
+            "first_name": "Ada",
+        },
+    )
+    assert html.status_code == 302 and html["Location"] == "https://shop.example/thanks"

@@ -310,7 +310,7 @@ def signups_claim_reminders(*, limit: int = 500) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def subscribers_purge_unconfirmed(*, days: int | None = None) -> int:
+def subscribers_purge_unconfirmed(*, days: int | None = None, batch: int = 1000) -> int:
     """Delete subscribers who came through a form and never confirmed within N days."""
     days = settings.SIGNUP_PURGE_DAYS if days is None else days
     cutoff = timezone.now() - dt.timedelta(days=days)
@@ -320,6 +320,11 @@ def subscribers_purge_unconfirmed(*, days: int | None = None) -> int:
         created_at__lt=cutoff,
         signups__isnull=False,
     ).exclude(signups__confirmed_at__isnull=False)
-    with transaction.atomic():
-        _, per_model = Subscriber.objects.filter(pk__in=stale.values("pk")).delete()
-    return per_model.get(Subscriber._meta.label, 0)
+    deleted = 0
+    # In batches, through the ORM (other apps' on_delete rules apply) with bounded memory: a bot
+    # wave can leave many thousands of unconfirmed rows behind.
+    while ids := list(stale.values_list("pk", flat=True)[:batch]):
+        with transaction.atomic():
+            _, per_model = Subscriber.objects.filter(pk__in=ids).delete()
+        deleted += per_model.get(Subscriber._meta.label, 0)
+    return deleted

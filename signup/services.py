@@ -100,8 +100,8 @@ def signup_start(*, form: SignupForm, email: str, step: StepData, origin: Origin
     confirmation email (at most one per address per window) or, without double opt-in, the
     welcome email. ``email`` is already normalized and checked.
 
-    The common case (a new address) costs one INSERT per row and no lookup: this runs on every
-    submission (see bench/signup.py)."""
+    This runs on every submission (see bench/signup.py): for a new address the signup row is
+    inserted once, complete, with no lookup of its own."""
     utm = {key: step.hidden.get(key, "") or getattr(origin, key) for key in UTM_KEYS}
     with transaction.atomic():
         subscriber, created = _subscriber_get_or_create(form=form, email=email)

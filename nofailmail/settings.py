@@ -303,3 +303,28 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Signup forms (signup app) ------------------------------------------------------------
+# How long a rendered form (and a started multi-step signup) may be submitted, in seconds.
+SIGNUP_TOKEN_MAX_AGE = env_int("SIGNUP_TOKEN_MAX_AGE", 24 * 3600)
+# Submissions per client IP per window (all forms together), counted in the shared cache.
+SIGNUP_RATE_PER_IP = env_int("SIGNUP_RATE_PER_IP", 30)
+SIGNUP_RATE_IP_WINDOW = env_int("SIGNUP_RATE_IP_WINDOW", 600)
+# Submissions accepted per target address per window; more get a normal answer and do nothing.
+SIGNUP_RATE_PER_ADDRESS = env_int("SIGNUP_RATE_PER_ADDRESS", 10)
+SIGNUP_RATE_ADDRESS_WINDOW = env_int("SIGNUP_RATE_ADDRESS_WINDOW", 3600)
+# At most one confirmation email per address per this many seconds (no inbox flooding).
+SIGNUP_CONFIRMATION_WINDOW = env_int("SIGNUP_CONFIRMATION_WINDOW", 3600)
+# Difficulty of the optional proof-of-work challenge, in leading zero bits of a SHA-256.
+SIGNUP_POW_BITS = env_int("SIGNUP_POW_BITS", 16)
+# One reminder this many hours after an unanswered confirmation email.
+SIGNUP_REMINDER_HOURS = env_int("SIGNUP_REMINDER_HOURS", 48)
+# Subscribers who signed up through a form and never confirmed are deleted after these days.
+SIGNUP_PURGE_DAYS = env_int("SIGNUP_PURGE_DAYS", 14)
+# Behind a reverse proxy that appends the client address to X-Forwarded-For.
+SIGNUP_TRUST_X_FORWARDED_FOR = env_bool("SIGNUP_TRUST_X_FORWARDED_FOR", False)
+# Extra disposable domains (one per line) on top of the built-in list.
+SIGNUP_DISPOSABLE_DOMAINS_FILE = env_str("SIGNUP_DISPOSABLE_DOMAINS_FILE", "")
+# Largest lead magnet upload, in megabytes.
+SIGNUP_LEAD_MAGNET_MAX_MB = env_int("SIGNUP_LEAD_MAGNET_MAX_MB", 25)
+# --- end of signup forms ------------------------------------------------------------------

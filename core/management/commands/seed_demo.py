@@ -15,7 +15,7 @@ from django.db import transaction
 
 from core.roles import Role, user_set_role
 
-DEMO_APPS = ["subscribers", "templates_app", "campaigns", "analytics"]
+DEMO_APPS = ["subscribers", "templates_app", "signup", "campaigns", "analytics", "preferences"]
 
 
 class Command(BaseCommand):

@@ -1,0 +1,330 @@
+"""Writes of the capture side: forms, signups, confirmations, views, downloads.
+
+Step 1 saves the address at once (a visitor who leaves at step 2 is still captured, unconfirmed:
+campaigns only go to active subscribers); later steps add to the same subscriber. Nothing an
+anonymous visitor types may change a person who has already confirmed: their answers wait in
+``Signup.pending`` until the owner of the address confirms.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from subscribers.emails import EmailError
+from subscribers.models import ConsentRecord, Subscriber, Suppression, Topic, email_hash
+from subscribers.services import (
+    consent_record,
+    subscriber_create,
+    suppression_lift,
+    topic_subscribe,
+)
+
+from .models import LeadMagnet, Signup, SignupForm
+from .protection import confirmation_window_claim
+from .schema import UTM_KEYS, StepData, consent_notice
+
+# Suppressions a new signup does not override: mail to these would bounce or be reported.
+HARD_SUPPRESSIONS = (Suppression.Reason.HARD_BOUNCE, Suppression.Reason.COMPLAINT)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a submission came from (for stats) and who sent it (for the consent record)."""
+
+    page: str = ""
+    utm_source: str = ""
+    utm_medium: str = ""
+    utm_campaign: str = ""
+    ip: str | None = None
+    user_agent: str = ""
+
+
+def _topics_for(form: SignupForm, step: StepData) -> list[int]:
+    """The topics a submission asks for: those ticked, or every topic of the form when it has
+    no topic field."""
+    if step.topic_ids is None:
+        return sorted(topic.pk for topic in form.topics.all())  # prefetched by the view
+    # step_validate only lets through ids of the form's topics.
+    return list(step.topic_ids)
+
+
+def _attributes_of(step: StepData) -> dict:
+    attributes = dict(step.attributes)
+    for key, value in step.hidden.items():
+        if key not in UTM_KEYS and value:
+            attributes[key] = value
+    return attributes
+
+
+def _apply_now(subscriber: Subscriber, step: StepData) -> None:
+    changed = []
+    for name, value in step.names.items():
+        if value and getattr(subscriber, name) != value:
+            setattr(subscriber, name, value)
+            changed.append(name)
+    attributes = _attributes_of(step)
+    if attributes:
+        subscriber.attributes = {**(subscriber.attributes or {}), **attributes}
+        changed.append("attributes")
+    if changed:
+        subscriber.save(update_fields=[*changed, "updated_at"])
+
+
+def _consent_note(signup: Signup, form: SignupForm, step: StepData, *, first_step: bool) -> None:
+    """Keep the consent text the visitor agreed to. A form with a consent checkbox records it
+    only when ticked; a form without one shows its consent text as a notice next to the
+    button, so submitting is the agreement."""
+    if step.consent or (first_step and consent_notice(form)):
+        signup.consent_text = form.consent_text
+        signup.consent_version = form.consent_version
+    elif first_step:
+        signup.consent_text = signup.consent_version = ""
+
+
+def _pending_add(signup: Signup, step: StepData, topic_ids: list[int] | None) -> None:
+    pending = dict(signup.pending or {})
+    pending.setdefault("names", {}).update({k: v for k, v in step.names.items() if v})
+    pending.setdefault("attributes", {}).update(_attributes_of(step))
+    if topic_ids is not None:
+        pending["topic_ids"] = topic_ids
+    signup.pending = pending
+
+
+def signup_start(*, form: SignupForm, email: str, step: StepData, origin: Origin) -> Signup:
+    """Step 1: find or create the subscriber (unconfirmed), record the signup, and enqueue the
+    confirmation email (at most one per address per window) or, without double opt-in, the
+    welcome email. ``email`` is already normalized and checked.
+
+    This runs on every submission (see bench/signup.py): for a new address the signup row is
+    inserted once, complete, with no lookup of its own."""
+    utm = {key: step.hidden.get(key, "") or getattr(origin, key) for key in UTM_KEYS}
+    with transaction.atomic():
+        subscriber, created = _subscriber_get_or_create(form=form, email=email)
+        applies_directly = created or (
+            subscriber.status == Subscriber.Status.UNCONFIRMED and subscriber.confirmed_at is None
+        )
+        signup = (
+            None if created else Signup.objects.filter(form=form, subscriber=subscriber).first()
+        )
+        if signup is None:
+            signup = Signup(
+                form=form,
+                subscriber=subscriber,
+                source_page=origin.page[:500],
+                utm_source=utm["utm_source"][:100],
+                utm_medium=utm["utm_medium"][:100],
+                utm_campaign=utm["utm_campaign"][:100],
+                ip=origin.ip,
+                user_agent=origin.user_agent[:500],
+            )
+        # The same person again keeps their first source; what they agreed to is refreshed.
+        signup.applies_directly = applies_directly
+        _consent_note(signup, form, step, first_step=True)
+        if applies_directly:
+            _apply_now(subscriber, step)
+        _pending_add(signup, step, _topics_for(form, step))
+        needs_confirmation = form.double_opt_in or not _may_activate_without_confirmation(
+            subscriber
+        )
+        if needs_confirmation:
+            if signup.confirmed_at is None or subscriber.status != Subscriber.Status.ACTIVE:
+                signup.confirmed_at = None
+                _confirmation_claim(signup)
+            signup.save()
+        else:
+            _activate(signup=signup, subscriber=subscriber, ip=origin.ip, ua=origin.user_agent)
+            signup.save()
+    return signup
+
+
+def _subscriber_get_or_create(*, form: SignupForm, email: str) -> tuple[Subscriber, bool]:
+    try:
+        # subscriber_create runs in its own savepoint: if a concurrent request inserted the same
+        # address first, only that savepoint is rolled back and we read the winner's row.
+        subscriber = subscriber_create(
+            email=email,
+            status=Subscriber.Status.UNCONFIRMED,
+            source=Subscriber.Source.FORM,
+            source_detail=f"form:{form.public_id}",
+            language=form.language,
+        )
+        return subscriber, True
+    except (IntegrityError, EmailError):
+        # Already there (or inserted by a concurrent request, now committed). Lock the row so
+        # that concurrent submissions for one address queue up here: the second one then sees
+        # the first one's signup instead of inserting a duplicate. Through lower(email), the
+        # unique index's expression (a plain email = %s would scan the table).
+        existing = Subscriber.objects.select_for_update().alias(key=Lower("email"))
+        return existing.get(key=email), False
+
+
+def _may_activate_without_confirmation(subscriber: Subscriber) -> bool:
+    """Without double opt-in a form activates new people at once, but it never brings back
+    someone who left (or whose address is suppressed) on a stranger's word: they confirm."""
+    if subscriber.status not in (Subscriber.Status.UNCONFIRMED, Subscriber.Status.ACTIVE):
+        return False
+    return not Suppression.objects.filter(email_hash=email_hash(subscriber.email)).exists()
+
+
+def _confirmation_claim(signup: Signup) -> None:
+    """Enqueue the confirmation email after commit, unless the address is hard-suppressed or
+    already had one in this window (whatever the form or the number of submissions: a form must
+    never become a way to flood someone's inbox). The signup row is saved by the caller."""
+    from .tasks import signup_send_confirmation
+
+    if Suppression.objects.filter(
+        email_hash=email_hash(signup.subscriber.email), reason__in=HARD_SUPPRESSIONS
+    ).exists():
+        return
+    if not confirmation_window_claim(signup.subscriber.email):
+        return
+    signup.confirmation_sent_at = timezone.now()
+    # The row may not be inserted yet: read its id when the transaction commits.
+    transaction.on_commit(lambda: signup_send_confirmation.delay(signup.pk))
+
+
+def signup_continue(*, signup: Signup, step_index: int, step: StepData) -> Signup:
+    """A later step (index from 1): add the answers to the same subscriber (or to pending)."""
+    with transaction.atomic():
+        signup = Signup.objects.select_for_update().select_related("subscriber").get(pk=signup.pk)
+        topic_ids = _topics_for(signup.form, step) if step.topic_ids is not None else None
+        if signup.applies_directly:
+            _apply_now(signup.subscriber, step)
+            if signup.confirmed_at is not None and topic_ids:
+                for topic in Topic.objects.filter(pk__in=topic_ids):
+                    topic_subscribe(subscriber=signup.subscriber, topic=topic)
+        _pending_add(signup, step, topic_ids)
+        _consent_note(signup, signup.form, step, first_step=False)
+        signup.steps_completed = max(signup.steps_completed, step_index + 1)
+        signup.save()
+    return signup
+
+
+def _activate(*, signup: Signup, subscriber: Subscriber, ip: str | None, ua: str) -> None:
+    """Make the subscriber active with what the signup asked for; enqueue the welcome email."""
+    from .tasks import signup_send_welcome
+
+    now = timezone.now()
+    pending = signup.pending or {}
+    if not signup.applies_directly:
+        for name, value in (pending.get("names") or {}).items():
+            setattr(subscriber, name, value)
+        if pending.get("attributes"):
+            subscriber.attributes = {**(subscriber.attributes or {}), **pending["attributes"]}
+    if subscriber.status != Subscriber.Status.ACTIVE:
+        subscriber.status = Subscriber.Status.ACTIVE
+        subscriber.confirmed_at = now
+    subscriber.save()
+    for topic in Topic.objects.filter(pk__in=pending.get("topic_ids") or []):
+        topic_subscribe(subscriber=subscriber, topic=topic)
+    if signup.consent_text:
+        consent_record(
+            subscriber=subscriber,
+            text=signup.consent_text,
+            version=signup.consent_version,
+            where=ConsentRecord.Where.FORM,
+            ip=ip,
+            user_agent=ua,
+        )
+    # They asked for it themselves, with proof of owning the address (or the form's word).
+    suppression_lift(email=subscriber.email)
+    signup.confirmed_at = now
+    signup.pending = {"topic_ids": pending.get("topic_ids") or []}
+    if signup.form.lead_magnet_id or signup.form.welcome_templates.exists():
+        transaction.on_commit(lambda: signup_send_welcome.delay(signup.pk))
+
+
+def signup_confirm(*, signup_id: int, ip: str | None, user_agent: str) -> Signup | None:
+    """The owner of the address confirmed (POST on the link): activate, record the consent.
+    Idempotent: a second POST changes nothing. None if the signup no longer exists."""
+    with transaction.atomic():
+        signup = (
+            Signup.objects.select_for_update(of=("self",))
+            .select_related("subscriber", "form", "form__lead_magnet")
+            .filter(pk=signup_id)
+            .first()
+        )
+        if signup is None:
+            return None
+        if signup.confirmed_at is None:
+            _activate(signup=signup, subscriber=signup.subscriber, ip=ip, ua=user_agent[:500])
+            signup.save()
+    return signup
+
+
+def form_view_count(*, form: SignupForm, origin: Origin) -> None:
+    """One more view for this form, day, page and UTM: a single upsert, no read."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO signup_formview
+                (form_id, day, source_page, utm_source, utm_medium, utm_campaign, count)
+            VALUES (%s, %s, %s, %s, %s, %s, 1)
+            ON CONFLICT (form_id, day, source_page, utm_source, utm_medium, utm_campaign)
+            DO UPDATE SET count = signup_formview.count + 1
+            """,
+            [
+                form.pk,
+                timezone.localdate(),
+                origin.page[:500],
+                origin.utm_source[:100],
+                origin.utm_medium[:100],
+                origin.utm_campaign[:100],
+            ],
+        )
+
+
+def lead_magnet_download(*, signup_id: int, magnet: LeadMagnet) -> None:
+    now = timezone.now()
+    LeadMagnet.objects.filter(pk=magnet.pk).update(downloads=F("downloads") + 1)
+    Signup.objects.filter(pk=signup_id, downloaded_at__isnull=True).update(downloaded_at=now)
+
+
+def signups_claim_reminders(*, limit: int = 500) -> list[int]:
+    """Claim the signups due for their one reminder (set-based, safe with several beats or
+    workers: a row is claimed by exactly one UPDATE)."""
+    due = timezone.now() - dt.timedelta(hours=settings.SIGNUP_REMINDER_HOURS)
+    # SQLite (development) has no row locks: it runs one writer at a time anyway.
+    lock = "FOR UPDATE OF s SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE signup_signup SET reminder_sent_at = CURRENT_TIMESTAMP
+            WHERE id IN (
+                SELECT s.id FROM signup_signup s
+                JOIN subscribers_subscriber sub ON sub.id = s.subscriber_id
+                WHERE s.confirmed_at IS NULL AND s.reminder_sent_at IS NULL
+                  AND s.confirmation_sent_at < %s AND sub.status <> 'active'
+                ORDER BY s.id LIMIT %s
+                {lock}
+            )
+            RETURNING id
+            """,  # noqa: S608 - no user input in the f-string
+            [due, limit],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def subscribers_purge_unconfirmed(*, days: int | None = None, batch: int = 1000) -> int:
+    """Delete subscribers who came through a form and never confirmed within N days."""
+    days = settings.SIGNUP_PURGE_DAYS if days is None else days
+    cutoff = timezone.now() - dt.timedelta(days=days)
+    stale = Subscriber.objects.filter(
+        status=Subscriber.Status.UNCONFIRMED,
+        confirmed_at__isnull=True,
+        created_at__lt=cutoff,
+        signups__isnull=False,
+    ).exclude(signups__confirmed_at__isnull=False)
+    deleted = 0
+    # In batches, through the ORM (other apps' on_delete rules apply) with bounded memory: a bot
+    # wave can leave many thousands of unconfirmed rows behind.
+    while ids := list(stale.values_list("pk", flat=True)[:batch]):
+        with transaction.atomic():
+            _, per_model = Subscriber.objects.filter(pk__in=ids).delete()
+        deleted += per_model.get(Subscriber._meta.label, 0)
+    return deleted

@@ -1,0 +1,94 @@
+"""The form builder and the stats page in a real browser."""
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.test import Client
+
+from core.roles import Role, user_set_role
+from signup.models import FormView, SignupForm
+from subscribers.models import Topic
+from tests.e2e.test_signup_embed import browser  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def editor_page(live_server, transactional_db, browser):  # noqa: F811
+    # Earlier transactional tests flush the tables, role groups (made by a migration) included.
+    for role in Role:
+        Group.objects.get_or_create(name=role.value)
+    user = get_user_model().objects.create_user(username="form-editor", password="x")
+    user_set_role(user=user, role=Role.EDITOR)
+    client = Client()
+    client.force_login(user)
+    context = browser.new_context()
+    context.add_cookies(
+        [
+            {
+                "name": django_settings.SESSION_COOKIE_NAME,
+                "value": client.cookies[django_settings.SESSION_COOKIE_NAME].value,
+                "url": live_server.url,
+            }
+        ]
+    )
+    yield context.new_page()
+    context.close()
+
+
+def test_a_marketer_builds_a_three_step_form_with_the_builder(live_server, editor_page):
+    Topic.objects.create(name="Weekly", slug="weekly")
+    page = editor_page
+    page.goto(f"{live_server.url}/forms/new/")
+    # The JSON textarea is replaced by the builder: two steps to start with.
+    assert not page.locator("#id_steps_json").is_visible()
+    assert page.locator("#builder [data-step]").count() == 2
+    page.fill("#id_name", "Built in the browser")
+
+    step2 = page.locator('#builder [data-step="2"]')
+    step2.get_by_role("button", name="+ Field").click()
+    new_field = step2.locator("[data-field]").nth(1)
+    new_field.locator("select").select_option("hidden")
+    new_field = step2.locator('[data-field="hidden"]')
+    new_field.get_by_placeholder("key (e.g. utm_source, source)").fill("utm_source")
+    new_field.get_by_placeholder("from URL parameter (optional)").fill("utm_source")
+
+    page.locator("#builder").get_by_role("button", name="+ Step").click()
+    step3 = page.locator('#builder [data-step="3"]')
+    step3.locator("[data-field] select").first.select_option("consent")
+    step3.get_by_placeholder("label (default in the form's language)").fill("Yes, email me")
+    page.locator("#id_topics_0").check()
+    page.get_by_role("button", name="Save form").click()
+    page.wait_for_url("**/forms/*/")
+
+    form = SignupForm.objects.get()
+    assert [len(step["fields"]) for step in form.steps] == [1, 2, 1]
+    assert form.steps[1]["fields"][1] == {
+        "kind": "hidden",
+        "label": "",
+        "help_text": "",
+        "placeholder": "",
+        "required": False,
+        "key": "utm_source",
+        "param": "utm_source",
+        "value": "",
+    }
+    assert form.steps[2]["fields"][0]["kind"] == "consent"
+    assert form.steps[2]["fields"][0]["label"] == "Yes, email me"
+    assert form.double_opt_in is True  # on by default
+    assert "data-nofailmail-form" in page.locator("#embed-snippet").input_value()
+
+
+def test_the_stats_page_draws_the_funnel_chart(live_server, editor_page):
+    form = SignupForm.objects.create(
+        name="Charted", steps=[{"title": "", "fields": [{"kind": "email", "required": True}]}]
+    )
+    FormView.objects.create(form=form, day="2026-11-01", count=12)
+    page = editor_page
+    page.goto(f"{live_server.url}/forms/{form.pk}/")
+    page.wait_for_function("() => window.Chart && Chart.getChart('funnel-chart')")
+    labels = page.evaluate("() => Chart.getChart('funnel-chart').data.labels")
+    values = page.evaluate("() => Chart.getChart('funnel-chart').data.datasets[0].data")
+    assert labels == ["Views", "Step 1", "Confirmed"]
+    assert values == [12, 0, 0]

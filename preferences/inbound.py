@@ -15,6 +15,7 @@ from django.dispatch import receiver
 from core.recipient_links import UNSUBSCRIBE, read_recipient_token
 from core.tokens import BadToken
 from subscribers.models import Subscriber
+from subscribers.selectors import subscribers_with_email
 
 from .services import subscriber_leave
 
@@ -39,7 +40,7 @@ def _subscriber_for(message) -> Subscriber | None:
     sender = message.from_email.addr_spec if message.from_email else ""
     if not sender:
         return None
-    return Subscriber.objects.filter(email__iexact=sender.strip()).first()
+    return subscribers_with_email(sender).first()
 
 
 @receiver(inbound, dispatch_uid="preferences.inbound_unsubscribe")

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 
 from django.db.models import CharField, Exists, Func, OuterRef, Q, QuerySet
-from django.db.models.functions import Now
+from django.db.models.functions import Lower, Now
 
 from .models import Subscriber, Suppression
 
@@ -72,4 +72,12 @@ def subscribers_sendable(queryset: QuerySet[Subscriber] | None = None) -> QueryS
         queryset.filter(status=Subscriber.Status.ACTIVE, erased_at__isnull=True)
         .filter(Q(paused_until__isnull=True) | Q(paused_until__lte=Now()))
         .exclude(Exists(Suppression.objects.filter(email_hash=EmailHash(OuterRef("email")))))
+    )
+
+
+def subscribers_with_email(email: str) -> QuerySet[Subscriber]:
+    """Subscribers whose address is ``email``, looked up through the lower(email) unique index
+    (a plain ``email=`` filter cannot use it and scans the table)."""
+    return Subscriber.objects.alias(email_key=Lower("email")).filter(
+        email_key=email.strip().lower()
     )

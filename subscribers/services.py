@@ -17,6 +17,7 @@ from .models import (
     Topic,
     email_hash,
 )
+from .selectors import subscribers_with_email
 
 
 def attribute_coerce(*, field: CustomField, raw: Any) -> Any:
@@ -77,7 +78,7 @@ def subscriber_create(
 ) -> Subscriber:
     """Create one subscriber (EmailError if the address is invalid or already present)."""
     normalized = email_normalize(email)
-    if Subscriber.objects.filter(email=normalized).exists():
+    if subscribers_with_email(normalized).exists():
         raise EmailError(f"{normalized} is already a subscriber")
     with transaction.atomic():
         subscriber = Subscriber.objects.create(
@@ -103,7 +104,7 @@ def subscriber_update(*, subscriber: Subscriber, **fields: Any) -> Subscriber:
         raise ValueError(f"Cannot update {', '.join(sorted(unknown))}")
     if "email" in fields:
         fields["email"] = email_normalize(fields["email"])
-        clash = Subscriber.objects.filter(email=fields["email"]).exclude(pk=subscriber.pk)
+        clash = subscribers_with_email(fields["email"]).exclude(pk=subscriber.pk)
         if clash.exists():
             raise EmailError(f"{fields['email']} is already a subscriber")
     for name, value in fields.items():

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from core.roles import admin_required, editor_required, viewer_required
 from subscribers.models import Subscriber
+from subscribers.selectors import subscribers_with_email
 
 from . import forms, selectors, services
 from .fields import SAMPLE_CONTEXT, subscriber_context
@@ -174,7 +175,7 @@ def template_preview(request, pk):
     number = request.GET.get("version") or template.current_version
     version = get_object_or_404(template.versions, number=number)
     email = (request.GET.get("email") or "").strip().lower()
-    subscriber = Subscriber.objects.filter(email=email).first() if email else None
+    subscriber = subscribers_with_email(email).first() if email else None
     if subscriber is not None:
         context = subscriber_context(
             subscriber,
@@ -293,7 +294,7 @@ def reply_compose(request, pk):
     template = get_object_or_404(Template, pk=pk, kind=Template.Kind.CANNED_REPLY)
     version = selectors.current_version(template)
     to_email = (request.POST.get("to") or request.GET.get("to") or "").strip()
-    subscriber = Subscriber.objects.filter(email=to_email.lower()).first() if to_email else None
+    subscriber = subscribers_with_email(to_email).first() if to_email else None
     names = services.reply_fields(version)
     data = request.POST if request.method == "POST" else None
     fields_form = forms.reply_fields_form(names, data)

@@ -250,12 +250,16 @@ def _tz(campaign):
     return ZoneInfo(campaign.schedule_timezone)
 
 
-def delivery_resolve_unknown(*, campaign: Campaign, resend: bool) -> int:
+def delivery_resolve_unknown(
+    *, campaign: Campaign, resend: bool, ids: list[int] | None = None
+) -> int:
     """Decide about deliveries whose handoff was interrupted: resend them (back to pending) or
     accept them as sent. Nobody decides this silently."""
     from .tasks import campaign_kick
 
     rows = Delivery.objects.filter(campaign=campaign, status=Delivery.Status.UNKNOWN)
+    if ids is not None:
+        rows = rows.filter(id__in=ids)
     if resend:
         count = rows.update(
             status=Delivery.Status.PENDING,

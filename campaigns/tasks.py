@@ -5,7 +5,7 @@ from django.core.cache import cache
 
 from .dispatch import dispatch_due
 from .models import Campaign
-from .pipeline import campaign_send_work, senders_alive
+from .pipeline import campaign_send_work, claim_ttl, senders_alive
 
 
 @shared_task
@@ -23,7 +23,7 @@ def campaign_kick(campaign_id: int) -> None:
     if campaign is None or senders_alive(campaign_id):
         return
     # One kick per short window: tasks still queued have not had the chance to beat yet.
-    if not cache.add(f"nfm:kick:{campaign_id}", 1, timeout=20):
+    if not cache.add(f"nfm:kick:{campaign_id}", 1, timeout=claim_ttl()):
         return
     for _ in range(max(1, campaign.parallelism)):
         campaign_send.delay(campaign_id)

@@ -1,6 +1,7 @@
 import email
 import socket
 import threading
+import time
 from email import policy
 
 import pytest
@@ -22,7 +23,9 @@ class SinkHandler:
 
     def __init__(self):
         self.messages: list[tuple[str, list[str], bytes]] = []
+        self.times: list[float] = []
         self.lock = threading.Lock()
+        self.delay = 0.0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("bad"):
@@ -33,7 +36,12 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            import asyncio
+
+            await asyncio.sleep(self.delay)
         with self.lock:
+            self.times.append(time.time())
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
         return "250 Message accepted"
 
@@ -96,7 +104,7 @@ def make_campaign(*, topic, connection=None, **fields):
         name=fields.pop("name", "Launch"),
         template=fields.pop("template", None) or make_template(),
         from_email="news@sender.example",
-        from_name="Sender",
+        from_name=fields.pop("from_name", "Sender"),
         connection=connection,
         **fields,
     )

@@ -83,8 +83,15 @@ def test_offline_the_link_check_says_clearly_that_it_did_not_check(db):
 
 
 def test_a_clean_message_has_no_spam_points():
-    assert spam_findings(subject="Our October news", html='<p>Hello</p><a href="U">x</a>',
-                         text="Hello", unsubscribe_url="U") == []
+    assert (
+        spam_findings(
+            subject="Our October news",
+            html='<p>Hello</p><a href="U">x</a>',
+            text="Hello",
+            unsubscribe_url="U",
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(
@@ -93,23 +100,28 @@ def test_a_clean_message_has_no_spam_points():
         ({"subject": "BIG NEWS TODAY"}, "capital letters"),
         ({"subject": "Hurry!!!"}, "run of !"),
         ({"html": '<p>Act now, click here</p><a href="U">x</a>'}, "act now"),
-        ({"html": '<img src="a.png"><img src="b.png"><p>Hi</p><a href="U">x</a>'},
-         "Image-heavy"),
+        ({"html": '<img src="a.png"><img src="b.png"><p>Hi</p><a href="U">x</a>'}, "Image-heavy"),
         ({"text": ""}, "No plain-text part"),
         ({"html": '<a href="https://bit.ly/x">x</a><a href="U">u</a>'}, "bit.ly"),
         ({"html": "<p>Hello</p>"}, "No unsubscribe link"),
     ],
 )
 def test_each_spam_point_comes_with_its_reason(kwargs, reason):
-    args = {"subject": "News", "html": '<p>Hello there</p><a href="U">x</a>', "text": "Hello",
-            "unsubscribe_url": "U", **kwargs}
+    args = {
+        "subject": "News",
+        "html": '<p>Hello there</p><a href="U">x</a>',
+        "text": "Hello",
+        "unsubscribe_url": "U",
+        **kwargs,
+    }
     findings = spam_findings(**args)
     assert any(reason in f.message and f.points > 0 for f in findings), findings
 
 
 def test_a_high_spam_score_is_blocking():
-    findings = spam_findings(subject="FREE MONEY!!!", html='<img src="x"><p>Act now</p>',
-                             text="", unsubscribe_url="U")
+    findings = spam_findings(
+        subject="FREE MONEY!!!", html='<img src="x"><p>Act now</p>', text="", unsubscribe_url="U"
+    )
     score = _codes(findings)["spam.score"]
     assert score.severity == BLOCKING and score.points >= 5
 
@@ -130,14 +142,17 @@ def test_the_whole_preflight_blocks_an_empty_audience_and_passes_a_good_campaign
     assert _codes(run_preflight(empty, check_links=False))["audience.empty"].severity == BLOCKING
 
 
-@pytest.mark.skipif(not importlib.util.find_spec("templates_app.lint"),
-                    reason="templates_app.lint arrives with the templates capability")
+@pytest.mark.skipif(
+    not importlib.util.find_spec("templates_app.lint"),
+    reason="templates_app.lint arrives with the templates capability",
+)
 def test_template_lint_findings_appear_in_the_preflight(db):
     from campaigns.preflight import lint_findings
 
     topic, _ = make_audience(1)
-    template = make_template(html='<p>Hi {{ first_name }}</p><a href="javascript:alert(1)">x</a>'
-                                  "<img src='x.png'>")
+    template = make_template(
+        html="<p>Hi {{ first_name }}</p><a href=\"javascript:alert(1)\">x</a><img src='x.png'>"
+    )
     findings = lint_findings(make_campaign(topic=topic, template=template))
     assert findings and all(f.code.startswith("lint.") for f in findings)
     assert {f.severity for f in findings} <= {BLOCKING, WARNING}

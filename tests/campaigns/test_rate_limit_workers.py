@@ -27,8 +27,11 @@ def test_two_workers_share_one_rate_limit(transactional_db, smtp_sink, own_queue
         for worker in workers:
             worker.wait_ready()
         campaign_start(campaign=campaign)
-        _wait(lambda: Campaign.objects.get(pk=campaign.pk).status == "finished", 90,
-              "the campaign to finish")
+        _wait(
+            lambda: Campaign.objects.get(pk=campaign.pk).status == "finished",
+            90,
+            "the campaign to finish",
+        )
     finally:
         for worker in workers:
             worker.stop()
@@ -38,8 +41,6 @@ def test_two_workers_share_one_rate_limit(transactional_db, smtp_sink, own_queue
     times = sorted(smtp_sink.times)
     assert len(times) == 150
     # In any one-second window, at most the rate (fixed 100 ms windows may add one slot).
-    worst = max(
-        sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times)
-    )
+    worst = max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
     assert worst <= RATE + RATE // 10, worst
     assert times[-1] - times[0] >= (150 / RATE) - 1.5

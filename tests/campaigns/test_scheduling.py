@@ -15,20 +15,20 @@ TUESDAY = 1
 
 def test_weekly_tuesday_ten_in_paris_keeps_its_local_hour_across_the_spring_dst_change():
     # 2026-03-29 Europe/Paris springs forward (UTC+1 -> UTC+2).
-    before = next_weekly_occurrence(weekday=TUESDAY, hour=10, tz_name="Europe/Paris",
-                                    after=datetime(2026, 3, 20, tzinfo=UTC))
-    after = next_weekly_occurrence(weekday=TUESDAY, hour=10, tz_name="Europe/Paris",
-                                   after=before)
+    before = next_weekly_occurrence(
+        weekday=TUESDAY, hour=10, tz_name="Europe/Paris", after=datetime(2026, 3, 20, tzinfo=UTC)
+    )
+    after = next_weekly_occurrence(weekday=TUESDAY, hour=10, tz_name="Europe/Paris", after=before)
     assert before == datetime(2026, 3, 24, 9, 0, tzinfo=UTC)  # 10:00 CET
     assert after == datetime(2026, 3, 31, 8, 0, tzinfo=UTC)  # 10:00 CEST
 
 
 def test_and_across_the_autumn_dst_change():
     # 2026-10-25 Europe/Paris falls back (UTC+2 -> UTC+1).
-    first = next_weekly_occurrence(weekday=TUESDAY, hour=10, tz_name="Europe/Paris",
-                                   after=datetime(2026, 10, 21, tzinfo=UTC))
-    second = next_weekly_occurrence(weekday=TUESDAY, hour=10, tz_name="Europe/Paris",
-                                    after=first)
+    first = next_weekly_occurrence(
+        weekday=TUESDAY, hour=10, tz_name="Europe/Paris", after=datetime(2026, 10, 21, tzinfo=UTC)
+    )
+    second = next_weekly_occurrence(weekday=TUESDAY, hour=10, tz_name="Europe/Paris", after=first)
     assert first == datetime(2026, 10, 27, 9, 0, tzinfo=UTC)
     assert second == datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
     assert (second - first).total_seconds() == 7 * 86400
@@ -46,8 +46,12 @@ def test_a_time_in_the_spring_gap_moves_past_it_and_a_repeated_one_takes_the_fir
 
 def test_once_at_a_local_time_is_scheduled_in_utc(db):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, schedule_kind="once", schedule_timezone="Asia/Tokyo",
-                             send_at_local=datetime(2026, 12, 1, 9, 0))
+    campaign = make_campaign(
+        topic=topic,
+        schedule_kind="once",
+        schedule_timezone="Asia/Tokyo",
+        send_at_local=datetime(2026, 12, 1, 9, 0),
+    )
     campaign_schedule(campaign=campaign, now=datetime(2026, 11, 1, tzinfo=UTC))
     campaign.refresh_from_db()
     assert campaign.status == "scheduled"
@@ -76,9 +80,15 @@ def test_a_recurring_campaign_creates_one_child_per_occurrence_only_new_since_la
 
     topic, _ = make_audience(2)
     Subscriber.objects.update(created_at=datetime(2026, 3, 1, tzinfo=UTC))
-    parent = make_campaign(topic=topic, name="Weekly", schedule_kind="recurring",
-                           recurring_weekday=TUESDAY, recurring_hour=10,
-                           schedule_timezone="Europe/Paris", only_new_since_last=True)
+    parent = make_campaign(
+        topic=topic,
+        name="Weekly",
+        schedule_kind="recurring",
+        recurring_weekday=TUESDAY,
+        recurring_hour=10,
+        schedule_timezone="Europe/Paris",
+        only_new_since_last=True,
+    )
     t1 = datetime(2026, 3, 24, 9, 0, tzinfo=UTC)
     Campaign.objects.filter(pk=parent.pk).update(status="scheduled", next_run_at=t1)
     report = dispatch_due(now=t1)

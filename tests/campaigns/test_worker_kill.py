@@ -93,22 +93,25 @@ def test_a_worker_killed_mid_campaign_leaves_every_recipient_with_exactly_one_me
         assert all("may or may not" in d.error for d in unknown)
         received_ids = {m["Message-ID"] for m in smtp_sink.parsed()}
         delivery_resolve_unknown(
-            campaign=campaign, resend=False,
-            ids=[d.pk for d in unknown
-                 if f"<d{d.pk}.c{campaign.pk}@sender.example>" in received_ids],
+            campaign=campaign,
+            resend=False,
+            ids=[
+                d.pk for d in unknown if f"<d{d.pk}.c{campaign.pk}@sender.example>" in received_ids
+            ],
         )
         delivery_resolve_unknown(campaign=campaign, resend=True)
         dispatch_due()
-        _wait(lambda: Campaign.objects.get(pk=campaign.pk).status == "finished", 60,
-              "the campaign to finish")
+        _wait(
+            lambda: Campaign.objects.get(pk=campaign.pk).status == "finished",
+            60,
+            "the campaign to finish",
+        )
     finally:
         restarted.stop()
 
     received = Counter(smtp_sink.recipients())
     expected = {s.email for s in subs[:-1]}
-    assert set(received) == expected | (
-        {late.email} if received.get(late.email) else set()
-    )
+    assert set(received) == expected | ({late.email} if received.get(late.email) else set())
     assert all(n == 1 for n in received.values()), [e for e, n in received.items() if n > 1]
     counts = _counts(campaign)
     assert counts["sent"] == len(received)

@@ -8,6 +8,7 @@ from templates_app.models import Template
 from .models import Campaign, SendingConnection
 
 TIMEZONES = sorted(available_timezones())
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
 class CampaignForm(forms.ModelForm):
@@ -70,12 +71,7 @@ class ScheduleForm(forms.Form):
         required=False,
         coerce=int,
         empty_value=None,
-        choices=[("", "—")]
-        + list(
-            enumerate(
-                ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-            )
-        ),
+        choices=[("", "—"), *enumerate(WEEKDAYS)],
     )
     hour = forms.IntegerField(required=False, min_value=0, max_value=23)
     only_new_since_last = forms.BooleanField(required=False)

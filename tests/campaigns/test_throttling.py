@@ -47,5 +47,8 @@ def test_warm_up_caps_follow_the_plan_day_by_day(db):
     )
     day = datetime(2026, 1, 1).date()
     assert [warmup_cap_for(connection, day + timedelta(days=i)) for i in range(4)] == [
-        100, 200, 400, None,
+        100,
+        200,
+        400,
+        None,
     ]

@@ -16,7 +16,8 @@ FINISHED_NAME = "October newsletter"
 DRAFT_NAME = "November newsletter"
 HTML = """<html><body>
 <h1>Hello {{ first_name|default:"there" }},</h1>
-<p>Here is what happened at {{ attr.company|default:"your company" }}'s favourite tool this month.</p>
+<p>Here is what happened at {{ attr.company|default:"your company" }}'s favourite tool
+this month.</p>
 <p><a href="https://example.com/blog/october">Read the October update</a></p>
 <p><a href="https://example.com/pricing">See the new plans</a></p>
 </body></html>"""

@@ -9,14 +9,14 @@ from campaigns.models import Campaign
 from campaigns.services import campaign_start
 from tests.support.workers import Worker
 
-from .conftest import make_audience, make_campaign, smtp_connection
-from .test_worker_kill import QUEUE, _wait, forget_campaign_keys, own_queue  # noqa: F401
+from .conftest import QUEUE, forget_campaign_keys, make_audience, make_campaign, smtp_connection
+from .test_worker_kill import _wait
 
 RATE = 25
 
 
 @pytest.mark.worker
-def test_two_workers_share_one_rate_limit(transactional_db, smtp_sink, own_queue):  # noqa: F811
+def test_two_workers_share_one_rate_limit(transactional_db, smtp_sink, own_queue):
     topic, _ = make_audience(150)
     campaign = make_campaign(
         topic=topic, connection=smtp_connection(smtp_sink, rate_per_second=RATE), parallelism=2

@@ -3,8 +3,7 @@ from django.core.management import CommandError, call_command
 
 from campaigns.models import Campaign
 
-from .conftest import make_audience, make_campaign, smtp_connection
-from .test_worker_kill import forget_campaign_keys, own_queue  # noqa: F401
+from .conftest import QUEUE, forget_campaign_keys, make_audience, make_campaign, smtp_connection
 
 
 @pytest.mark.worker
@@ -15,8 +14,6 @@ def test_send_campaign_wait_starts_it_and_prints_progress_until_it_finishes(
     capsys,
 ):
     from tests.support.workers import Worker
-
-    from .test_worker_kill import QUEUE
 
     topic, _ = make_audience(40)
     campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))

@@ -5,36 +5,21 @@ import time
 from collections import Counter
 
 import pytest
-from django.core.cache import cache
 
 from campaigns.dispatch import dispatch_due
 from campaigns.models import Campaign, Delivery
 from campaigns.services import campaign_start, delivery_resolve_unknown
-from nofailmail.celery import app as celery_app
 from subscribers.models import Suppression, email_hash
 from tests.support.workers import Worker
 
-from .conftest import make_audience, make_campaign, smtp_connection
-
-QUEUE = "campaigns-kill-test"
-TTL = "3"
-
-
-@pytest.fixture
-def own_queue(monkeypatch):
-    """Our workers and the tasks we send use a queue no other test worker listens to."""
-    monkeypatch.setenv("CAMPAIGN_CLAIM_TTL", TTL)
-    previous = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = QUEUE
-    try:
-        yield
-    finally:
-        celery_app.conf.task_default_queue = previous
-
-
-def forget_campaign_keys(campaign_id):
-    """Test databases restart ids at 1: drop short-lived keys a previous run left for this id."""
-    cache.delete_many([f"nfm:kick:{campaign_id}", f"nfm:campaign-alive:{campaign_id}"])
+from .conftest import (
+    QUEUE,
+    TTL,
+    forget_campaign_keys,
+    make_audience,
+    make_campaign,
+    smtp_connection,
+)
 
 
 def _wait(condition, timeout, what):

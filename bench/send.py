@@ -76,7 +76,8 @@ def setup_audience(n: int):
                 """
                 INSERT INTO subscribers_subscriber (email, first_name, last_name, attributes,
                   status, source, language, timezone, created_at, updated_at)
-                SELECT 'bench' || g || '@' || (ARRAY['gmail.com','example.org','yahoo.com'])[1 + g %% 3],
+                SELECT 'bench' || g || '@'
+                         || (ARRAY['gmail.com','example.org','yahoo.com'])[1 + g %% 3],
                        'First' || g, 'Last' || g, jsonb_build_object('company', 'Co ' || g %% 100),
                        'active', 'import', 'en', '', now(), now()
                 FROM generate_series(%s, %s) AS g

@@ -235,6 +235,8 @@ def run_path(
 
 
 def main():
+    # A SIGTERM (timeout, Ctrl-C from a wrapper) still stops the workers and the sink.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipients", type=int, default=int(os.environ.get("N", 100_000)))
     parser.add_argument("--paths", default="esp,smtp")

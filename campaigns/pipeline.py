@@ -141,10 +141,13 @@ class Transport:
             except Exception:
                 log.warning("closing %s failed", self.conn, exc_info=True)
             self.backend = None
-            # anymail's test backend keeps every message in memory and finds its ids by a
-            # linear search: keep it bounded in long-running workers.
-            if len(getattr(mail, "outbox", ())) > 10_000:
-                mail.outbox.clear()
+        self.after_batch()
+
+    def after_batch(self):
+        # anymail's test backend keeps every message in memory and finds its ids by a
+        # linear search: keep it bounded in long-running workers.
+        if len(getattr(mail, "outbox", ())) > 1_000:
+            mail.outbox.clear()
 
     def send(self, built) -> str:
         """Hand one message off; returns the message id; raises on failure."""
@@ -525,6 +528,7 @@ def _send_work(*, campaign_id: int, time_budget: float) -> str:
                 campaign=campaign, factory=factory, transport=transport, token=token, rows=rows
             )
             _after_batch(campaign, result)
+            transport.after_batch()
             cache.delete(_heartbeat_key(token))
             if result.stopped:
                 return "stopped"

@@ -124,15 +124,15 @@ def setup_audience(n: int):
                 """,
                 [have, n - 1],
             )
-            cursor.execute(
-                """
-                INSERT INTO subscribers_subscription (subscriber_id, topic_id, status, created_at,
-                  updated_at)
-                SELECT s.id, %s, 'active', now(), now() FROM subscribers_subscriber s
-                WHERE s.email LIKE 'bench%%' ORDER BY s.id LIMIT %s ON CONFLICT DO NOTHING
-                """,
-                [topic.pk, n],
-            )
+        cursor.execute(
+            """
+            INSERT INTO subscribers_subscription (subscriber_id, topic_id, status, created_at,
+              updated_at)
+            SELECT s.id, %s, 'active', now(), now() FROM subscribers_subscriber s
+            WHERE s.email LIKE 'bench%%' ORDER BY s.id LIMIT %s ON CONFLICT DO NOTHING
+            """,
+            [topic.pk, n],
+        )
         # Fresh bulk-loaded tables: give the planner real statistics (autovacuum would, later).
         cursor.execute("ANALYZE subscribers_subscriber, subscribers_subscription")
     return topic

@@ -13,8 +13,14 @@ from .conftest import make_audience, make_campaign, make_template, smtp_connecti
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API in tests
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture
@@ -35,9 +41,14 @@ def page(live_server, editor_user):
             browser.close()
 
 
-@pytest.mark.browser
-def test_the_wizard_counts_the_audience_live_as_topics_are_ticked(page, live_server,
-                                                                  transactional_db):
+# serialized_rollback: the role groups created by a migration survive the flush between tests.
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+
+def test_the_wizard_counts_the_audience_live_as_topics_are_ticked(page, live_server):
     weekly, _ = make_audience(3)
     from subscribers.models import Topic
 
@@ -58,9 +69,8 @@ def test_the_wizard_counts_the_audience_live_as_topics_are_ticked(page, live_ser
     assert count.text_content() == "5 recipient(s)"
 
 
-@pytest.mark.browser
 def test_the_progress_bar_moves_on_its_own_while_the_campaign_runs(
-    page, live_server, transactional_db, smtp_sink, own_queue
+    page, live_server, smtp_sink, own_queue
 ):
     topic, _ = make_audience(4)
     campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))

@@ -24,8 +24,11 @@ this month.</p>
 
 
 def _template() -> Template:
+    # A starter with real links, so the demo's click reports have something to show.
     template = (
-        Template.objects.filter(kind=Template.Kind.NEWSLETTER, versions__isnull=False)
+        Template.objects.filter(
+            kind=Template.Kind.NEWSLETTER, versions__isnull=False, html_body__contains="https://"
+        )
         .order_by("pk")
         .first()
     )

@@ -67,19 +67,24 @@ class MessageFactory:
         version = (
             campaign.template_version or campaign.template.versions.order_by("-number").first()
         )
-        self.compiled = compile_version(version, track_links=campaign.track_links)
-        self.subject_plan = parse(campaign.subject) if campaign.subject else self.compiled.subject
-        self.preheader_plan = (
-            parse(campaign.preheader) if campaign.preheader else self.compiled.preheader
+        # The campaign's own subject / preheader replace the template's at compile time, so
+        # the hidden preheader text is laid out once, by the template pipeline.
+        self.compiled = compile_version(
+            version,
+            track_links=campaign.track_links,
+            subject=campaign.subject or None,
+            preheader=campaign.preheader or None,
         )
+        self.subject_plan = self.compiled.subject
         link_ids: list[int] = []
         if campaign.track_links and self.compiled.links and not test_send:
             by_index = dict(Link.objects.filter(campaign=campaign).values_list("index", "id"))
             link_ids = [by_index[i] for i in range(len(self.compiled.links))]
         self.tracking = ClickUrls(link_ids) if link_ids else None
         self.untracked_links = list(self.compiled.links)
-        body = version.html_body
-        self.has_footer = "unsubscribe_url" in body
+        # Most layouts carry the unsubscribe / preferences footer; a bare template gets ours.
+        self.has_footer = "unsubscribe_url" in self.compiled.html.paths
+        self.text_has_footer = "unsubscribe_url" in self.compiled.text.paths
         self.footer_html = parse(FOOTER_HTML)
         self.footer_text = parse(FOOTER_TEXT)
         self.from_email = campaign.from_email or settings.DEFAULT_FROM_EMAIL
@@ -121,12 +126,11 @@ class MessageFactory:
         }
 
     def context(self, *, delivery_id, subscriber_id, email, first_name, last_name, attributes):
-        unsubscribe = (
-            self.unsubscribe_prefix
-            + recipient_token(UNSUBSCRIBE, subscriber_id=subscriber_id, delivery_id=delivery_id)
-            + self.unsubscribe_suffix
-        )
+        token = recipient_token(UNSUBSCRIBE, subscriber_id=subscriber_id, delivery_id=delivery_id)
+        unsubscribe = self.unsubscribe_prefix + token + self.unsubscribe_suffix
         context = {
+            # Merge tags cannot name underscore keys: this one is for the mailto: header only.
+            "_unsubscribe_token": token,
             "first_name": first_name,
             "last_name": last_name,
             "email": email,
@@ -161,7 +165,6 @@ class MessageFactory:
         )
         rendered = self.compiled.render(context)
         subject = self.subject_plan.render(context)
-        preheader = self.preheader_plan.render(context)
         html = rendered.html
         extra = ""
         if not self.has_footer:
@@ -170,16 +173,12 @@ class MessageFactory:
             extra += (
                 f'<img src="{self.tracking.open_url(delivery_id)}" width="1" height="1" alt="">'
             )
-        if preheader:
-            hidden = (
-                '<div style="display:none;max-height:0;overflow:hidden">'
-                f"{_html_escape(preheader)}</div>"
-            )
-            html = _insert_after_body(html, hidden)
         if extra:
             html = _insert_before_body_end(html, extra)
         text = (
-            rendered.text if self.has_footer else rendered.text + self.footer_text.render(context)
+            rendered.text
+            if self.text_has_footer
+            else rendered.text + self.footer_text.render(context)
         )
         message_id = (
             f"<d{delivery_id}.c{self.campaign.pk}@{self.domain}>"
@@ -188,7 +187,12 @@ class MessageFactory:
         )
         headers = {
             "Message-ID": message_id,
-            "List-Unsubscribe": f"<{context['unsubscribe_url']}>, <mailto:{self.mailto}>",
+            # The token rides in the mailto subject; the inbound handler (preferences.inbound)
+            # falls back to the sender's address when a mail client drops it.
+            "List-Unsubscribe": (
+                f"<{context['unsubscribe_url']}>, "
+                f"<mailto:{self.mailto}?subject=unsubscribe%20{context['_unsubscribe_token']}>"
+            ),
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             "List-Id": self.list_id_header,
             "Feedback-ID": self.feedback_id,
@@ -258,21 +262,6 @@ def _url_around(name: str) -> tuple[str, str]:
 
 def _ascii(value: str) -> str:
     return "".join(c if c.isascii() and c.isprintable() and c not in '<>"' else "-" for c in value)
-
-
-def _html_escape(value: str) -> str:
-    import html
-
-    return html.escape(value, quote=True)
-
-
-def _insert_after_body(html: str, snippet: str) -> str:
-    lower = html[:2000].lower()
-    start = lower.find("<body")
-    if start == -1:
-        return snippet + html
-    end = html.find(">", start)
-    return html[: end + 1] + snippet + html[end + 1 :]
 
 
 def _insert_before_body_end(html: str, snippet: str) -> str:

@@ -89,8 +89,16 @@ def lint_findings(campaign: Campaign) -> list[Finding]:
         return []
     from templates_app.lint import lint_version
 
+    # Every campaign message gets the standard footer (unsubscribe, preferences, postal
+    # address) when its template has none (see MessageFactory), so for a campaign these two
+    # template findings are already taken care of.
+    supplied = {"missing-unsubscribe"}
+    if settings.COMPANY_POSTAL_ADDRESS:
+        supplied.add("missing-postal-address")
     out = []
     for item in lint_version(version, audience=audience_queryset(campaign)):
+        if item.code in supplied:
+            continue
         where = f" (line {item.line}, column {item.column})" if item.line else ""
         out.append(
             Finding(

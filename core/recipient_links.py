@@ -45,10 +45,3 @@ def unsubscribe_url(*, subscriber_id: int, delivery_id: int | None = None) -> st
     """The RFC 8058 one-click URL (List-Unsubscribe header and the footer link)."""
     token = recipient_token(UNSUBSCRIBE, subscriber_id=subscriber_id, delivery_id=delivery_id)
     return settings.SITE_URL + reverse("preferences:unsubscribe", args=[token])
-
-
-def unsubscribe_mailto(*, subscriber_id: int, delivery_id: int | None = None) -> str:
-    """The mailto: half of List-Unsubscribe. The token rides in the subject; when a mail
-    client drops it, the inbound handler falls back to the sender's address."""
-    token = recipient_token(UNSUBSCRIBE, subscriber_id=subscriber_id, delivery_id=delivery_id)
-    return f"mailto:{settings.UNSUBSCRIBE_MAILTO}?subject=unsubscribe%20{token}"

@@ -248,7 +248,8 @@ BRAND_COLOR = env_str("BRAND_COLOR", "#0b5ed7")
 if not re.fullmatch(r"#[0-9a-fA-F]{6}", BRAND_COLOR):
     raise ImproperlyConfigured(f"BRAND_COLOR={BRAND_COLOR!r} is not a #rrggbb colour")
 # The mailto: half of List-Unsubscribe; mail to it arrives through anymail's inbound webhook.
-UNSUBSCRIBE_MAILTO = env_str("UNSUBSCRIBE_MAILTO", "unsubscribe@example.com")
+# Empty: unsubscribe@<the campaign's sending domain>.
+UNSUBSCRIBE_MAILTO = env_str("UNSUBSCRIBE_MAILTO", "")
 
 # Celery. Redis in production and tests; with no broker configured an embedded filesystem
 # transport lets the worker and beat run as separate processes with no server.

@@ -25,7 +25,12 @@ _TOKEN_RE = re.compile(r"unsubscribe\s+(\S+)", re.IGNORECASE)
 
 def _addressed_to_us(message) -> bool:
     wanted = settings.UNSUBSCRIBE_MAILTO.lower()
-    return any(address.addr_spec.lower() == wanted for address in message.to or [])
+    for address in message.to or []:
+        spec = address.addr_spec.lower()
+        # With no fixed address, campaigns use unsubscribe@<their sending domain>.
+        if spec == wanted or (not wanted and spec.split("@")[0] == "unsubscribe"):
+            return True
+    return False
 
 
 def _subscriber_for(message) -> Subscriber | None:

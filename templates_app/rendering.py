@@ -437,11 +437,20 @@ def _text_footer() -> str:
     )
 
 
-def compile_version(version: TemplateVersion, *, track_links: bool = False) -> CompiledMessage:
-    """The final email for a version: call once per campaign (or reply), render per recipient."""
+def compile_version(
+    version: TemplateVersion,
+    *,
+    track_links: bool = False,
+    subject: str | None = None,
+    preheader: str | None = None,
+) -> CompiledMessage:
+    """The final email for a version: call once per campaign (or reply), render per recipient.
+
+    ``subject`` / ``preheader`` override the version's (a campaign may set its own).
+    """
     return compile_email(
-        subject=version.subject,
-        preheader=version.preheader,
+        subject=subject or version.subject,
+        preheader=preheader or version.preheader,
         html_body=version.html_body,
         text_body=version.text_body,
         layout_html=version.layout_html,

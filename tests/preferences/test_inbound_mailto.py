@@ -4,7 +4,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from core.recipient_links import unsubscribe_mailto
+from core.recipient_links import UNSUBSCRIBE, recipient_token
 from subscribers.models import Subscriber
 
 AUTH = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"hook:s3cret").decode()}
@@ -54,8 +54,8 @@ def _post(client, payload, **extra):
 
 
 def test_mail_to_the_mailto_address_unsubscribes_the_token_holder(client, subscriber):
-    mailto = unsubscribe_mailto(subscriber_id=subscriber.pk)
-    token = mailto.split("subject=unsubscribe%20")[1]
+    # As in the List-Unsubscribe header: mailto:unsubscribe@...?subject=unsubscribe%20<token>
+    token = recipient_token(UNSUBSCRIBE, subscriber_id=subscriber.pk)
     payload = _postmark_inbound(sender="alias@other.example", subject=f"unsubscribe {token}")
     assert _post(client, payload, **AUTH).status_code == 200
     subscriber.refresh_from_db()

@@ -58,6 +58,10 @@ class Subscriber(models.Model):
     # Preference center: "pause all email until" and "send me less" (campaigns per month).
     paused_until = models.DateTimeField(null=True, blank=True)
     max_campaigns_per_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Which signup form (its slug) or import job brought them in, next to the coarse source.
+    source_detail = models.CharField(max_length=100, blank=True)
+    # Set by GDPR erasure: the row stays (anonymised) so deliveries and events keep their counts.
+    erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -78,13 +82,18 @@ class Subscription(models.Model):
         ACTIVE = "active", "Subscribed"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
 
+    # No separate FK indexes: the unique (subscriber, topic) and the (topic, status, subscriber)
+    # indexes lead with these columns already, and every extra index slows imports down.
     subscriber = models.ForeignKey(
-        Subscriber, on_delete=models.CASCADE, related_name="subscriptions"
+        Subscriber, on_delete=models.CASCADE, related_name="subscriptions", db_index=False
     )
-    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="subscriptions")
+    topic = models.ForeignKey(
+        Topic, on_delete=models.CASCADE, related_name="subscriptions", db_index=False
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -116,6 +125,8 @@ class Suppression(models.Model):
     email = models.CharField(max_length=254, blank=True)
     reason = models.CharField(max_length=16, choices=Reason.choices)
     note = models.CharField(max_length=255, blank=True)
+    # What caused it, e.g. "import:12", "bounce:<event id>", "preferences", "dashboard:alice".
+    event = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self):
@@ -136,3 +147,114 @@ class Segment(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class CustomField(models.Model):
+    """The definition of one custom attribute: values live in Subscriber.attributes[key]."""
+
+    class Type(models.TextChoices):
+        TEXT = "text", "Text"
+        NUMBER = "number", "Number"
+        DATE = "date", "Date"
+        BOOLEAN = "boolean", "Yes / no"
+        CHOICE = "choice", "Choice"
+
+    key = models.SlugField(max_length=50, unique=True)
+    label = models.CharField(max_length=100)
+    type = models.CharField(max_length=16, choices=Type.choices, default=Type.TEXT)
+    choices = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["label"]
+
+    def __str__(self):
+        return self.label
+
+
+class ConsentRecord(models.Model):
+    """Append-only proof of consent: the exact text shown, its version, where and when."""
+
+    class Where(models.TextChoices):
+        FORM = "form", "Signup form"
+        IMPORT = "import", "Import"
+        PREFERENCES = "preferences", "Preference center"
+        DASHBOARD = "dashboard", "Dashboard"
+        API = "api", "API"
+
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="consent_records"
+    )
+    text = models.TextField()
+    version = models.CharField(max_length=50, blank=True)
+    where = models.CharField(max_length=16, choices=Where.choices)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"consent {self.version or '-'} by {self.subscriber_id} via {self.where}"
+
+
+class ImportJob(models.Model):
+    """One CSV import: the uploaded file, the chosen options, live progress and the summary."""
+
+    class Status(models.TextChoices):
+        MAPPING = "mapping", "Waiting for column mapping"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    file = models.FileField(upload_to="imports/")
+    original_name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.MAPPING)
+    # {"delimiter": ",", "encoding": "utf-8-sig", "mapping": {"0": "email", "3": "attr:plan"},
+    #  "topics": [ids], "confirmed": bool, "consent_note": str, "update_existing": bool}
+    options = models.JSONField(default=dict)
+    bytes_total = models.BigIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0)
+    rows_read = models.IntegerField(default=0)
+    created = models.IntegerField(default=0)
+    updated = models.IntegerField(default=0)
+    unchanged = models.IntegerField(default=0)
+    suppressed = models.IntegerField(default=0)
+    rejected = models.IntegerField(default=0)
+    warnings = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"import #{self.pk} ({self.status})"
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.bytes_total:
+            return 0
+        return min(99, int(100 * self.bytes_done / self.bytes_total))
+
+
+class ImportRejection(models.Model):
+    """One rejected CSV row: its line number in the file and why."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="rejections")
+    line = models.IntegerField()
+    reason = models.CharField(max_length=255)
+    raw = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["line"]
+
+    def __str__(self):
+        return f"line {self.line}: {self.reason}"

@@ -1,0 +1,505 @@
+"""CSV import: stream the file once, COPY it into a staging table, merge it set-based.
+
+The file is never held in memory: one streaming Python pass parses and validates each row
+(email-validator, custom field types, lengths) and COPYs it, in chunks, into a session TEMP table;
+rows that fail stay in the table with their reason and line number. Duplicates inside the file
+and suppressed addresses are then found in SQL, and one INSERT ... SELECT ... ON CONFLICT merges
+the rest (with topics and consent records in the same statement) inside one transaction that also
+writes the summary: an import is either complete with its report or did not happen.
+
+The dashboard (through a Celery task) and `manage.py import_subscribers` both call import_run.
+"""
+
+import codecs
+import contextlib
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from .emails import EmailError, email_normalize
+from .models import CustomField, ImportJob, Topic
+from .services import attribute_coerce
+
+DELIMITERS = ",;\t|"
+CHUNK_ROWS = 50_000  # rows per COPY statement; progress is saved between two
+STAGE = "subscribers_import_stage"
+LIMITS = {"first_name": 150, "last_name": 150, "language": 8, "timezone": 64}
+STANDARD_TARGETS = ["email", "first_name", "last_name", "language", "timezone"]
+GUESSES = {
+    "email": {"email", "e-mail", "mail", "email address", "e-mail address", "courriel"},
+    "first_name": {"first name", "firstname", "first", "given name", "prenom", "prénom"},
+    "last_name": {"last name", "lastname", "last", "surname", "family name", "nom"},
+    "language": {"language", "lang", "locale", "langue"},
+    "timezone": {"timezone", "time zone", "tz"},
+}
+
+
+class ImportError_(Exception):
+    """The file as a whole cannot be imported (no email column, not a CSV, ...)."""
+
+
+@dataclass
+class FileShape:
+    encoding: str
+    delimiter: str
+    header: list[str]
+    preview: list[list[str]] = field(default_factory=list)
+
+
+def detect_encoding(path: str) -> str:
+    """utf-8-sig (a BOM is dropped) when the whole file decodes as UTF-8, else Latin-1."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                return "latin-1"
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "latin-1"
+    return "utf-8-sig"
+
+
+def _open_text(path: str, encoding: str):
+    return open(path, encoding=encoding, newline="", errors="replace")
+
+
+def sniff(path: str) -> FileShape:
+    encoding = detect_encoding(path)
+    with _open_text(path, encoding) as f:
+        sample = f.read(64 * 1024)
+    if not sample.strip():
+        raise ImportError_("The file is empty.")
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        first = next((line for line in sample.splitlines() if line.strip()), "")
+        delimiter = max(DELIMITERS, key=first.count)
+        if not first.count(delimiter):
+            delimiter = ","
+    rows = csv.reader(io.StringIO(sample), delimiter=delimiter)
+    header: list[str] | None = None
+    preview = []
+    try:
+        for row in rows:
+            if not any(cell.strip() for cell in row):
+                continue
+            if header is None:
+                header = [cell.strip() for cell in row]
+            elif len(preview) < 5:
+                preview.append(row)
+            else:
+                break
+    except csv.Error:
+        pass
+    if not header:
+        raise ImportError_("The file has no header row.")
+    return FileShape(encoding=encoding, delimiter=delimiter, header=header, preview=preview)
+
+
+def mapping_guess(header: list[str], fields: list[CustomField]) -> dict[str, str]:
+    """Column index (as a string) -> target: email, first_name, ..., attr:<key> or ignore."""
+    by_name = {f.key.lower(): f.key for f in fields} | {f.label.lower(): f.key for f in fields}
+    mapping: dict[str, str] = {}
+    taken: set[str] = set()
+    for index, name in enumerate(header):
+        clean = re.sub(r"[_\s]+", " ", name.strip().lower())
+        target = "ignore"
+        for candidate, names in GUESSES.items():
+            if clean in names and candidate not in taken:
+                target = candidate
+                break
+        else:
+            key = by_name.get(clean) or by_name.get(clean.replace(" ", "_"))
+            if key and f"attr:{key}" not in taken:
+                target = f"attr:{key}"
+        if target != "ignore":
+            taken.add(target)
+        mapping[str(index)] = target
+    return mapping
+
+
+def _records(reader) -> Iterator[tuple[int, list[str] | None, str]]:
+    """(first line number, row or None, error) for each CSV record, never raising."""
+    last = reader.line_num
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield last + 1, None, f"unreadable CSV ({exc})"
+            last = reader.line_num
+            continue
+        yield last + 1, row, ""
+        last = reader.line_num
+
+
+def _nul_free(lines):
+    # PostgreSQL text cannot hold NUL; such a byte can only be garbage in a CSV.
+    for line in lines:
+        yield line.replace("\x00", "\ufffd") if "\x00" in line else line
+
+
+class _Progress:
+    def __init__(self, job: ImportJob, binary):
+        self.job, self.binary = job, binary
+
+    def save(self, rows: int) -> None:
+        try:
+            position = self.binary.tell()
+        except (OSError, ValueError):
+            position = 0
+        ImportJob.objects.filter(pk=self.job.pk).update(bytes_done=position, rows_read=rows)
+
+
+def _stage_rows(job: ImportJob, path: str, options: dict) -> tuple[int, list[str]]:
+    """Parse, validate and COPY every row into the staging table. Returns (rows, warnings)."""
+    fields = {f.key: f for f in CustomField.objects.all()}
+    mapping: dict[str, str] = options["mapping"]
+    columns: dict[str, int] = {}
+    attributes: list[tuple[int, CustomField]] = []
+    warnings: list[str] = []
+    for index, target in mapping.items():
+        if target.startswith("attr:"):
+            key = target[5:]
+            if key not in fields:
+                warnings.append(f"Column {int(index) + 1}: custom field {key!r} no longer exists")
+                continue
+            attributes.append((int(index), fields[key]))
+        elif target in STANDARD_TARGETS:
+            columns[target] = int(index)
+    if "email" not in columns:
+        raise ImportError_("No column is mapped to the email address.")
+    email_at = columns["email"]
+    plain = [(name, columns[name], LIMITS[name]) for name in LIMITS if name in columns]
+    delimiter = options["delimiter"]
+
+    rows = 0
+    with open(path, "rb") as binary:
+        text = io.TextIOWrapper(binary, encoding=options["encoding"], newline="", errors="replace")
+        reader = csv.reader(_nul_free(text), delimiter=delimiter)
+        records = _records(reader)
+        header = None
+        for _line, row, _error in records:
+            if row and any(cell.strip() for cell in row):
+                header = row
+                break
+        if header is None:
+            raise ImportError_("The file has no header row.")
+        width = len(header)
+        unmapped = [
+            name or f"#{i + 1}"
+            for i, name in enumerate(header)
+            if mapping.get(str(i), "ignore") == "ignore"
+        ]
+        if unmapped:
+            warnings.append(f"Columns not imported: {', '.join(unmapped)}")
+        blank = 0
+        progress = _Progress(job, binary)
+        done = False
+        with connection.cursor() as cursor:
+            while not done:
+                done = True
+                with cursor.cursor.copy(
+                    f"COPY {STAGE} (line, email, first_name, last_name, language, timezone,"
+                    " attributes, reject, raw) FROM STDIN"
+                ) as copy:
+                    write = copy.write_row
+                    in_chunk = 0
+                    for line, row, error in records:
+                        if row is not None and not any(cell.strip() for cell in row):
+                            blank += 1
+                            continue
+                        rows += 1
+                        in_chunk += 1
+                        if error:
+                            write((line, None, "", "", "", "", "{}", error, ""))
+                        else:
+                            write(_validate(line, row, width, email_at, plain, attributes))
+                        if in_chunk >= CHUNK_ROWS:
+                            done = False
+                            break
+                progress.save(rows)
+        if blank:
+            warnings.append(f"{blank} blank line(s) skipped")
+    return rows, warnings
+
+
+def _validate(line, row, width, email_at, plain, attributes) -> tuple:
+    def rejected(reason: str) -> tuple:
+        return (line, None, "", "", "", "", "{}", reason, ",".join(row)[:1000])
+
+    if len(row) > width and any(cell.strip() for cell in row[width:]):
+        return rejected(f"{len(row)} columns where the header has {width}")
+    if len(row) <= email_at:
+        return rejected("no email address")
+    try:
+        email = email_normalize(row[email_at])
+    except EmailError as exc:
+        return rejected(str(exc))
+    values = {"first_name": "", "last_name": "", "language": "", "timezone": ""}
+    for name, index, limit in plain:
+        value = row[index].strip() if index < len(row) else ""
+        if len(value) > limit:
+            return rejected(f"{name} is longer than {limit} characters")
+        values[name] = value
+    attrs = {}
+    for index, custom in attributes:
+        raw = row[index] if index < len(row) else ""
+        if not raw.strip():
+            continue
+        try:
+            attrs[custom.key] = attribute_coerce(field=custom, raw=raw)
+        except ValueError as exc:
+            return rejected(str(exc))
+    return (
+        line,
+        email,
+        values["first_name"],
+        values["last_name"],
+        values["language"],
+        values["timezone"],
+        json.dumps(attrs, ensure_ascii=False) if attrs else "{}",
+        None,
+        "",
+    )
+
+
+MERGE_SQL = """
+WITH src AS (
+    SELECT st.* FROM {stage} st
+    WHERE st.reject IS NULL AND NOT st.suppressed
+), merged AS (
+    INSERT INTO subscribers_subscriber AS s (
+        email, first_name, last_name, attributes, status, source, source_detail, language,
+        timezone, created_at, updated_at, confirmed_at
+    )
+    SELECT email, first_name, last_name, attributes, %(status)s, 'import', %(detail)s,
+           COALESCE(NULLIF(language, ''), 'en'), timezone, %(now)s, %(now)s, %(confirmed_at)s
+    FROM src
+    ON CONFLICT ((lower(email))) DO UPDATE SET
+        first_name = COALESCE(NULLIF(EXCLUDED.first_name, ''), s.first_name),
+        last_name = COALESCE(NULLIF(EXCLUDED.last_name, ''), s.last_name),
+        timezone = COALESCE(NULLIF(EXCLUDED.timezone, ''), s.timezone),
+        attributes = s.attributes || EXCLUDED.attributes,
+        status = CASE WHEN %(confirmed)s AND s.status = 'unconfirmed' THEN 'active'
+                      ELSE s.status END,
+        confirmed_at = CASE WHEN %(confirmed)s AND s.status = 'unconfirmed' THEN %(now)s
+                            ELSE s.confirmed_at END,
+        updated_at = %(now)s
+    WHERE %(update_existing)s AND s.erased_at IS NULL AND (
+        (EXCLUDED.first_name <> '' AND EXCLUDED.first_name <> s.first_name)
+        OR (EXCLUDED.last_name <> '' AND EXCLUDED.last_name <> s.last_name)
+        OR (EXCLUDED.timezone <> '' AND EXCLUDED.timezone <> s.timezone)
+        OR NOT s.attributes @> EXCLUDED.attributes
+        OR (%(confirmed)s AND s.status = 'unconfirmed')
+        OR (cardinality(%(topics)s::bigint[]) > 0 AND (
+            SELECT count(*) FROM subscribers_subscription ss
+            WHERE ss.subscriber_id = s.id AND ss.topic_id = ANY(%(topics)s::bigint[])
+        ) < cardinality(%(topics)s::bigint[]))
+    )
+    RETURNING s.id, (xmax = 0) AS inserted
+), subscribed AS (
+    INSERT INTO subscribers_subscription (subscriber_id, topic_id, status, created_at, updated_at)
+    SELECT merged.id, topic_id, 'active', %(now)s, %(now)s
+    FROM merged CROSS JOIN unnest(%(topics)s::bigint[]) AS topic_id
+    ON CONFLICT (subscriber_id, topic_id) DO NOTHING
+), consented AS (
+    INSERT INTO subscribers_consentrecord
+        (subscriber_id, text, version, "where", ip, user_agent, created_at)
+    SELECT merged.id, %(consent_text)s, %(consent_version)s, 'import', NULL, '', %(now)s
+    FROM merged WHERE %(confirmed)s
+)
+SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged
+"""
+
+
+def _merge(job: ImportJob, options: dict) -> dict:
+    now = timezone.now()
+    confirmed = bool(options.get("confirmed"))
+    topics = [int(t) for t in options.get("topics", [])]
+    topics = list(Topic.objects.filter(pk__in=topics).values_list("pk", flat=True))
+    with connection.cursor() as cursor:
+        # The job row commits with the data, so a crash can only lose the whole import, never
+        # half of it: the commit need not wait for the WAL flush of a million rows.
+        cursor.execute("SET LOCAL synchronous_commit TO off")
+        # Duplicates inside the file: the first occurrence is imported, the others reported.
+        cursor.execute(f"""
+            UPDATE {STAGE} st SET reject = 'duplicate of line ' || d.first_line
+            FROM (SELECT email, min(line) AS first_line FROM {STAGE}
+                  WHERE reject IS NULL GROUP BY email HAVING count(*) > 1) d
+            WHERE st.email = d.email AND st.line <> d.first_line AND st.reject IS NULL
+        """)  # noqa: S608 - STAGE is a constant
+        cursor.execute(f"""
+            UPDATE {STAGE} st SET suppressed = true
+            FROM subscribers_suppression sp
+            WHERE sp.email_hash = encode(sha256(convert_to(st.email, 'UTF8')), 'hex')
+              AND st.reject IS NULL
+        """)  # noqa: S608
+        cursor.execute(f"""
+            SELECT count(*) FILTER (WHERE reject IS NULL AND NOT suppressed),
+                   count(*) FILTER (WHERE suppressed)
+            FROM {STAGE}
+        """)  # noqa: S608
+        accepted, suppressed = cursor.fetchone()
+        cursor.execute(
+            MERGE_SQL.format(stage=STAGE),
+            {
+                "status": "active" if confirmed else "unconfirmed",
+                "detail": f"import:{job.pk}",
+                "now": now,
+                "confirmed_at": now if confirmed else None,
+                "confirmed": confirmed,
+                "update_existing": bool(options.get("update_existing", True)),
+                "topics": topics,
+                "consent_text": options.get("consent_note") or "Imported as confirmed.",
+                "consent_version": f"import-{job.pk}",
+            },
+        )
+        created, updated = cursor.fetchone()
+        cursor.execute(
+            f"""
+            INSERT INTO subscribers_importrejection (job_id, line, reason, raw)
+            SELECT %s, line, left(reject, 255), raw FROM {STAGE}
+            WHERE reject IS NOT NULL ORDER BY line
+            """,  # noqa: S608
+            [job.pk],
+        )
+        rejected = cursor.rowcount
+    return {
+        "created": created,
+        "updated": updated,
+        "unchanged": accepted - created - updated,
+        "suppressed": suppressed,
+        "rejected": rejected,
+    }
+
+
+def _create_stage() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
+        # TEMP: private to this session, never WAL-logged, gone if the worker dies.
+        cursor.execute(f"""
+            CREATE TEMP TABLE {STAGE} (
+                line integer NOT NULL,
+                email text,
+                first_name text NOT NULL,
+                last_name text NOT NULL,
+                language text NOT NULL,
+                timezone text NOT NULL,
+                attributes jsonb NOT NULL,
+                reject text,
+                raw text NOT NULL,
+                suppressed boolean NOT NULL DEFAULT false
+            )
+        """)
+
+
+def _drop_stage() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}")
+
+
+def import_run(*, job: ImportJob) -> ImportJob:
+    """Run one import to completion (or to FAILED with the error), idempotently."""
+    claimed = ImportJob.objects.filter(
+        pk=job.pk, status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
+    ).update(status=ImportJob.Status.RUNNING, started_at=timezone.now(), bytes_done=0)
+    job.refresh_from_db()
+    if not claimed:
+        return job  # already done or failed: a redelivered task must not import twice
+    if connection.in_atomic_block:
+        raise RuntimeError("import_run manages its own transactions")
+    options = dict(job.options)
+    path = job.file.path
+    try:
+        if "encoding" not in options or "delimiter" not in options:
+            shape = sniff(path)
+            options.setdefault("encoding", shape.encoding)
+            options.setdefault("delimiter", shape.delimiter)
+        _create_stage()
+        rows, warnings = _stage_rows(job, path, options)
+        with transaction.atomic():
+            summary = _merge(job, options)
+            ImportJob.objects.filter(pk=job.pk).update(
+                status=ImportJob.Status.DONE,
+                rows_read=rows,
+                bytes_done=job.bytes_total,
+                warnings=warnings,
+                finished_at=timezone.now(),
+                **summary,
+            )
+    except ImportError_ as exc:
+        _fail(job, str(exc))
+    except Exception as exc:
+        _fail(job, f"The import failed and nothing was imported: {exc}")
+        raise
+    finally:
+        # The connection may be broken; a TEMP table dies with it anyway.
+        with contextlib.suppress(Exception):
+            _drop_stage()
+    job.refresh_from_db()
+    return job
+
+
+def _fail(job: ImportJob, message: str) -> None:
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=ImportJob.Status.FAILED, error=message[:2000], finished_at=timezone.now()
+    )
+
+
+def import_job_create(
+    *,
+    file,
+    name: str,
+    topics: list[int] | tuple = (),
+    confirmed: bool = False,
+    consent_note: str = "",
+    update_existing: bool = True,
+    created_by: str = "",
+) -> ImportJob:
+    """Store the upload and sniff it; the job then waits for its column mapping."""
+    job = ImportJob(original_name=name[:255], created_by=created_by[:150])
+    job.file.save(f"{timezone.now():%Y%m%d%H%M%S}.csv", file, save=False)
+    job.bytes_total = job.file.size
+    shape = sniff(job.file.path)
+    job.options = {
+        "encoding": shape.encoding,
+        "delimiter": shape.delimiter,
+        "header": shape.header,
+        "mapping": mapping_guess(shape.header, list(CustomField.objects.all())),
+        "topics": list(topics),
+        "confirmed": confirmed,
+        "consent_note": consent_note,
+        "update_existing": update_existing,
+    }
+    job.save()
+    return job
+
+
+def import_job_start(*, job: ImportJob, mapping: dict[str, str], **options) -> ImportJob:
+    """Fix the mapping and options, then queue the import (after the transaction commits)."""
+    from .tasks import import_subscribers_task
+
+    targets = [t for t in mapping.values() if t != "ignore"]
+    if "email" not in targets:
+        raise ImportError_("Map one column to the email address.")
+    duplicates = {t for t in targets if targets.count(t) > 1}
+    if duplicates:
+        raise ImportError_(f"Several columns are mapped to {', '.join(sorted(duplicates))}.")
+    if options.get("confirmed") and not (options.get("consent_note") or "").strip():
+        raise ImportError_("Say how these people consented: the note is kept as their record.")
+    job.options = {**job.options, **options, "mapping": mapping}
+    job.status = ImportJob.Status.QUEUED
+    job.save(update_fields=["options", "status"])
+    transaction.on_commit(lambda: import_subscribers_task.delay(job.pk))
+    return job

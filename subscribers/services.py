@@ -1,0 +1,354 @@
+"""Writes on the audience: subscribers, topics, suppressions, consent and GDPR."""
+
+import datetime as dt
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from .emails import EmailError, email_normalize
+from .models import (
+    ConsentRecord,
+    CustomField,
+    Subscriber,
+    Subscription,
+    Suppression,
+    Topic,
+    email_hash,
+)
+
+
+def attribute_coerce(*, field: CustomField, raw: Any) -> Any:
+    """The typed JSON value of a custom attribute, or ValueError with a readable reason."""
+    if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+        return None
+    if field.type == CustomField.Type.NUMBER:
+        if isinstance(raw, bool):
+            raise ValueError(f"{field.key}: {raw!r} is not a number")
+        if isinstance(raw, int | float):
+            return raw
+        text = str(raw).strip().replace(",", ".") if str(raw).count(",") == 1 else str(raw)
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{field.key}: {raw!r} is not a number") from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"{field.key}: {raw!r} is not a number")
+        return int(number) if number.is_integer() and abs(number) < 2**53 else number
+    if field.type == CustomField.Type.DATE:
+        if isinstance(raw, dt.date):
+            return raw.isoformat()
+        try:
+            return dt.date.fromisoformat(str(raw).strip()).isoformat()
+        except ValueError:
+            raise ValueError(f"{field.key}: {raw!r} is not a date (YYYY-MM-DD)") from None
+    if field.type == CustomField.Type.BOOLEAN:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("true", "yes", "1", "y", "on"):
+            return True
+        if text in ("false", "no", "0", "n", "off"):
+            return False
+        raise ValueError(f"{field.key}: {raw!r} is not yes/no")
+    if field.type == CustomField.Type.CHOICE:
+        text = str(raw).strip()
+        if text not in field.choices:
+            raise ValueError(f"{field.key}: {raw!r} is not one of {', '.join(field.choices)}")
+        return text
+    text = str(raw).strip()
+    if len(text) > 1000:
+        raise ValueError(f"{field.key}: longer than 1000 characters")
+    return text
+
+
+def subscriber_create(
+    *,
+    email: str,
+    first_name: str = "",
+    last_name: str = "",
+    attributes: dict | None = None,
+    status: str = Subscriber.Status.UNCONFIRMED,
+    source: str = Subscriber.Source.MANUAL,
+    source_detail: str = "",
+    language: str = "en",
+    topics: list[Topic] | tuple = (),
+) -> Subscriber:
+    """Create one subscriber (EmailError if the address is invalid or already present)."""
+    normalized = email_normalize(email)
+    if Subscriber.objects.filter(email=normalized).exists():
+        raise EmailError(f"{normalized} is already a subscriber")
+    with transaction.atomic():
+        subscriber = Subscriber.objects.create(
+            email=normalized,
+            first_name=first_name,
+            last_name=last_name,
+            attributes=attributes or {},
+            status=status,
+            source=source,
+            source_detail=source_detail,
+            language=language,
+            confirmed_at=timezone.now() if status == Subscriber.Status.ACTIVE else None,
+        )
+        for topic in topics:
+            topic_subscribe(subscriber=subscriber, topic=topic)
+    return subscriber
+
+
+def subscriber_update(*, subscriber: Subscriber, **fields: Any) -> Subscriber:
+    allowed = {"first_name", "last_name", "attributes", "language", "timezone", "email"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"Cannot update {', '.join(sorted(unknown))}")
+    if "email" in fields:
+        fields["email"] = email_normalize(fields["email"])
+        clash = Subscriber.objects.filter(email=fields["email"]).exclude(pk=subscriber.pk)
+        if clash.exists():
+            raise EmailError(f"{fields['email']} is already a subscriber")
+    for name, value in fields.items():
+        setattr(subscriber, name, value)
+    subscriber.save()
+    return subscriber
+
+
+def suppression_add(*, email: str, reason: str, note: str = "", event: str = "") -> Suppression:
+    """Suppress an address (idempotent: the first reason is kept, the address is filled in)."""
+    if reason not in Suppression.Reason.values:
+        raise ValueError(f"Unknown suppression reason {reason!r}")
+    address = email.strip().lower()
+    suppression, created = Suppression.objects.get_or_create(
+        email_hash=email_hash(address),
+        defaults={"email": address, "reason": reason, "note": note[:255], "event": event[:100]},
+    )
+    if not created and not suppression.email and reason != Suppression.Reason.ERASED:
+        suppression.email = address
+        suppression.save(update_fields=["email"])
+    return suppression
+
+
+def suppression_lift(*, email: str) -> bool:
+    """Remove a suppression when the person signs up again themselves (forms call this)."""
+    deleted, _ = Suppression.objects.filter(email_hash=email_hash(email)).delete()
+    return bool(deleted)
+
+
+def is_suppressed(email: str) -> bool:
+    return Suppression.objects.filter(email_hash=email_hash(email)).exists()
+
+
+def subscriber_unsubscribe(*, subscriber: Subscriber, source: str) -> None:
+    """Unsubscribe from everything: status unsubscribed, topics off, address suppressed."""
+    now = timezone.now()
+    with transaction.atomic():
+        Subscriber.objects.filter(pk=subscriber.pk).update(
+            status=Subscriber.Status.UNSUBSCRIBED, updated_at=now
+        )
+        subscriber.status = Subscriber.Status.UNSUBSCRIBED
+        subscriber.subscriptions.filter(status=Subscription.Status.ACTIVE).update(
+            status=Subscription.Status.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now
+        )
+        suppression_add(
+            email=subscriber.email,
+            reason=Suppression.Reason.UNSUBSCRIBED,
+            event=source,
+        )
+
+
+def topic_subscribe(*, subscriber: Subscriber, topic: Topic) -> Subscription:
+    subscription, created = Subscription.objects.get_or_create(subscriber=subscriber, topic=topic)
+    if not created and subscription.status != Subscription.Status.ACTIVE:
+        subscription.status = Subscription.Status.ACTIVE
+        subscription.unsubscribed_at = None
+        subscription.save(update_fields=["status", "unsubscribed_at", "updated_at"])
+    return subscription
+
+
+def topic_unsubscribe(*, subscriber: Subscriber, topic: Topic) -> None:
+    Subscription.objects.filter(
+        subscriber=subscriber, topic=topic, status=Subscription.Status.ACTIVE
+    ).update(
+        status=Subscription.Status.UNSUBSCRIBED,
+        unsubscribed_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+
+
+def consent_record(
+    *,
+    subscriber: Subscriber,
+    text: str,
+    version: str,
+    where: str,
+    ip: str | None = None,
+    user_agent: str = "",
+) -> ConsentRecord:
+    if where not in ConsentRecord.Where.values:
+        raise ValueError(f"Unknown consent place {where!r}")
+    return ConsentRecord.objects.create(
+        subscriber=subscriber,
+        text=text,
+        version=version,
+        where=where,
+        ip=ip or None,
+        user_agent=(user_agent or "")[:500],
+    )
+
+
+def subscriber_export(*, subscriber: Subscriber) -> dict:
+    """Everything held about one person, JSON-serialisable (GDPR access request)."""
+    from .selectors import subscriber_timeline
+
+    def iso(value):
+        return value.isoformat() if value else None
+
+    data = {
+        "profile": {
+            "email": subscriber.email,
+            "first_name": subscriber.first_name,
+            "last_name": subscriber.last_name,
+            "status": subscriber.status,
+            "source": subscriber.source,
+            "source_detail": subscriber.source_detail,
+            "language": subscriber.language,
+            "timezone": subscriber.timezone,
+            "created_at": iso(subscriber.created_at),
+            "updated_at": iso(subscriber.updated_at),
+            "confirmed_at": iso(subscriber.confirmed_at),
+            "paused_until": iso(subscriber.paused_until),
+            "max_campaigns_per_month": subscriber.max_campaigns_per_month,
+        },
+        "attributes": subscriber.attributes,
+        "subscriptions": [
+            {
+                "topic": s.topic.slug,
+                "topic_name": s.topic.display_name,
+                "status": s.status,
+                "created_at": iso(s.created_at),
+                "updated_at": iso(s.updated_at),
+                "unsubscribed_at": iso(s.unsubscribed_at),
+            }
+            for s in subscriber.subscriptions.select_related("topic").order_by("id")
+        ],
+        "consent_records": [
+            {
+                "text": c.text,
+                "version": c.version,
+                "where": c.where,
+                "ip": c.ip,
+                "user_agent": c.user_agent,
+                "created_at": iso(c.created_at),
+            }
+            for c in subscriber.consent_records.order_by("id")
+        ],
+        "suppression": None,
+        "timeline": [{**item, "at": iso(item["at"])} for item in subscriber_timeline(subscriber)],
+    }
+    suppression = Suppression.objects.filter(email_hash=email_hash(subscriber.email)).first()
+    if suppression:
+        data["suppression"] = {
+            "reason": suppression.reason,
+            "created_at": iso(suppression.created_at),
+        }
+    for name, exporter in EXPORT_SECTIONS.items():
+        data[name] = exporter(subscriber)
+    return data
+
+
+# Later apps add what they hold about a person (campaigns: deliveries, analytics: events):
+# EXPORT_SECTIONS["deliveries"] = lambda subscriber: [...JSON-serialisable...]
+EXPORT_SECTIONS: dict[str, Any] = {}
+
+
+def subscriber_erase(*, subscriber: Subscriber) -> None:
+    """GDPR erasure: wipe personal data, keep an anonymous row and a suppression hash.
+
+    The row itself stays (anonymised, unsubscribed) so that deliveries and events that point at
+    it keep counting in campaign reports; nothing about the person is left on it. The suppression
+    keeps only the hash: the address is never mailed again unless they sign up themselves.
+    """
+    with transaction.atomic():
+        address = subscriber.email
+        hashed = email_hash(address)
+        Suppression.objects.update_or_create(
+            email_hash=hashed,
+            defaults={"email": "", "reason": Suppression.Reason.ERASED, "note": ""},
+        )
+        subscriber.consent_records.all().delete()
+        now = timezone.now()
+        subscriber.subscriptions.update(
+            status=Subscription.Status.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now
+        )
+        subscriber.email = f"erased-{subscriber.pk}@erased.invalid"
+        subscriber.first_name = ""
+        subscriber.last_name = ""
+        subscriber.attributes = {}
+        subscriber.status = Subscriber.Status.UNSUBSCRIBED
+        subscriber.source_detail = ""
+        subscriber.timezone = ""
+        subscriber.language = ""
+        subscriber.paused_until = None
+        subscriber.max_campaigns_per_month = None
+        subscriber.erased_at = now
+        subscriber.save()
+        for eraser in ERASE_HOOKS:
+            eraser(subscriber)
+
+
+# Later apps wipe what they hold (e.g. analytics: IP / user agent of events) without deleting
+# the rows that counts rely on: ERASE_HOOKS.append(lambda subscriber: ...).
+ERASE_HOOKS: list = []
+
+
+def subscribers_bulk_topic(*, queryset: QuerySet, topic: Topic, add: bool) -> int:
+    """Add every subscriber of a selection to a topic (or take them off it), set-based."""
+    ids_sql, params = queryset.values("id").query.sql_with_params()
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        if add:
+            cursor.execute(
+                f"""
+                INSERT INTO subscribers_subscription
+                    (subscriber_id, topic_id, status, created_at, updated_at)
+                SELECT sel.id, %s, 'active', %s, %s FROM ({ids_sql}) sel
+                ON CONFLICT (subscriber_id, topic_id) DO UPDATE
+                    SET status = 'active', unsubscribed_at = NULL, updated_at = EXCLUDED.updated_at
+                    WHERE subscribers_subscription.status <> 'active'
+                """,  # noqa: S608 - ids_sql is Django-compiled, params are bound
+                [topic.pk, now, now, *params],
+            )
+        else:
+            cursor.execute(
+                f"""
+                UPDATE subscribers_subscription SET status = 'unsubscribed',
+                    unsubscribed_at = %s, updated_at = %s
+                WHERE topic_id = %s AND status = 'active'
+                  AND subscriber_id IN ({ids_sql})
+                """,  # noqa: S608
+                [now, now, topic.pk, *params],
+            )
+        return cursor.rowcount
+
+
+def subscribers_bulk_suppress(*, queryset: QuerySet, note: str = "", event: str = "") -> int:
+    """Suppress every address of a selection (manual reason), set-based."""
+    sql, params = queryset.values("email").query.sql_with_params()
+    with connection.cursor() as cursor, transaction.atomic():
+        cursor.execute(
+            f"""
+            INSERT INTO subscribers_suppression (email_hash, email, reason, note, event, created_at)
+            SELECT encode(sha256(convert_to(lower(sel.email), 'UTF8')), 'hex'), lower(sel.email),
+                   'manual', %s, %s, now()
+            FROM ({sql}) sel
+            ON CONFLICT (email_hash) DO NOTHING
+            """,  # noqa: S608
+            [note[:255], event[:100], *params],
+        )
+        return cursor.rowcount
+
+
+def subscribers_bulk_delete(*, queryset: QuerySet) -> int:
+    """Delete a selection. Through the ORM so that later apps' on_delete rules apply."""
+    with transaction.atomic():
+        _, per_model = Subscriber.objects.filter(pk__in=queryset.values("pk")).delete()
+    return per_model.get(Subscriber._meta.label, 0)

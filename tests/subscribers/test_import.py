@@ -1,0 +1,175 @@
+import pytest
+from django.core.files.base import ContentFile
+from django.core.management import call_command
+
+from subscribers.importing import ImportError_, import_job_create, import_run, sniff
+from subscribers.models import ConsentRecord, ImportJob, Subscriber, Subscription
+from subscribers.services import suppression_add
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+
+
+def run_import(data: bytes, **options) -> ImportJob:
+    job = import_job_create(file=ContentFile(data), name="people.csv", **options)
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.QUEUED)
+    return import_run(job=job)
+
+
+def rejections(job):
+    return {r.line: r.reason for r in job.rejections.all()}
+
+
+def test_it_creates_subscribers_with_names_and_typed_attributes(custom_fields):
+    job = run_import(
+        b"Email,First name,Last name,Company,Score,Birthday,VIP,Plan\n"
+        b"Ann@Example.COM,Ann,Lee,Acme,12,1990-04-01,yes,pro\n"
+        b"bob@example.org,Bob,,,3.5,,no,free\n"
+    )
+    assert job.status == ImportJob.Status.DONE, job.error
+    assert (job.created, job.updated, job.rejected) == (2, 0, 0)
+    ann = Subscriber.objects.get(email="ann@example.com")
+    assert ann.first_name == "Ann" and ann.source == "import"
+    assert ann.attributes == {
+        "company": "Acme",
+        "score": 12,
+        "birthday": "1990-04-01",
+        "vip": True,
+        "plan": "pro",
+    }
+    assert ann.status == Subscriber.Status.UNCONFIRMED
+    assert Subscriber.objects.get(email="bob@example.org").attributes == {
+        "score": 3.5,
+        "vip": False,
+        "plan": "free",
+    }
+
+
+def test_every_bad_row_is_rejected_with_its_line_number_and_the_rest_imported(custom_fields):
+    long_name = "x" * 151
+    data = (
+        "email,first_name,score,plan\n"
+        "good@example.com,Good,1,free\n"  # line 2
+        "not-an-address,Bad,1,free\n"  # 3
+        "\n"  # 4: blank, skipped
+        f"long@example.com,{long_name},1,free\n"  # 5
+        "nan@example.com,N,abc,free\n"  # 6
+        "choice@example.com,C,1,gold\n"  # 7
+        'quoted@example.com,"two\nlines",2,pro\n'  # 8-9
+        "GOOD@example.com,Again,1,free\n"  # 10: duplicate of line 2
+        "extra@example.com,E,1,free,surprise\n"  # 11
+        "a..b@example.com,Dots,1,free\n"  # 12
+        "\n"
+        "last@example.com,Last,,\n"  # 14
+    ).encode()
+    job = run_import(data)
+    assert job.status == ImportJob.Status.DONE, job.error
+    reasons = rejections(job)
+    assert set(reasons) == {3, 5, 6, 7, 10, 11, 12}
+    assert "not a valid email" in reasons[3]
+    assert "longer than 150" in reasons[5]
+    assert "not a number" in reasons[6]
+    assert "not one of" in reasons[7]
+    assert reasons[10] == "duplicate of line 2"
+    assert "5 columns" in reasons[11]
+    assert "two periods" in reasons[12]
+    assert job.created == 3
+    assert Subscriber.objects.get(email="quoted@example.com").first_name == "two\nlines"
+    assert any("blank line" in w for w in job.warnings)
+
+
+def test_a_bom_and_semicolons_are_understood(custom_fields):
+    job = run_import("\ufeffE-mail;Prénom\nzoé@example.com;Zoé\n".encode())
+    assert job.status == ImportJob.Status.DONE, job.error
+    assert Subscriber.objects.get(email="zoé@example.com").first_name == "Zoé"
+
+
+def test_latin1_files_are_decoded(custom_fields):
+    job = run_import("email\tfirst_name\nleo@example.com\tLéo\n".encode("latin-1"))
+    assert job.status == ImportJob.Status.DONE, job.error
+    assert Subscriber.objects.get(email="leo@example.com").first_name == "Léo"
+
+
+def test_unknown_columns_are_a_warning_not_an_error(custom_fields):
+    job = run_import(b"email,favourite colour\nx@example.com,blue\n")
+    assert job.created == 1
+    assert any("favourite colour" in w for w in job.warnings)
+    assert Subscriber.objects.get().attributes == {}
+
+
+def test_a_file_without_an_email_column_fails_clearly_and_imports_nothing(db):
+    with pytest.raises(ImportError_):
+        job = import_job_create(file=ContentFile(b"name,age\nx,3\n"), name="x.csv")
+        from subscribers.importing import import_job_start
+
+        import_job_start(job=job, mapping=job.options["mapping"])
+    assert Subscriber.objects.count() == 0
+
+
+def test_an_empty_file_is_refused(db, tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"\n\n")
+    with pytest.raises(ImportError_):
+        sniff(str(path))
+
+
+def test_nul_bytes_and_an_unterminated_quote_do_not_crash_the_import(db):
+    job = run_import(b'email,first_name\nnul@example.com,a\x00b\nok@example.com,"never closed\n')
+    assert job.status == ImportJob.Status.DONE, job.error
+    assert Subscriber.objects.filter(email="nul@example.com").exists()
+
+
+def test_suppressed_addresses_are_skipped_and_counted(db):
+    suppression_add(email="gone@example.com", reason="unsubscribed")
+    job = run_import(b"email\ngone@example.com\nnew@example.com\n")
+    assert (job.created, job.suppressed) == (1, 1)
+    assert not Subscriber.objects.filter(email="gone@example.com").exists()
+
+
+def test_existing_subscribers_are_updated_or_left_alone(topics):
+    Subscriber.objects.create(email="a@example.com", first_name="Old")
+    Subscriber.objects.create(email="b@example.com", first_name="Same")
+    job = run_import(b"email,first_name\na@example.com,New\nb@example.com,Same\n")
+    assert (job.created, job.updated, job.unchanged) == (0, 1, 1)
+    assert Subscriber.objects.get(email="a@example.com").first_name == "New"
+    job = run_import(b"email,first_name\na@example.com,Newer\n", update_existing=False)
+    assert (job.updated, job.unchanged) == (0, 1)
+    assert Subscriber.objects.get(email="a@example.com").first_name == "New"
+
+
+def test_confirmed_imports_record_consent_and_add_topics(topics):
+    weekly, product, _ = topics
+    job = run_import(
+        b"email\na@example.com\nb@example.com\n",
+        topics=[weekly.pk, product.pk],
+        confirmed=True,
+        consent_note="Signed up at the 2024 fair",
+    )
+    assert job.created == 2
+    a = Subscriber.objects.get(email="a@example.com")
+    assert a.status == Subscriber.Status.ACTIVE and a.confirmed_at
+    assert Subscription.objects.filter(subscriber=a).count() == 2
+    record = ConsentRecord.objects.get(subscriber=a)
+    assert (record.text, record.where) == ("Signed up at the 2024 fair", "import")
+
+
+def test_a_topic_an_existing_subscriber_left_is_not_forced_back(topics):
+    weekly = topics[0]
+    a = Subscriber.objects.create(email="a@example.com")
+    Subscription.objects.create(subscriber=a, topic=weekly, status="unsubscribed")
+    job = run_import(b"email\na@example.com\n", topics=[weekly.pk])
+    assert job.unchanged == 1
+    assert Subscription.objects.get(subscriber=a).status == "unsubscribed"
+
+
+def test_the_management_command_prints_the_summary(topics, tmp_path, capsys):
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"email\none@example.com\nbroken\n")
+    call_command("import_subscribers", str(path), "--topic", "weekly", "--confirmed")
+    out = capsys.readouterr().out
+    assert "created:    1" in out and "rejected:   1" in out and "line 3" in out
+    assert Subscription.objects.filter(topic=topics[0]).count() == 1

@@ -1,4 +1,55 @@
+from django.conf import settings
 from django.db import models
+
+
+class CampaignTransitionError(Exception):
+    """An illegal state change: the message says which move was refused and why."""
+
+
+class SendingConnection(models.Model):
+    """Where messages go: any django-anymail ESP backend, or SMTP, with its own pace.
+
+    In test mode the connection delivers nothing: every message is captured in the sandbox
+    inbox instead (SandboxMessage), whatever the backend says.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    backend = models.CharField(
+        max_length=200,
+        default="django.core.mail.backends.smtp.EmailBackend",
+        help_text="Dotted path of a Django email backend, e.g. anymail.backends.mailgun."
+        "EmailBackend, or django.core.mail.backends.smtp.EmailBackend.",
+    )
+    options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Keyword arguments for the backend (SMTP: host, port, username, password, "
+        "use_tls; ESP: api_key ...).",
+    )
+    sending_domain = models.CharField(
+        max_length=200, blank=True, help_text="Domain of Message-IDs; defaults to From's."
+    )
+    test_mode = models.BooleanField(
+        default=False, help_text="Deliver nothing: capture every message in the sandbox inbox."
+    )
+    rate_per_second = models.FloatField(
+        null=True, blank=True, help_text="Shared by every worker; empty means no limit."
+    )
+    domain_caps = models.JSONField(
+        default=dict, blank=True, help_text='Per recipient domain, per minute: {"gmail.com": 600}'
+    )
+    warmup_plan = models.JSONField(
+        default=list, blank=True, help_text="Daily caps, day 1 first: [500, 1000, 2000, ...]"
+    )
+    warmup_started_on = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_smtp(self) -> bool:
+        return self.backend == "django.core.mail.backends.smtp.EmailBackend"
 
 
 class Campaign(models.Model):
@@ -10,13 +61,179 @@ class Campaign(models.Model):
         FINISHED = "finished", "Finished"
         CANCELLED = "cancelled", "Cancelled"
 
+    class ScheduleKind(models.TextChoices):
+        NOW = "now", "Send now"
+        ONCE = "once", "Once, at a date and time"
+        RECURRING = "recurring", "Every week on a weekday and hour"
+
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    # Content: the template, and the version pinned when sending starts.
+    template = models.ForeignKey(
+        "templates_app.Template", null=True, blank=True, on_delete=models.PROTECT
+    )
+    template_version = models.ForeignKey(
+        "templates_app.TemplateVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    subject = models.CharField(max_length=255, blank=True, help_text="Empty: the template's.")
+    preheader = models.CharField(max_length=255, blank=True)
+
+    # Audience: active subscriptions to any of the topics and / or a segment.
+    topics = models.ManyToManyField("subscribers.Topic", blank=True, related_name="+")
+    segment = models.ForeignKey(
+        "subscribers.Segment", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    from_name = models.CharField(max_length=150, blank=True)
+    from_email = models.EmailField(blank=True)
+    reply_to = models.EmailField(blank=True)
+    connection = models.ForeignKey(
+        SendingConnection, null=True, blank=True, on_delete=models.PROTECT
+    )
+    track_links = models.BooleanField(default=True)
+    track_opens = models.BooleanField(default=True)
+    tags = models.JSONField(default=list, blank=True)
+    test_mode = models.BooleanField(
+        default=False, help_text="Deliver nothing: capture every message in the sandbox inbox."
+    )
+    seed_addresses = models.TextField(blank=True, help_text="Test sends go here, one per line.")
+
+    # Scheduling.
+    schedule_kind = models.CharField(
+        max_length=16, choices=ScheduleKind.choices, default=ScheduleKind.NOW
+    )
+    schedule_timezone = models.CharField(max_length=64, default="UTC")
+    send_at_local = models.DateTimeField(
+        null=True, blank=True, help_text="Naive wall-clock time in schedule_timezone (once)."
+    )
+    recurring_weekday = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="0 = Monday ... 6 = Sunday"
+    )
+    recurring_hour = models.PositiveSmallIntegerField(null=True, blank=True)
+    only_new_since_last = models.BooleanField(
+        default=False, help_text="Recurring: only subscribers who joined since the last one."
+    )
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_occurrence_at = models.DateTimeField(null=True, blank=True)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="occurrences"
+    )
+    audience_since = models.DateTimeField(
+        null=True, blank=True, help_text="Only subscribers created after this (occurrences)."
+    )
+
+    # Sending progress and safety.
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    status_reason = models.CharField(max_length=500, blank=True)
+    max_consecutive_failures = models.PositiveIntegerField(default=20)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    parallelism = models.PositiveSmallIntegerField(
+        default=4, help_text="How many sending tasks work on this campaign at once."
+    )
+    preflight_override_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "next_run_at"], name="campaign_due")]
 
     def __str__(self):
         return self.name
+
+    @property
+    def effective_subject(self) -> str:
+        if self.subject:
+            return self.subject
+        if self.template_version_id:
+            return self.template_version.subject
+        return self.template.subject if self.template_id else ""
+
+    @property
+    def is_test(self) -> bool:
+        return self.test_mode or bool(self.connection_id and self.connection.test_mode)
+
+
+class Delivery(models.Model):
+    """One row per recipient of a campaign: the ledger that makes sending exactly-once.
+
+    pending -> claimed (a worker took it in a batch) -> sending (handed to the backend right
+    now) -> sent | failed | skipped. A row found ``claimed`` by a dead worker was never handed
+    off and goes back to pending; a row found ``sending`` is ``unknown`` (see
+    campaigns.pipeline) until someone decides.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        CLAIMED = "claimed", "Claimed"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+        UNKNOWN = "unknown", "Unknown (worker died during handoff)"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries")
+    # Analytics survive the subscriber's erasure: the row keeps only the hash then.
+    subscriber = models.ForeignKey(
+        "subscribers.Subscriber", null=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    email = models.CharField(max_length=254)
+    email_hash = models.CharField(max_length=64)
+    domain = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    claim_token = models.CharField(max_length=32, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "subscriber"], name="delivery_unique")
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "status", "id"], name="delivery_claim"),
+            models.Index(fields=["message_id"], name="delivery_message_id"),
+            models.Index(fields=["subscriber", "sent_at"], name="delivery_subscriber"),
+        ]
+
+    def __str__(self):
+        return f"{self.campaign_id} → {self.email} ({self.status})"
+
+
+class SandboxMessage(models.Model):
+    """A message a test-mode campaign or connection captured instead of delivering."""
+
+    campaign = models.ForeignKey(
+        Campaign, null=True, on_delete=models.CASCADE, related_name="sandbox_messages"
+    )
+    delivery = models.ForeignKey(Delivery, null=True, blank=True, on_delete=models.CASCADE)
+    to = models.CharField(max_length=254)
+    subject = models.CharField(max_length=998)
+    html = models.TextField(blank=True)
+    text = models.TextField(blank=True)
+    headers = models.JSONField(default=dict)
+    raw = models.TextField()
+    is_test_send = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"{self.to}: {self.subject}"

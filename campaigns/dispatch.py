@@ -1,0 +1,76 @@
+"""The periodic dispatcher: one django-celery-beat task, every few seconds.
+
+Due campaigns are taken with ``SELECT ... FOR UPDATE SKIP LOCKED`` and moved out of
+'scheduled' in the same transaction, so two dispatchers (a beat restart, two beats by mistake)
+can never start one campaign twice — the failure mode of one-off clocked tasks
+(django-celery-beat #828).
+"""
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Campaign
+from .pipeline import campaign_maybe_finish, reconcile
+from .scheduling import next_weekly_occurrence
+
+log = logging.getLogger(__name__)
+
+
+def _take_one_due(now):
+    """Lock one due scheduled campaign (or None); the caller's transaction holds the lock."""
+    return (
+        Campaign.objects.select_for_update(skip_locked=True)
+        .filter(status=Campaign.Status.SCHEDULED, next_run_at__lte=now)
+        .order_by("next_run_at")
+        .first()
+    )
+
+
+def dispatch_due(*, now=None) -> dict:
+    from .services import campaign_occurrence_create, campaign_start
+    from .tasks import campaign_kick
+
+    now = now or timezone.now()
+    started, occurrences, errors = [], [], []
+    for _ in range(100):
+        with transaction.atomic():
+            campaign = _take_one_due(now)
+            if campaign is None:
+                break
+            try:
+                with transaction.atomic():
+                    if campaign.schedule_kind == Campaign.ScheduleKind.RECURRING:
+                        child = campaign_occurrence_create(parent=campaign, now=now)
+                        campaign_start(campaign=child, now=now)
+                        occurrences.append(child.pk)
+                        # The next one, on the local calendar (DST-safe).
+                        Campaign.objects.filter(pk=campaign.pk).update(
+                            last_occurrence_at=now,
+                            next_run_at=next_weekly_occurrence(
+                                weekday=campaign.recurring_weekday,
+                                hour=campaign.recurring_hour,
+                                tz_name=campaign.schedule_timezone,
+                                after=max(now, campaign.next_run_at),
+                            ),
+                        )
+                    else:
+                        campaign_start(campaign=campaign, now=now)
+                        started.append(campaign.pk)
+            except Exception as exc:
+                log.exception("could not start campaign %s", campaign.pk)
+                Campaign.objects.filter(pk=campaign.pk).update(
+                    status=Campaign.Status.DRAFT,
+                    next_run_at=None,
+                    status_reason=f"Could not start: {exc}",
+                )
+                errors.append(campaign.pk)
+    running = list(
+        Campaign.objects.filter(status=Campaign.Status.RUNNING).values_list("pk", flat=True)
+    )
+    for campaign_id in running:
+        reconcile(campaign_id=campaign_id)
+        if not campaign_maybe_finish(campaign_id=campaign_id):
+            transaction.on_commit(lambda cid=campaign_id: campaign_kick.delay(cid))
+    return {"started": started, "occurrences": occurrences, "errors": errors, "running": running}

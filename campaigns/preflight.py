@@ -1,0 +1,337 @@
+"""Pre-flight checks run before scheduling. Each finding has a code, a severity ("blocking" or
+"warning"), a message a marketer understands, and details. Blocking findings refuse
+scheduling unless an admin overrides them."""
+
+import importlib.util
+import re
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from django.core.cache import cache
+from django.db.models import Q
+
+from templates_app.rendering import compile_version
+
+from .messages import GMAIL_CLIP_BYTES, MessageFactory
+from .models import Campaign
+from .selectors import audience_queryset
+
+BLOCKING = "blocking"
+WARNING = "warning"
+SPAM_BLOCKING_SCORE = 5.0
+SPAM_WARNING_SCORE = 3.0
+TRIGGER_PHRASES = [
+    "100% free",
+    "act now",
+    "buy now",
+    "cash bonus",
+    "click here",
+    "double your",
+    "earn money",
+    "free money",
+    "guaranteed",
+    "limited time",
+    "no credit check",
+    "risk-free",
+    "winner",
+    "you have been selected",
+    "viagra",
+    "crypto giveaway",
+]
+SHORTENERS = {
+    "bit.ly",
+    "tinyurl.com",
+    "goo.gl",
+    "t.co",
+    "ow.ly",
+    "is.gd",
+    "buff.ly",
+    "rebrand.ly",
+    "cutt.ly",
+    "shorturl.at",
+}
+ALWAYS_FILLED = {
+    "unsubscribe_url",
+    "preferences_url",
+    "view_in_browser_url",
+    "email",
+    "company_name",
+    "postal_address",
+}
+
+
+@dataclass
+class Finding:
+    code: str
+    severity: str
+    message: str
+    details: list[str] = field(default_factory=list)
+    points: float = 0.0
+
+
+def _version(campaign: Campaign):
+    return campaign.template_version or (
+        campaign.template.versions.order_by("-number").first() if campaign.template_id else None
+    )
+
+
+# --- template lint (provided by templates_app.lint once it exists) -------------------------
+
+
+def lint_findings(campaign: Campaign) -> list[Finding]:
+    version = _version(campaign)
+    if version is None or importlib.util.find_spec("templates_app.lint") is None:
+        return []
+    from templates_app.lint import lint_version
+
+    out = []
+    for item in lint_version(version, audience=audience_queryset(campaign)):
+        where = f" (line {item.line}, column {item.column})" if item.line else ""
+        out.append(
+            Finding(
+                code=f"lint.{item.code}",
+                severity=item.severity,
+                message=f"{item.message}{where}",
+                details=[item.fix] if getattr(item, "fix", None) else [],
+            )
+        )
+    return out
+
+
+# --- personalization over the whole audience -----------------------------------------------
+
+
+def personalization_findings(campaign: Campaign) -> list[Finding]:
+    """For every merge field without a default, how many recipients would get it empty —
+    counted in SQL over the whole audience, with a few examples."""
+    version = _version(campaign)
+    if version is None:
+        return []
+    compiled = compile_version(version)
+    tags = {}
+    for plan in compiled.plans:
+        for tag in plan.tags:
+            if not tag.has_default and tag.path not in ALWAYS_FILLED:
+                tags.setdefault(tag.path, tag)
+    audience = audience_queryset(campaign)
+    out = []
+    for path, tag in sorted(tags.items()):
+        if path in ("first_name", "last_name"):
+            empty = Q(**{path: ""})
+        elif path.startswith("attr.") and path.count(".") == 1:
+            key = path.split(".", 1)[1]
+            empty = Q(**{f"attributes__{key}__isnull": True}) | Q(**{f"attributes__{key}": ""})
+        else:
+            out.append(
+                Finding(
+                    "personalization.unknown_field",
+                    BLOCKING,
+                    f"{{{{ {path} }}}} is not a field any recipient has: it would "
+                    "render empty for everyone.",
+                    [f"line {tag.line}, column {tag.column}"],
+                )
+            )
+            continue
+        missing = audience.filter(empty)
+        count = missing.count()
+        if count:
+            examples = list(missing.order_by("pk").values_list("email", flat=True)[:5])
+            out.append(
+                Finding(
+                    "personalization.empty",
+                    WARNING,
+                    f"{count} recipient(s) would get an empty {{{{ {path} }}}}: add a default "
+                    f'(e.g. {{{{ {path}|default:"there" }}}}) or fill the field.',
+                    examples,
+                )
+            )
+    return out
+
+
+# --- link check -------------------------------------------------------------------------------
+
+
+class _HeadRequest(urllib.request.Request):
+    def get_method(self):
+        return "HEAD"
+
+
+def _check_url(url: str, timeout: float) -> tuple[str, int | None, str]:
+    """(url, status or None, error kind: '' | 'network' | 'http')."""
+    headers = {"User-Agent": "NoFailMail link check"}
+    try:
+        try:
+            with urllib.request.urlopen(_HeadRequest(url, headers=headers), timeout=timeout) as r:  # noqa: S310
+                return url, r.status, ""
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (405, 501):
+                raise
+        get = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(get, timeout=timeout) as response:  # noqa: S310
+            return url, response.status, ""
+    except urllib.error.HTTPError as exc:
+        return url, exc.code, "http"
+    except (TimeoutError, urllib.error.URLError, OSError) as exc:
+        return url, None, f"network: {getattr(exc, 'reason', exc)}"
+
+
+def link_findings(campaign: Campaign, *, timeout: float = 5.0) -> list[Finding]:
+    version = _version(campaign)
+    if version is None:
+        return []
+    links = list(compile_version(version, track_links=True).links)
+    if not links:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(links))) as pool:
+        results = list(pool.map(lambda u: _check_url(u, timeout), links))
+    network = [r for r in results if r[1] is None]
+    if network and len(network) == len(results):
+        return [
+            Finding(
+                "links.offline",
+                WARNING,
+                f"Links were NOT checked: none of the {len(links)} link(s) could be reached "
+                "(no network or DNS from this server). Check them by hand or retry online.",
+                [f"{url} — {error}" for url, _, error in network],
+            )
+        ]
+    out = []
+    broken = [r for r in results if r[1] is not None and r[1] >= 400]
+    if broken:
+        out.append(
+            Finding(
+                "links.broken",
+                BLOCKING,
+                f"{len(broken)} link(s) answer an error.",
+                [f"{url} — HTTP {status}" for url, status, _ in broken],
+            )
+        )
+    if network:
+        out.append(
+            Finding(
+                "links.unreachable",
+                BLOCKING,
+                f"{len(network)} link(s) cannot be reached.",
+                [f"{url} — {error}" for url, _, error in network],
+            )
+        )
+    return out
+
+
+# --- spam score -----------------------------------------------------------------------------
+
+
+_IMG_RE = re.compile(r"<img\b", re.IGNORECASE)
+_TAG_RE = re.compile(r"<[^>]+>")
+_HREF_RE = re.compile(r"""href\s*=\s*["']https?://([^/"':]+)""", re.IGNORECASE)
+
+
+def spam_findings(*, subject: str, html: str, text: str, unsubscribe_url: str) -> list[Finding]:
+    """SpamAssassin-style points, each with its reason, plus the total as one finding."""
+    points: list[tuple[float, str]] = []
+    letters = [c for c in subject if c.isalpha()]
+    if len(letters) >= 4 and sum(c.isupper() for c in letters) / len(letters) > 0.6:
+        points.append((1.5, "Subject is mostly capital letters."))
+    if re.search(r"[!?$€]{3,}", subject):
+        points.append((1.0, "Subject has a run of !, ? or currency signs."))
+    haystack = f"{subject}\n{_TAG_RE.sub(' ', html)}".lower()
+    for phrase in TRIGGER_PHRASES:
+        if phrase in haystack:
+            points.append((0.75, f"Trigger phrase: “{phrase}”."))
+    visible = _TAG_RE.sub("", html).strip()
+    images = len(_IMG_RE.findall(html)) - html.count('width="1" height="1"')
+    if images and len(visible) / images < 200:
+        points.append(
+            (1.5, f"Image-heavy: {images} image(s) for {len(visible)} characters of text.")
+        )
+    if not text.strip():
+        points.append((1.5, "No plain-text part."))
+    for domain in sorted({d.lower() for d in _HREF_RE.findall(html)} & SHORTENERS):
+        points.append((1.0, f"Link shortener: {domain} (hides the destination)."))
+    if unsubscribe_url not in html:
+        points.append((2.0, "No unsubscribe link in the HTML."))
+    total = sum(p for p, _ in points)
+    severity = BLOCKING if total >= SPAM_BLOCKING_SCORE else WARNING
+    out = [Finding(f"spam.{i}", WARNING, reason, points=p) for i, (p, reason) in enumerate(points)]
+    if total >= SPAM_WARNING_SCORE:
+        out.insert(
+            0,
+            Finding(
+                "spam.score",
+                severity,
+                f"Spam score {total:.1f} (blocking at {SPAM_BLOCKING_SCORE}).",
+                points=total,
+            ),
+        )
+    return out
+
+
+# --- size -------------------------------------------------------------------------------------
+
+
+def size_findings(html: str) -> list[Finding]:
+    size = len(html.encode("utf-8"))
+    if size > GMAIL_CLIP_BYTES:
+        return [
+            Finding(
+                "size.clipped",
+                WARNING,
+                f"The HTML is {size / 1024:.0f} KB: Gmail clips messages above 102 KB "
+                "(and hides the unsubscribe link and the open pixel with it).",
+            )
+        ]
+    return []
+
+
+# --- all --------------------------------------------------------------------------------------
+
+
+def sample_message(campaign: Campaign):
+    from subscribers.models import Subscriber
+
+    sub = audience_queryset(campaign).order_by("pk").first() or Subscriber(
+        pk=0, email="sample@example.com"
+    )
+    factory = MessageFactory(campaign, test_send=True)
+    return factory.build(
+        delivery_id=None,
+        subscriber_id=sub.pk or 0,
+        email=sub.email,
+        first_name=sub.first_name,
+        last_name=sub.last_name,
+        attributes=sub.attributes,
+    )
+
+
+def run_preflight(campaign: Campaign, *, check_links: bool = True) -> list[Finding]:
+    findings: list[Finding] = []
+    if not campaign.template_id:
+        return [Finding("content.missing", BLOCKING, "Choose a template.")]
+    if _version(campaign) is None:
+        return [Finding("content.unsaved", BLOCKING, "The template has no saved version.")]
+    if not campaign.from_email:
+        findings.append(Finding("settings.from", BLOCKING, "Set the From address."))
+    if not audience_queryset(campaign).exists():
+        findings.append(Finding("audience.empty", BLOCKING, "The audience is empty."))
+    findings += lint_findings(campaign)
+    findings += personalization_findings(campaign)
+    message = sample_message(campaign)
+    unsubscribe = message.headers["List-Unsubscribe"].split(">")[0].lstrip("<")
+    findings += spam_findings(
+        subject=message.subject, html=message.html, text=message.text, unsubscribe_url=unsubscribe
+    )
+    findings += size_findings(message.html)
+    if check_links:
+        key = f"nfm:preflight-links:{campaign.pk}:{campaign.template_version_id or ''}"
+        links = cache.get(key)
+        if links is None:
+            links = link_findings(campaign)
+            cache.set(key, links, timeout=600)
+        findings += links
+    return findings
+
+
+def blocking_findings(campaign: Campaign, *, check_links: bool = False) -> list[Finding]:
+    return [f for f in run_preflight(campaign, check_links=check_links) if f.severity == BLOCKING]

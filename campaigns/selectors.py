@@ -1,0 +1,119 @@
+"""Reads: the audience of a campaign as one SQL query, progress figures."""
+
+from datetime import timedelta
+
+from django.db.models import Count, Exists, Func, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, Lower
+from django.utils import timezone
+
+from subscribers.models import Subscriber, Subscription, Suppression
+from subscribers.segments import segment_queryset
+
+from .models import Campaign, Delivery
+
+
+class EmailHash(Func):
+    """SHA-256 hex of the lower-cased address, computed by PostgreSQL: the same value as
+    subscribers.models.email_hash, so suppressions are matched set-based."""
+
+    template = "encode(sha256(convert_to(%(expressions)s, 'UTF8')), 'hex')"
+    output_field = Subscriber._meta.get_field("email")
+
+
+class EmailDomain(Func):
+    template = "lower(split_part(%(expressions)s, '@', 2))"
+    output_field = Subscriber._meta.get_field("email")
+
+
+def audience_queryset(campaign: Campaign, *, now=None) -> QuerySet[Subscriber]:
+    """Who would receive the campaign now: topics (active subscription to any) and / or the
+    segment, minus everyone who must never get it (not active, suppressed, paused, over their
+    monthly cap)."""
+    now = now or timezone.now()
+    topic_ids = list(campaign.topics.values_list("id", flat=True)) if campaign.pk else []
+    if campaign.segment_id:
+        qs = segment_queryset(campaign.segment)
+    elif topic_ids:
+        qs = Subscriber.objects.all()
+    else:
+        return Subscriber.objects.none()
+    if topic_ids:
+        qs = qs.filter(
+            Exists(
+                Subscription.objects.filter(
+                    subscriber=OuterRef("pk"),
+                    topic_id__in=topic_ids,
+                    status=Subscription.Status.ACTIVE,
+                )
+            )
+        )
+    if campaign.audience_since:
+        qs = qs.filter(created_at__gt=campaign.audience_since)
+    month_ago = now - timedelta(days=30)
+    sent_this_month = (
+        Delivery.objects.filter(
+            subscriber=OuterRef("pk"), status=Delivery.Status.SENT, sent_at__gte=month_ago
+        )
+        .order_by()
+        .values("subscriber")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return (
+        qs.filter(status=Subscriber.Status.ACTIVE)
+        .filter(Q(paused_until__isnull=True) | Q(paused_until__lte=now))
+        .exclude(Exists(Suppression.objects.filter(email_hash=EmailHash(Lower(OuterRef("email"))))))
+        .filter(
+            Q(max_campaigns_per_month__isnull=True)
+            | Q(
+                max_campaigns_per_month__gt=Coalesce(
+                    Subquery(sent_this_month, output_field=IntegerField()), 0
+                )
+            )
+        )
+    )
+
+
+def audience_count(campaign: Campaign) -> int:
+    return audience_queryset(campaign).count()
+
+
+def campaign_progress(campaign: Campaign) -> dict:
+    counts = dict(
+        Delivery.objects.filter(campaign=campaign)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    total = sum(counts.values()) or campaign.total
+    done = sum(counts.get(s, 0) for s in ("sent", "failed", "skipped"))
+    sent = counts.get("sent", 0)
+    rate = None
+    eta = None
+    if campaign.started_at and sent:
+        end = campaign.finished_at or timezone.now()
+        elapsed = max((end - campaign.started_at).total_seconds(), 1)
+        rate = sent / elapsed
+        remaining = total - done
+        if remaining and rate and campaign.status == Campaign.Status.RUNNING:
+            from .throttle import estimate_finish
+
+            eta = estimate_finish(campaign=campaign, remaining=remaining, rate=rate)
+    return {
+        "counts": counts,
+        "total": total,
+        "done": done,
+        "sent": sent,
+        "percent": int(100 * done / total) if total else 0,
+        "rate": rate,
+        "eta": eta,
+        "unknown": counts.get("unknown", 0),
+    }
+
+
+def delivery_page(campaign: Campaign, *, status: str | None, after_id: int, size: int = 100):
+    """Keyset pagination over the ledger (by id)."""
+    qs = Delivery.objects.filter(campaign=campaign, id__gt=after_id)
+    if status:
+        qs = qs.filter(status=status)
+    return list(qs.order_by("id")[:size])

@@ -1,0 +1,276 @@
+"""Writes on campaigns: the one transition function, scheduling, starting, duplication."""
+
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from analytics.models import Link
+from templates_app.rendering import compile_version
+
+from .models import Campaign, CampaignTransitionError, Delivery
+from .scheduling import local_to_utc, next_weekly_occurrence
+from .selectors import EmailDomain, EmailHash, audience_queryset
+
+S = Campaign.Status
+
+# Every legal move; anything else is refused with a message naming both states.
+TRANSITIONS: dict[str, set[str]] = {
+    S.DRAFT: {S.SCHEDULED, S.RUNNING, S.CANCELLED},
+    S.SCHEDULED: {S.DRAFT, S.RUNNING, S.CANCELLED},
+    S.RUNNING: {S.PAUSED, S.FINISHED, S.CANCELLED},
+    S.PAUSED: {S.RUNNING, S.CANCELLED},
+    S.FINISHED: set(),
+    S.CANCELLED: set(),
+}
+
+
+def campaign_transition(*, campaign: Campaign, to: str, reason: str = "") -> Campaign:
+    """Move a campaign to ``to`` if that move is legal from the state it is in *in the
+    database* (a conditional UPDATE, so two processes can never both make a move)."""
+    to = S(to)
+    allowed_from = [state for state, targets in TRANSITIONS.items() if to in targets]
+    current = S(campaign.status)
+    if to not in TRANSITIONS[current]:
+        raise CampaignTransitionError(
+            f"A {current.label.lower()} campaign cannot become {to.label.lower()}"
+            + (
+                f" (it can become: {', '.join(sorted(TRANSITIONS[current]))})."
+                if TRANSITIONS[current]
+                else " (it is final)."
+            )
+        )
+    now = timezone.now()
+    fields = {"status": to, "status_reason": reason, "updated_at": now}
+    if to == S.FINISHED:
+        fields["finished_at"] = now
+    updated = Campaign.objects.filter(pk=campaign.pk, status=current).update(**fields)
+    if not updated:
+        fresh = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
+        raise CampaignTransitionError(
+            f"The campaign changed meanwhile: it is {fresh}, not {current}; "
+            f"cannot become {to.label.lower()}."
+        )
+    assert current in allowed_from
+    for key, value in fields.items():
+        setattr(campaign, key, value)
+    return campaign
+
+
+def _first_run_at(campaign: Campaign, now: datetime) -> datetime:
+    kind = campaign.schedule_kind
+    if kind == Campaign.ScheduleKind.NOW:
+        return now
+    if kind == Campaign.ScheduleKind.ONCE:
+        if not campaign.send_at_local:
+            raise CampaignTransitionError("Choose the date and time to send at.")
+        naive = (
+            timezone.make_naive(campaign.send_at_local, timezone.UTC)
+            if timezone.is_aware(campaign.send_at_local)
+            else campaign.send_at_local
+        )
+        return local_to_utc(naive, campaign.schedule_timezone)
+    if campaign.recurring_weekday is None or campaign.recurring_hour is None:
+        raise CampaignTransitionError("Choose the weekday and hour of the recurring campaign.")
+    return next_weekly_occurrence(
+        weekday=campaign.recurring_weekday,
+        hour=campaign.recurring_hour,
+        tz_name=campaign.schedule_timezone,
+        after=now,
+    )
+
+
+def campaign_schedule(
+    *, campaign: Campaign, user=None, override: bool = False, now=None, check_links: bool = False
+) -> Campaign:
+    """Draft -> scheduled. Blocking pre-flight findings refuse it unless an admin overrides."""
+    from core.roles import Role, role_of
+
+    from .preflight import blocking_findings
+
+    now = now or timezone.now()
+    blocking = blocking_findings(campaign, check_links=check_links)
+    if blocking:
+        if not override:
+            raise CampaignTransitionError(
+                "Pre-flight found blocking problems: "
+                + "; ".join(f.message for f in blocking)
+                + " Fix them, or ask an admin to override."
+            )
+        if user is None or role_of(user) != Role.ADMIN:
+            raise CampaignTransitionError("Only an admin can override blocking findings.")
+        campaign.preflight_override_by = user
+    campaign.next_run_at = _first_run_at(campaign, now)
+    campaign.save(update_fields=["next_run_at", "preflight_override_by", "updated_at"])
+    return campaign_transition(campaign=campaign, to=S.SCHEDULED)
+
+
+def campaign_unschedule(*, campaign: Campaign) -> Campaign:
+    campaign_transition(campaign=campaign, to=S.DRAFT)
+    Campaign.objects.filter(pk=campaign.pk).update(next_run_at=None)
+    campaign.next_run_at = None
+    return campaign
+
+
+def _snapshot(campaign: Campaign) -> int:
+    """One INSERT ... SELECT of the audience into the ledger (unique per subscriber)."""
+    qs = audience_queryset(campaign).values_list(
+        "pk", "email", EmailHash(_lower("email")), EmailDomain("email")
+    )
+    sql, params = qs.order_by("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        # The SELECT is Django's own compiled audience query, parameters kept separate.
+        cursor.execute(  # noqa: S608
+            "INSERT INTO campaigns_delivery (campaign_id, subscriber_id, email, email_hash, "
+            "domain, status, claim_token, attempts, message_id, error, created_at) "
+            f"SELECT %s, a.*, 'pending', '', 0, '', '', now() FROM ({sql}) AS a "
+            "ON CONFLICT (campaign_id, subscriber_id) DO NOTHING",
+            [campaign.pk, *params],
+        )
+        return cursor.rowcount
+
+
+def _lower(field):
+    from django.db.models.functions import Lower
+
+    return Lower(field)
+
+
+def campaign_pin_content(*, campaign: Campaign) -> None:
+    """Pin the template's current version and create the Link rows once per campaign."""
+    if campaign.template_id is None:
+        raise CampaignTransitionError("Choose a template before sending.")
+    if campaign.template_version_id is None:
+        version = campaign.template.versions.order_by("-number").first()
+        if version is None:
+            raise CampaignTransitionError("The template has no saved version yet.")
+        campaign.template_version = version
+        Campaign.objects.filter(pk=campaign.pk).update(template_version=version)
+    if campaign.track_links and not Link.objects.filter(campaign=campaign).exists():
+        compiled = compile_version(campaign.template_version, track_links=True)
+        Link.objects.bulk_create(
+            [Link(campaign=campaign, index=i, url=url) for i, url in enumerate(compiled.links)]
+        )
+
+
+def campaign_start(*, campaign: Campaign, now=None) -> Campaign:
+    """Scheduled (or draft, for "send now") -> running: pin content, snapshot the audience,
+    then let the senders loose once the transaction has committed."""
+    from .tasks import campaign_kick
+
+    with transaction.atomic():
+        campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status not in (S.DRAFT, S.SCHEDULED):
+            raise CampaignTransitionError(
+                f"A {campaign.get_status_display().lower()} campaign cannot be started."
+            )
+        if not campaign.from_email:
+            raise CampaignTransitionError("Set the From address before sending.")
+        campaign_pin_content(campaign=campaign)
+        total = _snapshot(campaign)
+        now = now or timezone.now()
+        Campaign.objects.filter(pk=campaign.pk).update(
+            total=total, started_at=now, next_run_at=None, consecutive_failures=0
+        )
+        campaign.total, campaign.started_at, campaign.next_run_at = total, now, None
+        campaign_transition(campaign=campaign, to=S.RUNNING)
+        transaction.on_commit(lambda: campaign_kick.delay(campaign.pk))
+    return campaign
+
+
+def campaign_pause(*, campaign: Campaign, reason: str = "Paused by a user.") -> Campaign:
+    return campaign_transition(campaign=campaign, to=S.PAUSED, reason=reason)
+
+
+def campaign_resume(*, campaign: Campaign) -> Campaign:
+    from .tasks import campaign_kick
+
+    Campaign.objects.filter(pk=campaign.pk).update(consecutive_failures=0)
+    campaign_transition(campaign=campaign, to=S.RUNNING)
+    transaction.on_commit(lambda: campaign_kick.delay(campaign.pk))
+    return campaign
+
+
+def campaign_cancel(*, campaign: Campaign) -> Campaign:
+    """Cancelled: pending rows stay pending (visible as never sent); workers stop claiming."""
+    return campaign_transition(campaign=campaign, to=S.CANCELLED, reason="Cancelled by a user.")
+
+
+_COPIED = [
+    "template",
+    "subject",
+    "preheader",
+    "segment",
+    "from_name",
+    "from_email",
+    "reply_to",
+    "connection",
+    "track_links",
+    "track_opens",
+    "tags",
+    "test_mode",
+    "seed_addresses",
+    "schedule_kind",
+    "schedule_timezone",
+    "send_at_local",
+    "recurring_weekday",
+    "recurring_hour",
+    "only_new_since_last",
+    "max_consecutive_failures",
+    "parallelism",
+]
+
+
+def campaign_duplicate(*, campaign: Campaign, user=None, name: str | None = None) -> Campaign:
+    copy = Campaign(name=name or f"{campaign.name} (copy)", created_by=user)
+    for field in _COPIED:
+        setattr(copy, field, getattr(campaign, field))
+    copy.save()
+    copy.topics.set(campaign.topics.all())
+    return copy
+
+
+def campaign_occurrence_create(*, parent: Campaign, now=None) -> Campaign:
+    """One occurrence of a recurring campaign: a child campaign sent at once."""
+    now = now or timezone.now()
+    child = campaign_duplicate(
+        campaign=parent, name=f"{parent.name} — {now.astimezone(_tz(parent)):%Y-%m-%d %H:%M}"
+    )
+    child.parent = parent
+    child.schedule_kind = Campaign.ScheduleKind.NOW
+    if parent.only_new_since_last and parent.last_occurrence_at:
+        child.audience_since = parent.last_occurrence_at
+    child.save(update_fields=["parent", "schedule_kind", "audience_since"])
+    return child
+
+
+def _tz(campaign):
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(campaign.schedule_timezone)
+
+
+def delivery_resolve_unknown(
+    *, campaign: Campaign, resend: bool, ids: list[int] | None = None
+) -> int:
+    """Decide about deliveries whose handoff was interrupted: resend them (back to pending) or
+    accept them as sent. Nobody decides this silently."""
+    from .tasks import campaign_kick
+
+    rows = Delivery.objects.filter(campaign=campaign, status=Delivery.Status.UNKNOWN)
+    if ids is not None:
+        rows = rows.filter(id__in=ids)
+    if resend:
+        count = rows.update(
+            status=Delivery.Status.PENDING,
+            claim_token="",
+            error="Resent after an interrupted handoff.",
+        )
+        transaction.on_commit(lambda: campaign_kick.delay(campaign.pk))
+    else:
+        count = rows.update(
+            status=Delivery.Status.SENT,
+            sent_at=timezone.now(),
+            error="Accepted as sent after an interrupted handoff.",
+        )
+    return count

@@ -1,0 +1,166 @@
+import pytest
+from django.core import mail
+
+from campaigns.models import Campaign, Delivery, SandboxMessage, SendingConnection
+from campaigns.pipeline import campaign_send_work, reconcile
+from campaigns.services import campaign_start
+from subscribers.models import Subscriber, Suppression, email_hash
+
+from .conftest import make_audience, make_campaign, smtp_connection
+
+
+def test_starting_snapshots_the_audience_minus_everyone_excluded(db, smtp_sink):
+    topic, subs = make_audience(6)
+    Suppression.objects.create(email_hash=email_hash("USER1@example.org"), reason="bounce")
+    Subscriber.objects.filter(pk=subs[2].pk).update(status=Subscriber.Status.UNCONFIRMED)
+    from django.utils import timezone
+
+    Subscriber.objects.filter(pk=subs[3].pk).update(
+        paused_until=timezone.now() + timezone.timedelta(days=3)
+    )
+    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign_start(campaign=campaign)
+    emails = set(Delivery.objects.filter(campaign=campaign).values_list("email", flat=True))
+    assert emails == {"user0@example.org", "user4@example.org", "user5@example.org"}
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.RUNNING
+    assert campaign.total == 3
+    assert campaign.template_version.number == 1
+
+
+def test_it_sends_every_recipient_once_over_smtp_and_finishes(db, smtp_sink):
+    topic, _ = make_audience(450)
+    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign_start(campaign=campaign)
+    assert campaign_send_work(campaign_id=campaign.pk) == "done"
+    assert sorted(smtp_sink.recipients()) == sorted(f"user{i}@example.org" for i in range(450))
+    rows = Delivery.objects.filter(campaign=campaign)
+    assert set(rows.values_list("status", flat=True)) == {"sent"}
+    assert all(r.message_id == f"<d{r.pk}.c{campaign.pk}@sender.example>" for r in rows)
+    assert all(r.sent_at for r in rows)
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.FINISHED
+
+
+def test_a_suppression_added_during_the_send_is_respected(db, smtp_sink):
+    topic, subs = make_audience(5)
+    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign_start(campaign=campaign)
+    Suppression.objects.create(email_hash=email_hash(subs[4].email), reason="complaint")
+    Subscriber.objects.filter(pk=subs[3].pk).update(status=Subscriber.Status.UNSUBSCRIBED)
+    campaign_send_work(campaign_id=campaign.pk)
+    assert sorted(smtp_sink.recipients()) == [s.email for s in subs[:3]]
+    skipped = Delivery.objects.get(campaign=campaign, subscriber=subs[4])
+    assert skipped.status == "skipped" and "suppressed" in skipped.error
+    assert "unsubscribed" in Delivery.objects.get(campaign=campaign, subscriber=subs[3]).error
+
+
+def test_permanent_errors_fail_the_row_and_transient_ones_are_retried_with_backoff(db, smtp_sink):
+    topic, _ = make_audience(2)
+    make_audience(1, topic=topic, prefix="bad")
+    make_audience(1, topic=topic, prefix="busy")
+    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign_start(campaign=campaign)
+    assert campaign_send_work(campaign_id=campaign.pk) == "idle"
+    bad = Delivery.objects.get(campaign=campaign, email="bad0@example.org")
+    assert bad.status == "failed" and "550" in bad.error
+    busy = Delivery.objects.get(campaign=campaign, email="busy0@example.org")
+    assert busy.status == "pending" and "451" in busy.error and busy.not_before
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.RUNNING
+
+
+def test_after_n_consecutive_failures_the_campaign_pauses_itself_and_says_why(db, smtp_sink):
+    topic, _ = make_audience(8, prefix="bad")
+    campaign = make_campaign(
+        topic=topic, connection=smtp_connection(smtp_sink), max_consecutive_failures=3
+    )
+    campaign_start(campaign=campaign)
+    assert campaign_send_work(campaign_id=campaign.pk) == "stopped"
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.PAUSED
+    assert "3 consecutive failures" in campaign.status_reason and "550" in campaign.status_reason
+    assert Delivery.objects.filter(campaign=campaign, status="failed").count() == 3
+    assert Delivery.objects.filter(campaign=campaign, status="pending").count() == 5
+
+
+def test_the_esp_path_goes_through_anymail_with_the_delivery_id_in_metadata(db):
+    topic, _ = make_audience(3)
+    connection = SendingConnection.objects.create(
+        name="esp", backend="anymail.backends.test.EmailBackend", sending_domain="sender.example"
+    )
+    campaign = make_campaign(topic=topic, connection=connection, tags=["weekly"])
+    campaign_start(campaign=campaign)
+    mail.outbox = []
+    campaign_send_work(campaign_id=campaign.pk)
+    assert len(mail.outbox) == 3
+    by_id = {d.pk: d for d in Delivery.objects.filter(campaign=campaign)}
+    for message in mail.outbox:
+        params = message.anymail_test_params
+        delivery = by_id[params["metadata"]["delivery_id"]]
+        assert params["to"][0].addr_spec == delivery.email
+        assert params["tags"] == ["weekly"]
+        assert delivery.status == "sent"
+
+
+def test_sandbox_mode_never_delivers_and_captures_every_message(db, smtp_sink):
+    topic, _ = make_audience(4)
+    connection = smtp_connection(smtp_sink, test_mode=True)
+    campaign = make_campaign(topic=topic, connection=connection)
+    campaign_start(campaign=campaign)
+    assert campaign_send_work(campaign_id=campaign.pk) == "done"
+    assert smtp_sink.messages == []
+    captured = SandboxMessage.objects.filter(campaign=campaign)
+    assert captured.count() == 4
+    one = captured.first()
+    assert one.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "Content-Type: multipart/alternative" in one.raw and one.html and one.text
+
+
+def test_a_campaign_in_test_mode_never_delivers_even_on_a_real_connection(db, smtp_sink):
+    topic, _ = make_audience(2)
+    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink), test_mode=True)
+    campaign_start(campaign=campaign)
+    campaign_send_work(campaign_id=campaign.pk)
+    assert smtp_sink.messages == []
+    assert SandboxMessage.objects.filter(campaign=campaign).count() == 2
+
+
+def test_dead_claims_release_untouched_rows_and_expose_the_one_in_handoff(db, monkeypatch):
+    monkeypatch.setenv("CAMPAIGN_CLAIM_TTL", "0")
+    topic, _ = make_audience(3)
+    campaign = make_campaign(topic=topic)
+    campaign_start(campaign=campaign)
+    rows = list(Delivery.objects.filter(campaign=campaign).order_by("id"))
+    from django.utils import timezone
+
+    past = timezone.now() - timezone.timedelta(minutes=5)
+    Delivery.objects.filter(pk=rows[0].pk).update(status="sent", claim_token="dead")
+    Delivery.objects.filter(pk=rows[1].pk).update(
+        status="sending", claim_token="dead", claimed_at=past
+    )
+    Delivery.objects.filter(pk=rows[2].pk).update(
+        status="claimed", claim_token="dead", claimed_at=past
+    )
+    assert reconcile(campaign_id=campaign.pk) == {"released": 1, "unknown": 1}
+    statuses = dict(Delivery.objects.filter(campaign=campaign).values_list("id", "status"))
+    assert statuses == {rows[0].pk: "sent", rows[1].pk: "unknown", rows[2].pk: "pending"}
+    assert "may or may not" in Delivery.objects.get(pk=rows[1].pk).error
+
+
+@pytest.mark.parametrize("resend", [True, False])
+def test_unknown_rows_keep_the_campaign_open_until_someone_decides(db, smtp_sink, resend):
+    from campaigns.pipeline import campaign_maybe_finish
+    from campaigns.services import delivery_resolve_unknown
+
+    topic, _ = make_audience(2)
+    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign_start(campaign=campaign)
+    first = Delivery.objects.filter(campaign=campaign).order_by("id").first()
+    Delivery.objects.filter(pk=first.pk).update(status="unknown")
+    campaign_send_work(campaign_id=campaign.pk)
+    assert not campaign_maybe_finish(campaign_id=campaign.pk)
+    assert "interrupted" in Campaign.objects.get(pk=campaign.pk).status_reason
+    delivery_resolve_unknown(campaign=campaign, resend=resend)
+    campaign_send_work(campaign_id=campaign.pk)
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.FINISHED
+    assert len(smtp_sink.messages) == (2 if resend else 1)

@@ -50,7 +50,7 @@ def test_a_click_redirects_to_the_link_row_url_only(client, sent_campaign):
 def test_a_tampered_click_token_gets_a_safe_page_not_a_redirect(client, sent_campaign):
     _, links, deliveries = sent_campaign
     token = click_token(deliveries[0].pk, links[0].pk)
-    delivery, link, mac = token.split(".")
+    delivery, _link, mac = token.split(".")
     forged = f"{delivery}.{int(links[1].pk) + 1000:x}.{mac}"
     for bad in (forged, token[:-3] + "abc", "https%3A%2F%2Fevil.example", "x"):
         response = client.get(f"/t/c/{bad}")
@@ -111,7 +111,7 @@ def test_post_is_refused_on_the_tracking_endpoints(client, sent_campaign):
 
 def test_without_redis_hits_are_written_directly(client, settings, sent_campaign):
     settings.TRACKING_REDIS_URL = None
-    campaign, links, deliveries = sent_campaign
+    _campaign, _links, deliveries = sent_campaign
     client.get(f"/t/o/{open_token(deliveries[0].pk)}", HTTP_USER_AGENT=CHROME)
     assert Event.objects.filter(kind="opened", classification="human").count() == 1
     assert DeliveryActivity.objects.get(delivery=deliveries[0]).human_opens == 1

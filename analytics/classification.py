@@ -77,7 +77,8 @@ APPLE_PROXY_AGENT = re.compile(r"^Mozilla/5\.0$|AppleWebKit/605\.1\.15 \(KHTML, 
 
 # A click this soon after sending is a scanner: nobody reads and clicks within seconds.
 SCANNER_CLICK_SECONDS = 10
-# Several different links of one message clicked within this window: a scanner walking them.
+# Several different links of one message (or all of them, if fewer) clicked within this
+# window: a scanner walking them.
 BURST_SECONDS = 5
 BURST_LINKS = 3
 
@@ -91,6 +92,7 @@ class Facts:
     prefetch: bool = False
     seconds_since_sent: float | None = None
     links_in_burst: int = 1  # distinct links of this delivery clicked within BURST_SECONDS
+    links_in_message: int = 0  # how many tracked links the message has (0: unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,8 @@ def classify(facts: Facts) -> Verdict:
         if pattern.search(agent):
             return Verdict(SCANNER, f"user agent: {label}")
     if facts.kind == "clicked":
-        if facts.links_in_burst >= BURST_LINKS:
+        every_link = facts.links_in_message and facts.links_in_burst >= facts.links_in_message
+        if facts.links_in_burst >= 2 and (facts.links_in_burst >= BURST_LINKS or every_link):
             return Verdict(SCANNER, f"{facts.links_in_burst} links clicked at once")
         if (
             facts.seconds_since_sent is not None

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from campaigns.models import Campaign, Delivery
@@ -177,6 +178,16 @@ def _resolve(facts: list[Fact]) -> None:
 
 
 def _classify(facts: list[Fact], activity: dict[int, DeliveryActivity]) -> None:
+    from .models import Link
+
+    link_counts = dict(
+        Link.objects.filter(
+            campaign_id__in={f.campaign_id for f in facts if f.kind == K.CLICKED and f.campaign_id}
+        )
+        .values("campaign_id")
+        .annotate(n=Count("id"))
+        .values_list("campaign_id", "n")
+    )
     clicks = defaultdict(list)
     for f in facts:
         if f.kind == K.CLICKED and f.delivery_id:
@@ -211,6 +222,7 @@ def _classify(facts: list[Fact], activity: dict[int, DeliveryActivity]) -> None:
                 prefetch=f.prefetch,
                 seconds_since_sent=since,
                 links_in_burst=burst,
+                links_in_message=link_counts.get(f.campaign_id, 0),
             )
         )
         f.classification = verdict.classification

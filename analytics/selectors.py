@@ -1,0 +1,88 @@
+"""Reads of the analytics capability: engagement conditions for segments, timelines."""
+
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from .classification import HUMAN
+from .models import Event, SubscriberEngagement
+
+ENGAGEMENT_KINDS = (
+    "opened",
+    "clicked",
+    "engaged",
+    "not_opened",
+    "not_clicked",
+    "not_engaged",
+)
+
+
+def engagement_q(kind: str, days: int, campaign_id: int | None = None) -> Q:
+    """A Q on Subscriber: human opens / clicks (never proxies or scanners) in the last
+    ``days`` days, optionally of one campaign. ``not_*`` kinds are the complement.
+
+    For segment rules (subscribers.segments): e.g. ``{"engagement": "not_engaged",
+    "days": 180}`` -> ``engagement_q("not_engaged", 180)``.
+    """
+    if kind not in ENGAGEMENT_KINDS:
+        raise ValueError(f"Unknown engagement condition {kind!r}: one of {ENGAGEMENT_KINDS}")
+    if days <= 0:
+        raise ValueError("days must be positive")
+    negate = kind.startswith("not_")
+    base = kind.removeprefix("not_")
+    since = timezone.now() - timedelta(days=days)
+    if campaign_id is None:
+        # The per-subscriber rollup: one indexed lookup, not a scan of the events.
+        conditions = {
+            "opened": Q(last_human_open_at__gte=since),
+            "clicked": Q(last_human_click_at__gte=since),
+            "engaged": Q(last_human_open_at__gte=since) | Q(last_human_click_at__gte=since),
+        }[base]
+        ids = SubscriberEngagement.objects.filter(conditions).values("subscriber_id")
+    else:
+        kinds = {"opened": ["opened"], "clicked": ["clicked"], "engaged": ["opened", "clicked"]}
+        ids = Event.objects.filter(
+            campaign_id=campaign_id,
+            kind__in=kinds[base],
+            classification=HUMAN,
+            occurred_at__gte=since,
+            subscriber_id__isnull=False,
+        ).values("subscriber_id")
+    q = Q(pk__in=ids)
+    return ~q if negate else q
+
+
+def subscriber_timeline(subscriber_id: int, *, limit: int = 100) -> list[dict]:
+    """A subscriber's deliveries and events, newest first (for the subscriber page)."""
+    from campaigns.models import Delivery
+
+    deliveries = [
+        {
+            "at": d["sent_at"] or d["created_at"],
+            "what": f"Sent: {d['campaign__name']}"
+            if d["sent_at"]
+            else f"{d['status'].capitalize()}: {d['campaign__name']}",
+            "kind": "sent",
+            "campaign_id": d["campaign_id"],
+            "detail": d["status"],
+        }
+        for d in Delivery.objects.filter(subscriber_id=subscriber_id)
+        .order_by("-id")
+        .values("sent_at", "created_at", "status", "campaign_id", "campaign__name")[:limit]
+    ]
+    events = [
+        {
+            "at": e["occurred_at"],
+            "what": e["kind"].capitalize(),
+            "kind": e["kind"],
+            "campaign_id": e["campaign_id"],
+            "detail": " ".join(filter(None, [e["classification"], e["bounce_type"], e["reason"]])),
+        }
+        for e in Event.objects.filter(subscriber_id=subscriber_id)
+        .order_by("-occurred_at")
+        .values("occurred_at", "kind", "campaign_id", "classification", "bounce_type", "reason")[
+            :limit
+        ]
+    ]
+    return sorted(deliveries + events, key=lambda row: row["at"], reverse=True)[:limit]

@@ -29,7 +29,7 @@ def _hits(deliveries, links, n):
 
 
 def test_a_flush_writes_every_buffered_hit_once(client, sent_campaign):
-    campaign, links, deliveries = sent_campaign
+    _campaign, links, deliveries = sent_campaign
     for url in _hits(deliveries, links, 40):
         client.get(url, HTTP_USER_AGENT=CHROME)
     assert buffer.pending() == 40

@@ -76,7 +76,7 @@ def test_a_scanner_clicking_every_link_at_once_is_not_counted_as_human(client, s
 
 
 def test_a_click_seconds_after_sending_is_a_scanner(client, sent_campaign):
-    campaign, links, deliveries = sent_campaign
+    _campaign, links, deliveries = sent_campaign
     d = deliveries[1]
     d.sent_at = timezone.now() - timedelta(seconds=2)
     d.save()
@@ -87,7 +87,7 @@ def test_a_click_seconds_after_sending_is_a_scanner(client, sent_campaign):
 
 
 def test_rules_can_be_rerun_over_the_raw_facts(sent_campaign, monkeypatch):
-    campaign, links, deliveries = sent_campaign
+    campaign, _links, deliveries = sent_campaign
     now = timezone.now()
     ingest_facts(
         [

@@ -58,10 +58,10 @@ def test_the_engagement_score_rises_with_human_activity_and_decays(db):
 def test_the_sunset_policy_previews_then_unsubscribes_the_silent(db):
     old = timezone.now() - timedelta(days=400)
     Subscriber.objects.update(created_at=old)
-    regular, _, deliveries = make_campaign(n=3, sent_ago=timedelta(days=60))
+    _regular, _, deliveries = make_campaign(n=3, sent_ago=timedelta(days=60))
     Subscriber.objects.update(created_at=old)
     _open(deliveries[0], ago=timedelta(days=50))  # engaged: never touched
-    reengagement, _, re_deliveries = make_campaign(
+    reengagement, _, _re_deliveries = make_campaign(
         name="We miss you", n=3, sent_ago=timedelta(days=40)
     )
     # Reader 2 got the re-engagement mail only 40 days ago... reader 1 too: grace is 30 days.
@@ -81,7 +81,7 @@ def test_the_sunset_policy_previews_then_unsubscribes_the_silent(db):
 
 
 def test_without_a_reengagement_campaign_the_preview_lists_who_would_get_one(db):
-    _, _, deliveries = make_campaign(n=2, sent_ago=timedelta(days=10))
+    _, _, _deliveries = make_campaign(n=2, sent_ago=timedelta(days=10))
     Subscriber.objects.update(created_at=timezone.now() - timedelta(days=400))
     policy = SunsetPolicy.objects.create(inactive_days=180)
     preview = sunset_preview(policy)

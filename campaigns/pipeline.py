@@ -580,7 +580,7 @@ def test_send(*, campaign: Campaign, addresses: list[str]) -> list[SandboxMessag
     from subscribers.models import Subscriber
 
     factory = MessageFactory(campaign, test_send=True)
-    sample = Subscriber.objects.filter(email__in=addresses).in_bulk(field_name="email")
+    sample = {s.email: s for s in Subscriber.objects.filter(email__in=addresses)}
     captured = []
     transport = Transport(campaign, factory)
     for address in addresses:

@@ -160,15 +160,18 @@ class _HeadRequest(urllib.request.Request):
 
 def _check_url(url: str, timeout: float) -> tuple[str, int | None, str]:
     """(url, status or None, error kind: '' | 'network' | 'http')."""
+    if not url.startswith(("http://", "https://")):
+        return url, None, "network: not an http(s) link"
     headers = {"User-Agent": "NoFailMail link check"}
     try:
         try:
-            with urllib.request.urlopen(_HeadRequest(url, headers=headers), timeout=timeout) as r:  # noqa: S310
+            head = _HeadRequest(url, headers=headers)
+            with urllib.request.urlopen(head, timeout=timeout) as r:  # noqa: S310 - http(s) only
                 return url, r.status, ""
         except urllib.error.HTTPError as exc:
             if exc.code not in (405, 501):
                 raise
-        get = urllib.request.Request(url, headers=headers)
+        get = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) only
         with urllib.request.urlopen(get, timeout=timeout) as response:  # noqa: S310
             return url, response.status, ""
     except urllib.error.HTTPError as exc:

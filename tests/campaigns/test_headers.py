@@ -8,8 +8,12 @@ from .conftest import make_audience, make_campaign, smtp_connection
 
 def test_the_message_the_smtp_sink_received_carries_every_required_header(db, smtp_sink):
     topic, subs = make_audience(1)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink),
-                             tags=["weekly"], reply_to="reply@sender.example")
+    campaign = make_campaign(
+        topic=topic,
+        connection=smtp_connection(smtp_sink),
+        tags=["weekly"],
+        reply_to="reply@sender.example",
+    )
     campaign_start(campaign=campaign)
     campaign_send_work(campaign_id=campaign.pk)
     (message,) = smtp_sink.parsed()
@@ -50,7 +54,8 @@ def test_non_ascii_subjects_and_names_are_encoded(db, smtp_sink):
 
     topic, _ = make_audience(1)
     campaign = make_campaign(
-        topic=topic, connection=smtp_connection(smtp_sink),
+        topic=topic,
+        connection=smtp_connection(smtp_sink),
         template=make_template(subject="Été chez {{ first_name }} ✨"),
         from_name="Équipe Ünïcode",
     )

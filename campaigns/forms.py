@@ -1,0 +1,153 @@
+from zoneinfo import available_timezones
+
+from django import forms
+
+from subscribers.models import Segment, Topic
+from templates_app.models import Template
+
+from .models import Campaign, SendingConnection
+
+TIMEZONES = sorted(available_timezones())
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+class CampaignForm(forms.ModelForm):
+    """The wizard: 1 audience, 2 content, 3 settings (4, review and schedule, is the page)."""
+
+    topics = forms.ModelMultipleChoiceField(
+        queryset=Topic.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
+    )
+    segment = forms.ModelChoiceField(queryset=Segment.objects.all(), required=False)
+    template = forms.ModelChoiceField(
+        queryset=Template.objects.filter(kind=Template.Kind.NEWSLETTER)
+    )
+    tags = forms.CharField(required=False, help_text="Comma-separated.")
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "name",
+            "topics",
+            "segment",
+            "template",
+            "subject",
+            "preheader",
+            "from_name",
+            "from_email",
+            "reply_to",
+            "connection",
+            "track_links",
+            "track_opens",
+            "tags",
+            "test_mode",
+            "seed_addresses",
+            "max_consecutive_failures",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["tags"] = ", ".join(self.instance.tags)
+
+    def clean_tags(self):
+        return [t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()]
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("topics") and not cleaned.get("segment"):
+            raise forms.ValidationError("Choose at least one topic or a segment as the audience.")
+        return cleaned
+
+
+class ScheduleForm(forms.Form):
+    kind = forms.ChoiceField(choices=Campaign.ScheduleKind.choices)
+    send_at_local = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Wall-clock time in the time zone below.",
+    )
+    timezone = forms.ChoiceField(choices=[(tz, tz) for tz in TIMEZONES], initial="UTC")
+    weekday = forms.TypedChoiceField(
+        required=False,
+        coerce=int,
+        empty_value=None,
+        choices=[("", "—"), *enumerate(WEEKDAYS)],
+    )
+    hour = forms.IntegerField(required=False, min_value=0, max_value=23)
+    only_new_since_last = forms.BooleanField(required=False)
+    override = forms.BooleanField(
+        required=False, help_text="Admins: schedule despite blocking pre-flight findings."
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        if kind == Campaign.ScheduleKind.ONCE and not cleaned.get("send_at_local"):
+            self.add_error("send_at_local", "Choose the date and time.")
+        if kind == Campaign.ScheduleKind.RECURRING:
+            if cleaned.get("weekday") is None:
+                self.add_error("weekday", "Choose the weekday.")
+            if cleaned.get("hour") is None:
+                self.add_error("hour", "Choose the hour.")
+        return cleaned
+
+
+class TestSendForm(forms.Form):
+    addresses = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One address per line (saved as the seed list).",
+    )
+
+    def clean_addresses(self):
+        from django.core.validators import validate_email
+
+        addresses = [a.strip() for a in self.cleaned_data["addresses"].splitlines() if a.strip()]
+        for address in addresses:
+            try:
+                validate_email(address)
+            except forms.ValidationError as exc:
+                raise forms.ValidationError(f"{address!r} is not an email address.") from exc
+        if len(addresses) > 20:
+            raise forms.ValidationError("At most 20 seed addresses.")
+        return addresses
+
+
+class ConnectionForm(forms.ModelForm):
+    class Meta:
+        model = SendingConnection
+        fields = [
+            "name",
+            "backend",
+            "options",
+            "sending_domain",
+            "test_mode",
+            "rate_per_second",
+            "domain_caps",
+            "warmup_plan",
+            "warmup_started_on",
+        ]
+        widgets = {"warmup_started_on": forms.DateInput(attrs={"type": "date"})}
+
+    def clean_backend(self):
+        from django.utils.module_loading import import_string
+
+        path = self.cleaned_data["backend"]
+        try:
+            import_string(path)
+        except ImportError as exc:
+            raise forms.ValidationError(f"{path} cannot be imported: {exc}") from exc
+        return path
+
+    def clean_warmup_plan(self):
+        plan = self.cleaned_data["warmup_plan"] or []
+        if not isinstance(plan, list) or not all(isinstance(n, int) and n > 0 for n in plan):
+            raise forms.ValidationError("A list of positive daily caps, e.g. [500, 1000, 2000].")
+        return plan
+
+    def clean_domain_caps(self):
+        caps = self.cleaned_data["domain_caps"] or {}
+        if not isinstance(caps, dict) or not all(
+            isinstance(v, int) and v > 0 for v in caps.values()
+        ):
+            raise forms.ValidationError('Per-minute caps by domain, e.g. {"gmail.com": 600}.')
+        return {k.lower(): v for k, v in caps.items()}

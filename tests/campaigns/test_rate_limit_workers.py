@@ -1,0 +1,46 @@
+"""A connection's rate limit holds across two real worker processes sending one campaign."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from campaigns.models import Campaign
+from campaigns.services import campaign_start
+from tests.support.workers import Worker
+
+from .conftest import QUEUE, forget_campaign_keys, make_audience, make_campaign, smtp_connection
+from .test_worker_kill import _wait
+
+RATE = 25
+
+
+@pytest.mark.worker
+def test_two_workers_share_one_rate_limit(transactional_db, smtp_sink, own_queue):
+    topic, _ = make_audience(150)
+    campaign = make_campaign(
+        topic=topic, connection=smtp_connection(smtp_sink, rate_per_second=RATE), parallelism=2
+    )
+    forget_campaign_keys(campaign.pk)
+    workers = [Worker(concurrency=1, CELERY_QUEUE=QUEUE) for _ in range(2)]
+    try:
+        for worker in workers:
+            worker.wait_ready()
+        campaign_start(campaign=campaign)
+        _wait(
+            lambda: Campaign.objects.get(pk=campaign.pk).status == "finished",
+            90,
+            "the campaign to finish",
+        )
+    finally:
+        for worker in workers:
+            worker.stop()
+    # Both processes really sent (each log shows a campaign_send that sent something).
+    for worker in workers:
+        assert re.search(r"campaign_send\[.*\] succeeded", Path(worker.log).read_text())
+    times = sorted(smtp_sink.times)
+    assert len(times) == 150
+    # In any one-second window, at most the rate (fixed 100 ms windows may add one slot).
+    worst = max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
+    assert worst <= RATE + RATE // 10, worst
+    assert times[-1] - times[0] >= (150 / RATE) - 1.5

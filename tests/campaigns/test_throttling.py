@@ -1,0 +1,54 @@
+from datetime import UTC, datetime, timedelta
+
+from django.utils import timezone
+
+from campaigns.models import Campaign, Delivery, SendingConnection
+from campaigns.pipeline import campaign_send_work
+from campaigns.services import campaign_start
+from campaigns.throttle import estimate_finish, warmup_cap_for, warmup_days_needed
+
+from .conftest import make_audience, make_campaign, smtp_connection
+
+
+def test_a_domain_cap_defers_the_excess_to_the_next_minute(db, smtp_sink):
+    topic, _ = make_audience(5, domain="gmail.com")
+    make_audience(2, topic=topic, prefix="other")
+    connection = smtp_connection(smtp_sink, domain_caps={"gmail.com": 3})
+    campaign = make_campaign(topic=topic, connection=connection)
+    campaign_start(campaign=campaign)
+    assert campaign_send_work(campaign_id=campaign.pk) == "idle"
+    received = smtp_sink.recipients()
+    assert sum(r.endswith("@gmail.com") for r in received) == 3
+    assert sum(r.endswith("@example.org") for r in received) == 2
+    deferred = Delivery.objects.filter(campaign=campaign, status="pending")
+    assert deferred.count() == 2
+    assert all(d.not_before > timezone.now() and d.attempts == 0 for d in deferred)
+
+
+def test_the_warm_up_cap_stops_the_day_and_the_estimate_spans_several_days(db, smtp_sink):
+    topic, _ = make_audience(20)
+    today = datetime.now(UTC).date()
+    connection = smtp_connection(smtp_sink, warmup_plan=[4, 10], warmup_started_on=today)
+    campaign = make_campaign(topic=topic, connection=connection)
+    campaign_start(campaign=campaign)
+    assert campaign_send_work(campaign_id=campaign.pk) == "warmup"
+    assert len(smtp_sink.messages) == 4
+    campaign.refresh_from_db()
+    assert "Warm-up" in campaign.status_reason and campaign.status == Campaign.Status.RUNNING
+    # 16 left: 10 tomorrow, the rest the day after (warmed up by then).
+    finish = estimate_finish(campaign=campaign, remaining=16, rate=100.0)
+    assert finish.date() == today + timedelta(days=2)
+    assert warmup_days_needed(connection, 20) == 3
+
+
+def test_warm_up_caps_follow_the_plan_day_by_day(db):
+    connection = SendingConnection.objects.create(
+        name="new-ip", warmup_plan=[100, 200, 400], warmup_started_on=datetime(2026, 1, 1).date()
+    )
+    day = datetime(2026, 1, 1).date()
+    assert [warmup_cap_for(connection, day + timedelta(days=i)) for i in range(4)] == [
+        100,
+        200,
+        400,
+        None,
+    ]

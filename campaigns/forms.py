@@ -75,6 +75,12 @@ class ScheduleForm(forms.Form):
     )
     hour = forms.IntegerField(required=False, min_value=0, max_value=23)
     only_new_since_last = forms.BooleanField(required=False)
+    local_send_hour = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=23,
+        help_text="Optional: deliver at this hour in each recipient's own time zone.",
+    )
     override = forms.BooleanField(
         required=False, help_text="Admins: schedule despite blocking pre-flight findings."
     )

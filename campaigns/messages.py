@@ -16,10 +16,11 @@ from email.utils import formataddr, formatdate
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.urls import reverse
 
 from analytics.models import Link
 from analytics.tracking import ClickUrls
-from core.recipient_links import preferences_url, unsubscribe_url
+from core.recipient_links import PREFERENCES, UNSUBSCRIBE, recipient_token
 from templates_app.merge import parse
 from templates_app.rendering import compile_version
 
@@ -111,21 +112,30 @@ class MessageFactory:
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'
         ).encode()
         self._date = ("", 0)
+        # The same URLs as core.recipient_links builds, with reverse() run once per campaign.
+        self.unsubscribe_prefix, self.unsubscribe_suffix = _url_around("preferences:unsubscribe")
+        self.preferences_prefix, self.preferences_suffix = _url_around("preferences:center")
         self.company = {
             "company_name": settings.COMPANY_NAME,
             "postal_address": settings.COMPANY_POSTAL_ADDRESS,
         }
 
     def context(self, *, delivery_id, subscriber_id, email, first_name, last_name, attributes):
-        unsubscribe = unsubscribe_url(subscriber_id=subscriber_id, delivery_id=delivery_id)
+        unsubscribe = (
+            self.unsubscribe_prefix
+            + recipient_token(UNSUBSCRIBE, subscriber_id=subscriber_id, delivery_id=delivery_id)
+            + self.unsubscribe_suffix
+        )
         context = {
             "first_name": first_name,
             "last_name": last_name,
             "email": email,
             "attr": attributes or {},
             "unsubscribe_url": unsubscribe,
-            "preferences_url": preferences_url(
-                subscriber_id=subscriber_id, delivery_id=delivery_id
+            "preferences_url": (
+                self.preferences_prefix
+                + recipient_token(PREFERENCES, subscriber_id=subscriber_id, delivery_id=delivery_id)
+                + self.preferences_suffix
             ),
             "view_in_browser_url": "",
             **self.company,
@@ -237,6 +247,13 @@ class MessageFactory:
         email.track_clicks = False
         email.track_opens = False
         return email
+
+
+def _url_around(name: str) -> tuple[str, str]:
+    marker = "TOKENPLACEHOLDER"
+    url = settings.SITE_URL + reverse(name, args=[marker])
+    prefix, _, suffix = url.partition(marker)
+    return prefix, suffix
 
 
 def _ascii(value: str) -> str:

@@ -123,6 +123,12 @@ class Campaign(models.Model):
     only_new_since_last = models.BooleanField(
         default=False, help_text="Recurring: only subscribers who joined since the last one."
     )
+    local_send_hour = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="At the recipient's local time: hold each message until this hour in the "
+        "subscriber's time zone (the campaign's when they have none).",
+    )
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_occurrence_at = models.DateTimeField(null=True, blank=True)
     parent = models.ForeignKey(

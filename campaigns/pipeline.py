@@ -141,10 +141,13 @@ class Transport:
             except Exception:
                 log.warning("closing %s failed", self.conn, exc_info=True)
             self.backend = None
-            # anymail's test backend keeps every message in memory and finds its ids by a
-            # linear search: keep it bounded in long-running workers.
-            if len(getattr(mail, "outbox", ())) > 10_000:
-                mail.outbox.clear()
+        self.after_batch()
+
+    def after_batch(self):
+        # anymail's test backend keeps every message in memory and finds its ids by a
+        # linear search: keep it bounded in long-running workers.
+        if len(getattr(mail, "outbox", ())) > 1_000:
+            mail.outbox.clear()
 
     def send(self, built) -> str:
         """Hand one message off; returns the message id; raises on failure."""
@@ -450,7 +453,26 @@ def _apply_domain_caps(campaign: Campaign, token: str, rows: list[tuple]) -> lis
 def campaign_send_work(*, campaign_id: int, time_budget: float = 60.0) -> str:
     """Claim and send batches until the campaign is done, paused, or the budget is spent.
     Returns why it stopped: 'done', 'idle' (only deferred rows left), 'stopped', 'budget',
-    'warmup'."""
+    'warmup'. With NFM_COUNT_QUERIES=1 (bench/send.py) the SQL statements it ran are added up
+    in the shared cache."""
+    if not os.environ.get("NFM_COUNT_QUERIES"):
+        return _send_work(campaign_id=campaign_id, time_budget=time_budget)
+    count = [0]
+
+    def counter(execute, sql, params, many, context):
+        count[0] += 1
+        return execute(sql, params, many, context)
+
+    try:
+        with db.execute_wrapper(counter):
+            return _send_work(campaign_id=campaign_id, time_budget=time_budget)
+    finally:
+        from .throttle import _incr
+
+        _incr(f"nfm:bench:queries:{campaign_id}", count[0], timeout=86400)
+
+
+def _send_work(*, campaign_id: int, time_budget: float) -> str:
     reconcile(campaign_id=campaign_id)
     started = time.monotonic()
     campaign = Campaign.objects.select_related(
@@ -506,6 +528,7 @@ def campaign_send_work(*, campaign_id: int, time_budget: float = 60.0) -> str:
                 campaign=campaign, factory=factory, transport=transport, token=token, rows=rows
             )
             _after_batch(campaign, result)
+            transport.after_batch()
             cache.delete(_heartbeat_key(token))
             if result.stopped:
                 return "stopped"

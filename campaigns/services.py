@@ -133,6 +133,38 @@ def _snapshot(campaign: Campaign) -> int:
         return cursor.rowcount
 
 
+def _hold_until_local_hour(campaign: Campaign) -> None:
+    """Recipient's local time window: each row waits (not_before) until the next time it is
+    ``local_send_hour`` o'clock where the subscriber lives. One UPDATE for the whole ledger;
+    an unknown time zone name falls back to the campaign's."""
+    if campaign.local_send_hour is None:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH zones AS (
+              SELECT d.id, CASE WHEN s.timezone IN (SELECT name FROM pg_timezone_names)
+                                THEN s.timezone ELSE %(tz)s END AS tz
+              FROM campaigns_delivery d JOIN subscribers_subscriber s ON s.id = d.subscriber_id
+              WHERE d.campaign_id = %(campaign)s
+            ), local AS (
+              SELECT id, (date_trunc('day', now() AT TIME ZONE tz)
+                          + %(hour)s * interval '1 hour') AT TIME ZONE tz AS today_at
+              FROM zones
+            )
+            UPDATE campaigns_delivery d SET not_before = CASE
+                WHEN local.today_at >= now() THEN local.today_at
+                ELSE local.today_at + interval '1 day' END
+            FROM local WHERE d.id = local.id
+            """,
+            {
+                "tz": campaign.schedule_timezone,
+                "campaign": campaign.pk,
+                "hour": campaign.local_send_hour,
+            },
+        )
+
+
 def _lower(field):
     from django.db.models.functions import Lower
 
@@ -171,6 +203,7 @@ def campaign_start(*, campaign: Campaign, now=None) -> Campaign:
             raise CampaignTransitionError("Set the From address before sending.")
         campaign_pin_content(campaign=campaign)
         total = _snapshot(campaign)
+        _hold_until_local_hour(campaign)
         now = now or timezone.now()
         Campaign.objects.filter(pk=campaign.pk).update(
             total=total, started_at=now, next_run_at=None, consecutive_failures=0
@@ -219,6 +252,7 @@ _COPIED = [
     "recurring_weekday",
     "recurring_hour",
     "only_new_since_last",
+    "local_send_hour",
     "max_consecutive_failures",
     "parallelism",
 ]

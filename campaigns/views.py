@@ -166,6 +166,7 @@ def campaign_schedule(request, pk):
     campaign.recurring_weekday = data["weekday"]
     campaign.recurring_hour = data["hour"]
     campaign.only_new_since_last = data["only_new_since_last"]
+    campaign.local_send_hour = data["local_send_hour"]
 
     def schedule():
         campaign.save()

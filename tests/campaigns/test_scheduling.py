@@ -134,3 +134,39 @@ def test_the_dispatcher_is_one_periodic_task_in_django_celery_beat(db):
     tasks = PeriodicTask.objects.filter(task="campaigns.tasks.campaigns_dispatch")
     assert tasks.count() == 1 and tasks.get().interval.every == 10
     assert not PeriodicTask.objects.filter(clocked__isnull=False).exists()
+
+
+def test_at_the_recipients_local_time_each_message_waits_for_its_own_hour(db, smtp_sink):
+    from zoneinfo import ZoneInfo
+
+    from subscribers.models import Subscriber
+
+    from .conftest import smtp_connection
+
+    topic, subs = make_audience(3)
+    Subscriber.objects.filter(pk=subs[0].pk).update(timezone="Asia/Tokyo")
+    Subscriber.objects.filter(pk=subs[1].pk).update(timezone="America/New_York")
+    Subscriber.objects.filter(pk=subs[2].pk).update(timezone="Not/AZone")  # falls back
+    campaign = make_campaign(
+        topic=topic,
+        connection=smtp_connection(smtp_sink),
+        local_send_hour=9,
+        schedule_timezone="Europe/Paris",
+    )
+    from campaigns.services import campaign_start
+
+    campaign_start(campaign=campaign)
+    now = timezone.now()
+    for sub, tz in [
+        (subs[0], "Asia/Tokyo"),
+        (subs[1], "America/New_York"),
+        (subs[2], "Europe/Paris"),
+    ]:
+        at = Delivery.objects.get(campaign=campaign, subscriber=sub).not_before
+        local = at.astimezone(ZoneInfo(tz))
+        assert (local.hour, local.minute) == (9, 0)
+        assert now <= at <= now + timezone.timedelta(days=1)
+    from campaigns.pipeline import campaign_send_work
+
+    assert campaign_send_work(campaign_id=campaign.pk) == "idle"
+    assert smtp_sink.messages == []  # nobody's 9 o'clock is "now"

@@ -1,0 +1,285 @@
+"""Sending benchmark: a personalized newsletter with 10 tracked links to N recipients
+(default 100,000), Celery workers as in production, through (a) anymail's test backend and
+(b) a real SMTP server on loopback (aiosmtpd, in its own process).
+
+Prints ONE JSON line: messages per second from the campaign start (after the snapshot) to the
+last delivery recorded, the snapshot time, peak RSS per worker process, SQL statements per
+message (counted by the senders), and the load average (the machine is shared).
+
+    DATABASE_URL=postgres://... CELERY_BROKER_URL=redis://.../n REDIS_URL=redis://.../n \
+        .venv/bin/python bench/send.py [--recipients 100000] [--paths esp,smtp]
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nofailmail.settings")
+os.environ.setdefault("DB_CONN_MAX_AGE", "600")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.cache import cache  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+
+HTML = (
+    '<html><body><h1>Hello {{ first_name|default:"there" }} {{ last_name }}</h1>'
+    + "".join(
+        f'<p>Story {i} for {{{{ attr.company|default:"you" }}}}: '
+        f'<a href="https://example.com/story/{i}?ref=newsletter">read more</a></p>'
+        for i in range(10)
+    )
+    + "<p>"
+    + "Lorem ipsum dolor sit amet. " * 60
+    + "</p></body></html>"
+)
+
+SINK = r"""
+import asyncio, sys
+from aiosmtpd.controller import Controller
+class H:
+    async def handle_DATA(self, server, session, envelope):
+        return "250 OK"
+c = Controller(H(), hostname="127.0.0.1", port=int(sys.argv[1]))
+c.start()
+print("ready", flush=True)
+import signal; signal.pause()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setup_audience(n: int):
+    from subscribers.models import Topic
+
+    topic, _ = Topic.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM subscribers_subscriber WHERE email LIKE 'bench%%'")
+        have = cursor.fetchone()[0]
+        if have < n:
+            cursor.execute(
+                """
+                INSERT INTO subscribers_subscriber (email, first_name, last_name, attributes,
+                  status, source, language, timezone, created_at, updated_at)
+                SELECT 'bench' || g || '@'
+                         || (ARRAY['gmail.com','example.org','yahoo.com'])[1 + g %% 3],
+                       'First' || g, 'Last' || g, jsonb_build_object('company', 'Co ' || g %% 100),
+                       'active', 'import', 'en', '', now(), now()
+                FROM generate_series(%s, %s) AS g
+                """,
+                [have, n - 1],
+            )
+            cursor.execute(
+                """
+                INSERT INTO subscribers_subscription (subscriber_id, topic_id, status, created_at,
+                  updated_at)
+                SELECT s.id, %s, 'active', now(), now() FROM subscribers_subscriber s
+                WHERE s.email LIKE 'bench%%' ON CONFLICT DO NOTHING
+                """,
+                [topic.pk],
+            )
+        # Fresh bulk-loaded tables: give the planner real statistics (autovacuum would, later).
+        cursor.execute("ANALYZE subscribers_subscriber, subscribers_subscription")
+    return topic
+
+
+def start_workers(count: int, concurrency: int) -> list[subprocess.Popen]:
+    env = dict(os.environ, NFM_COUNT_QUERIES="1", DB_CONN_MAX_AGE="600", PYTHONUNBUFFERED="1")
+    procs = []
+    for i in range(count):
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "nofailmail",
+                    "worker",
+                    "--loglevel=warning",
+                    f"--concurrency={concurrency}",
+                    "--pool=prefork",
+                    f"--hostname=bench{i}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+    return procs
+
+
+def cpu_seconds(pids) -> float:
+    """User + system CPU of these processes and their children so far."""
+    total = 0
+    for pid in pids:
+        for p in [pid, *_children(pid)]:
+            try:
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (FileNotFoundError, IndexError):
+                pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def peak_rss_mb(procs) -> list[float]:
+    """VmHWM (peak resident set) of every worker process and its pool children."""
+    out = []
+    for proc in procs:
+        pids = [proc.pid]
+        pids += _children(proc.pid)
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        out.append(round(int(line.split()[1]) / 1024, 1))
+            except FileNotFoundError:
+                pass
+    return out
+
+
+def run_path(
+    path: str, topic, n: int, smtp_port: int | None, parallelism: int, workers, sink
+) -> dict:
+    from django.db.models import Max
+
+    from campaigns.models import Campaign, Delivery, SendingConnection
+    from campaigns.services import campaign_start
+    from templates_app.models import Template, TemplateVersion
+
+    template, created = Template.objects.get_or_create(
+        name="Bench newsletter",
+        defaults={"subject": "News for {{ first_name }}", "html_body": HTML, "current_version": 1},
+    )
+    if created:
+        TemplateVersion.objects.create(
+            template=template, number=1, subject=template.subject, html_body=HTML
+        )
+    if path == "esp":
+        conn = SendingConnection.objects.create(
+            name=f"bench-esp-{time.time()}",
+            backend="anymail.backends.test.EmailBackend",
+            sending_domain="bench.example",
+        )
+    else:
+        conn = SendingConnection.objects.create(
+            name=f"bench-smtp-{time.time()}",
+            sending_domain="bench.example",
+            options={"host": "127.0.0.1", "port": smtp_port},
+        )
+    campaign = Campaign.objects.create(
+        name=f"Bench {path}",
+        template=template,
+        from_email="news@bench.example",
+        from_name="Bench",
+        connection=conn,
+        parallelism=parallelism,
+        track_links=True,
+    )
+    campaign.topics.add(topic)
+    t0 = time.monotonic()
+    campaign_start(campaign=campaign)
+    cpu_workers0, cpu_sink0 = cpu_seconds([w.pid for w in workers]), cpu_seconds([sink.pid])
+    snapshot_s = time.monotonic() - t0
+    campaign.refresh_from_db()
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline:
+        status = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True)[0]
+        if status != "running":
+            break
+        time.sleep(1)
+    campaign.refresh_from_db()
+    cpu_workers = cpu_seconds([w.pid for w in workers]) - cpu_workers0
+    cpu_sink = cpu_seconds([sink.pid]) - cpu_sink0
+    sent = Delivery.objects.filter(campaign=campaign, status="sent").count()
+    last = Delivery.objects.filter(campaign=campaign).aggregate(m=Max("sent_at"))["m"]
+    seconds = (last - campaign.started_at).total_seconds() if last else None
+    queries = int(cache.get(f"nfm:bench:queries:{campaign.pk}") or 0)
+    return {
+        "status": campaign.status,
+        "sent": sent,
+        "snapshot_seconds": round(snapshot_s, 2),
+        "send_seconds": round(seconds, 1) if seconds else None,
+        "msg_per_s": round(sent / seconds, 1) if seconds else None,
+        "queries_per_message": round(queries / sent, 3) if sent else None,
+        "worker_cpu_ms_per_message": round(1000 * cpu_workers / sent, 3) if sent else None,
+        "sink_cpu_ms_per_message": round(1000 * cpu_sink / sent, 3)
+        if sent and path == "smtp"
+        else None,
+    }
+
+
+def main():
+    # A SIGTERM (timeout, Ctrl-C from a wrapper) still stops the workers and the sink.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--recipients", type=int, default=int(os.environ.get("N", 100_000)))
+    parser.add_argument("--paths", default="esp,smtp")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=2)
+    args = parser.parse_args()
+    call_command("migrate", verbosity=0)
+    topic = setup_audience(args.recipients)
+    port = free_port()
+    sink = subprocess.Popen(
+        [sys.executable, "-c", SINK, str(port)], stdout=subprocess.PIPE, start_new_session=True
+    )
+    sink.stdout.readline()
+    from nofailmail.celery import app
+
+    app.control.purge()
+    procs = start_workers(args.workers, args.concurrency)
+    time.sleep(4)  # worker boot
+    result = {
+        "recipients": args.recipients,
+        "workers": args.workers,
+        "concurrency": args.concurrency,
+        "cpus": os.cpu_count(),
+    }
+    try:
+        for path in args.paths.split(","):
+            result[path] = run_path(
+                path,
+                topic,
+                args.recipients,
+                port,
+                parallelism=args.workers * args.concurrency,
+                workers=procs,
+                sink=sink,
+            )
+        result["peak_rss_mb_per_worker_process"] = peak_rss_mb(procs)
+        result["load_average"] = os.getloadavg()
+        result["note"] = "2-core machine shared with other agents' builds and tests"
+    finally:
+        for proc in [*procs, sink]:
+            os.killpg(proc.pid, signal.SIGTERM)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

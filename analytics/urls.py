@@ -13,6 +13,11 @@ urlpatterns = [
     path("domains/add/", views.domain_save, name="domain-add"),
     path("domains/<int:pk>/", views.domain_save, name="domain-save"),
     path("domains/<int:pk>/check/", views.domain_check, name="domain-check"),
+    path(
+        "subscribers/<int:pk>/timeline/",
+        views.subscriber_timeline_view,
+        name="subscriber-timeline",
+    ),
     path("hygiene/", views.hygiene, name="hygiene"),
     path("hygiene/policy/", views.hygiene_save, name="hygiene-save"),
     path("hygiene/run/", views.hygiene_run, name="hygiene-run"),

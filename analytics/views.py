@@ -12,7 +12,7 @@ from . import reports
 from .dns_checks import sending_domain_check
 from .forms import CampaignTrackingForm, SendingDomainForm, SunsetPolicyForm
 from .hygiene import sunset_policy, sunset_preview, sunset_run
-from .models import CampaignTracking, ReputationAlert, SendingDomain
+from .models import CampaignTracking, ReputationAlert, SendingDomain, SubscriberEngagement
 from .reputation import alert_resolve, thresholds
 
 
@@ -233,3 +233,25 @@ def hygiene_run(request):
     n = sunset_run(policy=policy)
     messages.success(request, f"{n} inactive subscriber(s) unsubscribed by the sunset policy.")
     return redirect("analytics:hygiene")
+
+
+@viewer_required
+def subscriber_timeline_view(request, pk: int):
+    """A subscriber's deliveries and events: a fragment the subscriber page can include
+    (hx-get), or a page of its own."""
+    from subscribers.models import Subscriber
+
+    from .selectors import subscriber_timeline
+
+    subscriber = get_object_or_404(Subscriber, pk=pk)
+    engagement = SubscriberEngagement.objects.filter(subscriber=subscriber).first()
+    template = "analytics/_timeline.html" if request.htmx else "analytics/subscriber_timeline.html"
+    return render(
+        request,
+        template,
+        {
+            "subscriber": subscriber,
+            "timeline": subscriber_timeline(subscriber.pk),
+            "engagement": engagement,
+        },
+    )

@@ -222,12 +222,13 @@ def main() -> None:
         "GUNICORN_MAX_REQUESTS": "0",
         "GUNICORN_ACCESSLOG": str(access_log),
     }
+    web_err = (tmp / "web.err").open("w")
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
         cwd=ROOT,
         env=web_env,
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "web.err", "w"),
+        stderr=web_err,
         start_new_session=True,
     )
     flusher = subprocess.Popen(
@@ -261,6 +262,7 @@ def main() -> None:
         for process in (web, flusher):
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
+        web_err.close()
     answered = _answered(access_log, "/t/o/") + _answered(access_log, "/t/c/")
     persisted = Event.objects.filter(campaign_id=campaign_id).count()
     print(

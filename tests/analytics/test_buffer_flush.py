@@ -43,9 +43,11 @@ def test_a_flusher_that_dies_mid_flush_loses_nothing(client, sent_campaign):
     _, links, deliveries = sent_campaign
     for url in _hits(deliveries, links, 10):
         client.get(url, HTTP_USER_AGENT=CHROME)
-    with mock.patch("analytics.ingest.ingest_facts", side_effect=RuntimeError("killed")):
-        with pytest.raises(RuntimeError):
-            buffer.flush()
+    with (
+        mock.patch("analytics.ingest.ingest_facts", side_effect=RuntimeError("killed")),
+        pytest.raises(RuntimeError),
+    ):
+        buffer.flush()
     # The moved batch waits in the processing list; the lock expires or is released.
     assert buffer.client().llen(buffer.PROCESSING_KEY) == 10
     assert Event.objects.count() == 0

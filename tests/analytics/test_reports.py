@@ -145,3 +145,14 @@ def test_the_hygiene_page_previews_before_running(admin_client, sent_campaign):
     response = admin_client.post("/analytics/hygiene/run/")
     assert response.status_code == 302
     assert Subscriber.objects.filter(status="unsubscribed").count() == 0
+
+
+def test_a_subscriber_timeline_page_lists_deliveries_and_events(viewer_client, sent_campaign):
+    campaign, links, deliveries = sent_campaign
+    _activity(viewer_client, campaign, links, deliveries)
+    url = f"/analytics/subscribers/{deliveries[0].subscriber_id}/timeline/"
+    body = viewer_client.get(url).content.decode()
+    assert 'data-kind="opened"' in body and 'data-kind="clicked"' in body
+    assert 'data-kind="sent"' in body and 'data-kind="delivered"' in body
+    fragment = viewer_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert fragment.lstrip().startswith('<div id="subscriber-timeline">')

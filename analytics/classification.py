@@ -111,6 +111,7 @@ def _networks():
     return out
 
 
+@lru_cache(maxsize=65536)
 def network_of(ip: str | None) -> tuple[str, str] | None:
     """(classification, label) of a known proxy or scanner network, else None."""
     if not ip:

@@ -130,3 +130,19 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
     def http_error_302(self, req, fp, code, msg, headers):
         return fp
+
+
+def test_junk_in_a_hit_does_not_poison_the_batch(client, sent_campaign):
+    _, links, deliveries = sent_campaign
+    client.get(
+        f"/t/o/{open_token(deliveries[0].pk)}",
+        HTTP_USER_AGENT="nul\x00byte Chrome/1",
+        HTTP_X_FORWARDED_FOR="unknown",
+    )
+    buffer.client().rpush(buffer.BUFFER_KEY, b"{not json", json.dumps({"k": "o"}))
+    client.get(
+        f"/t/o/{open_token(deliveries[1].pk)}", HTTP_USER_AGENT=CHROME, REMOTE_ADDR="not-an-ip"
+    )
+    assert buffer.flush() == 4
+    assert Event.objects.count() == 2
+    assert set(Event.objects.values_list("ip", flat=True)) == {"127.0.0.1", None}

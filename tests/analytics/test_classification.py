@@ -109,10 +109,12 @@ def test_rules_can_be_rerun_over_the_raw_facts(sent_campaign, monkeypatch):
 
     monkeypatch.setitem(classification.PROXY_NETWORKS, "Test proxy", ["203.0.113.0/24"])
     classification._networks.cache_clear()
+    classification.network_of.cache_clear()
     try:
         changed = events_reclassify(campaign_id=campaign.pk)
     finally:
         classification._networks.cache_clear()
+        classification.network_of.cache_clear()
     assert changed == 2
     assert set(Event.objects.values_list("classification", flat=True)) == {"proxy"}
     stats = CampaignStats.objects.get(campaign=campaign)

@@ -133,7 +133,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def test_junk_in_a_hit_does_not_poison_the_batch(client, sent_campaign):
-    _, links, deliveries = sent_campaign
+    _, _, deliveries = sent_campaign
     client.get(
         f"/t/o/{open_token(deliveries[0].pk)}",
         HTTP_USER_AGENT="nul\x00byte Chrome/1",

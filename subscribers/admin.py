@@ -1,6 +1,15 @@
 from django.contrib import admin
 
-from .models import Subscriber, Subscription, Suppression, Topic
+from .models import (
+    ConsentRecord,
+    CustomField,
+    ImportJob,
+    Segment,
+    Subscriber,
+    Subscription,
+    Suppression,
+    Topic,
+)
 
 
 @admin.register(Topic)
@@ -28,3 +37,31 @@ class SuppressionAdmin(admin.ModelAdmin):
     list_display = ["email", "reason", "created_at"]
     list_filter = ["reason"]
     search_fields = ["email", "email_hash"]
+
+
+@admin.register(CustomField)
+class CustomFieldAdmin(admin.ModelAdmin):
+    list_display = ["label", "key", "type"]
+
+
+@admin.register(ConsentRecord)
+class ConsentRecordAdmin(admin.ModelAdmin):
+    """Append-only: readable here, never edited."""
+
+    list_display = ["subscriber", "where", "version", "created_at"]
+    list_filter = ["where"]
+    raw_id_fields = ["subscriber"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    list_display = ["name", "updated_at"]
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "original_name", "status", "created", "updated", "rejected", "created_at"]
+    list_filter = ["status"]

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from .models import Subscriber, Subscription, Topic
+from .models import ConsentRecord, CustomField, Segment, Subscriber, Subscription, Topic
 
 TOPICS = [
     ("Weekly newsletter", "weekly", "Our best articles, every Tuesday."),
@@ -61,6 +61,25 @@ def load(*, stdout) -> None:
             slug=slug, defaults={"name": name, "public_name": name, "description": description}
         )
         topics.append(topic)
+    CustomField.objects.get_or_create(key="company", defaults={"label": "Company"})
+    CustomField.objects.get_or_create(
+        key="plan",
+        defaults={"label": "Plan", "type": CustomField.Type.CHOICE, "choices": ["free", "pro"]},
+    )
+    Segment.objects.get_or_create(
+        name="Pro readers of the newsletter",
+        defaults={
+            "description": "Active, on the weekly newsletter, on the pro plan.",
+            "rules": {
+                "match": "all",
+                "conditions": [
+                    {"field": "status", "op": "eq", "value": "active"},
+                    {"field": "topic", "op": "in", "value": "weekly"},
+                    {"field": "attr.plan", "op": "eq", "value": "pro"},
+                ],
+            },
+        },
+    )
     if Subscriber.objects.exists():
         stdout.write("Demo audience already present.")
         return
@@ -100,6 +119,19 @@ def load(*, stdout) -> None:
             for s in created
             for t in topics
             if rng.random() < 0.6
+        ],
+        batch_size=1000,
+    )
+    ConsentRecord.objects.bulk_create(
+        [
+            ConsentRecord(
+                subscriber=s,
+                text="Yes, send me the newsletter. I can unsubscribe at any time.",
+                version="2024-01",
+                where=ConsentRecord.Where.FORM,
+            )
+            for s in created
+            if s.confirmed_at
         ],
         batch_size=1000,
     )

@@ -2,7 +2,10 @@
 
 from collections.abc import Callable
 
-from .models import Subscriber
+from django.db.models import CharField, Exists, Func, OuterRef, Q, QuerySet
+from django.db.models.functions import Now
+
+from .models import Subscriber, Suppression
 
 # Later capabilities add their entries to a subscriber's activity timeline by registering a
 # function that returns a list of {"at": datetime, "kind": str, "text": str} dicts, e.g. in their
@@ -49,3 +52,24 @@ def subscriber_timeline(subscriber: Subscriber) -> list[dict]:
     for source in TIMELINE_SOURCES:
         items.extend(source(subscriber))
     return sorted(items, key=lambda item: item["at"], reverse=True)
+
+
+class EmailHash(Func):
+    """SQL twin of models.email_hash(): SHA-256 hex of the lowercased address."""
+
+    template = "encode(sha256(convert_to(lower(%(expressions)s), 'UTF8')), 'hex')"
+    output_field = CharField()
+
+
+def subscribers_sendable(queryset: QuerySet[Subscriber] | None = None) -> QuerySet[Subscriber]:
+    """Who may be mailed now: active, not erased, not paused, and not suppressed.
+
+    The suppression check is by hash, so an erased address that comes back through an import
+    or an API call is still blocked. Campaigns snapshot their audience through this.
+    """
+    queryset = Subscriber.objects.all() if queryset is None else queryset
+    return (
+        queryset.filter(status=Subscriber.Status.ACTIVE, erased_at__isnull=True)
+        .filter(Q(paused_until__isnull=True) | Q(paused_until__lte=Now()))
+        .exclude(Exists(Suppression.objects.filter(email_hash=EmailHash(OuterRef("email")))))
+    )

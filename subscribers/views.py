@@ -1,15 +1,596 @@
-from django.core.paginator import Paginator
-from django.shortcuts import render
+import csv
+import json
+from urllib.parse import urlencode
 
-from core.roles import viewer_required
+from django.contrib import messages
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
-from .models import Subscriber
+from core.roles import Role, admin_required, editor_required, has_role, viewer_required
+
+from . import services
+from .emails import EmailError
+from .forms import (
+    CustomFieldForm,
+    ImportOptionsForm,
+    ImportUploadForm,
+    SegmentForm,
+    SubscriberForm,
+    TopicForm,
+)
+from .importing import ImportError_, import_job_create, import_job_start
+from .models import CustomField, ImportJob, Segment, Subscriber, Topic
+from .segments import SegmentRuleError, rules_q, segment_queryset
+from .selectors import subscriber_timeline
+
+PAGE_SIZE = 50
+FILTER_KEYS = ["q", "status", "topic", "segment", "attr", "attr_value"]
+
+
+def _filters(params) -> dict:
+    return {key: params.get(key, "").strip() for key in FILTER_KEYS if params.get(key, "").strip()}
+
+
+def _filtered(filters: dict) -> QuerySet[Subscriber]:
+    """The subscribers a filter set selects; the filters compile through the segment rules."""
+    conditions: list[dict] = []
+    if filters.get("status"):
+        conditions.append({"field": "status", "op": "eq", "value": filters["status"]})
+    if filters.get("topic"):
+        conditions.append({"field": "topic", "op": "in", "value": filters["topic"]})
+    if filters.get("attr"):
+        key = filters["attr"]
+        field = CustomField.objects.filter(key=key).first()
+        value = filters.get("attr_value", "")
+        if field is not None and value:
+            op = "contains" if field.type == CustomField.Type.TEXT else "eq"
+            conditions.append({"field": f"attr.{key}", "op": op, "value": value})
+        elif field is not None:
+            conditions.append({"field": f"attr.{key}", "op": "is_set", "value": True})
+    queryset = Subscriber.objects.filter(rules_q({"match": "all", "conditions": conditions}))
+    if filters.get("segment"):
+        segment = (
+            Segment.objects.filter(pk=filters["segment"]).first()
+            if filters["segment"].isdigit()
+            else None
+        )
+        if segment is not None:
+            queryset = queryset.filter(rules_q(segment.rules))
+    if filters.get("q"):
+        q = filters["q"]
+        queryset = queryset.filter(
+            Q(email__icontains=q) | Q(first_name__icontains=q) | Q(last_name__icontains=q)
+        )
+    return queryset
 
 
 @viewer_required
 def subscriber_list(request):
-    page = Paginator(Subscriber.objects.order_by("-id"), 50).get_page(request.GET.get("page"))
-    return render(request, "subscribers/list.html", {"page": page})
+    filters = _filters(request.GET)
+    try:
+        queryset = _filtered(filters)
+        error = ""
+    except SegmentRuleError as exc:
+        queryset, error = Subscriber.objects.none(), str(exc)
+    # Keyset pagination: "after"/"before" an id, never OFFSET and never COUNT(*) of the list.
+    after, before = request.GET.get("after", ""), request.GET.get("before", "")
+    if before.isdigit():
+        rows = list(queryset.filter(id__gt=int(before)).order_by("id")[: PAGE_SIZE + 1])
+        has_newer = len(rows) > PAGE_SIZE
+        rows = list(reversed(rows[:PAGE_SIZE]))
+        has_older = True
+    else:
+        if after.isdigit():
+            queryset = queryset.filter(id__lt=int(after))
+        rows = list(queryset.order_by("-id")[: PAGE_SIZE + 1])
+        has_older = len(rows) > PAGE_SIZE
+        rows = rows[:PAGE_SIZE]
+        has_newer = after.isdigit()
+    base = urlencode(filters)
+    context = {
+        "rows": rows,
+        "filters": filters,
+        "filter_query": base,
+        "error": error,
+        "older_url": f"?{base}&after={rows[-1].id}" if rows and has_older else "",
+        "newer_url": f"?{base}&before={rows[0].id}" if rows and has_newer else "",
+        "statuses": Subscriber.Status.choices,
+        "topics": Topic.objects.all(),
+        "segments": Segment.objects.all(),
+        "custom_fields": CustomField.objects.all(),
+        "any_subscriber": bool(rows) or Subscriber.objects.exists(),
+    }
+    return render(request, "subscribers/list.html", context)
+
+
+@editor_required
+@require_POST
+def subscriber_bulk(request):
+    filters = _filters(request.POST)
+    action = request.POST.get("action", "")
+    if action == "delete" and not has_role(request.user, Role.ADMIN):
+        messages.error(request, "Deleting subscribers needs the admin role.")
+        return redirect(f"{reverse('subscribers:list')}?{urlencode(filters)}")
+    try:
+        queryset = _filtered(filters)
+    except SegmentRuleError as exc:
+        messages.error(request, str(exc))
+        return redirect("subscribers:list")
+    if action in ("topic_add", "topic_remove"):
+        topic = Topic.objects.filter(pk=request.POST.get("target_topic") or 0).first()
+        if topic is None:
+            messages.error(request, "Choose a topic.")
+        else:
+            n = services.subscribers_bulk_topic(
+                queryset=queryset, topic=topic, add=action == "topic_add"
+            )
+            verb = "added to" if action == "topic_add" else "removed from"
+            messages.success(request, f"{n} subscriber(s) {verb} {topic.name}.")
+    elif action == "suppress":
+        n = services.subscribers_bulk_suppress(
+            queryset=queryset, note="bulk action", event=f"dashboard:{request.user.username}"
+        )
+        messages.success(request, f"{n} address(es) suppressed.")
+    elif action == "delete":
+        n = services.subscribers_bulk_delete(queryset=queryset)
+        messages.success(request, f"{n} subscriber(s) deleted.")
+    else:
+        messages.error(request, "Unknown action.")
+    return redirect(f"{reverse('subscribers:list')}?{urlencode(filters)}")
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def _csv_stream(queryset: QuerySet[Subscriber]):
+    keys = list(CustomField.objects.values_list("key", flat=True))
+    writer = csv.writer(_Echo())
+    header = ["email", "first_name", "last_name", "status", "source", "language", "timezone"]
+    yield writer.writerow([*header, "created_at", "confirmed_at", *keys])
+    rows = queryset.order_by("id").values_list(*header, "created_at", "confirmed_at", "attributes")
+    # A server-side cursor: a million rows stream out without being loaded at once.
+    for row in rows.iterator(chunk_size=2000):
+        *plain, created, confirmed, attributes = row
+        attributes = attributes or {}
+        yield writer.writerow(
+            [
+                *plain,
+                created.isoformat(),
+                confirmed.isoformat() if confirmed else "",
+                *[attributes.get(k, "") for k in keys],
+            ]
+        )
+
+
+@editor_required
+def subscriber_export_csv(request):
+    filters = _filters(request.GET)
+    try:
+        queryset = _filtered(filters)
+    except SegmentRuleError as exc:
+        messages.error(request, str(exc))
+        return redirect("subscribers:list")
+    response = StreamingHttpResponse(_csv_stream(queryset), content_type="text/csv")
+    response["Content-Disposition"] = (
+        f'attachment; filename="subscribers-{timezone.now():%Y%m%d-%H%M}.csv"'
+    )
+    return response
+
+
+@editor_required
+def subscriber_create(request):
+    form = SubscriberForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            subscriber = services.subscriber_create(
+                email=data["email"],
+                first_name=data["first_name"],
+                last_name=data["last_name"],
+                attributes=data["attributes"],
+                language=data["language"],
+                topics=list(data["topics"]),
+            )
+        except EmailError as exc:
+            form.add_error("email", str(exc))
+        else:
+            messages.success(request, f"{subscriber.email} added.")
+            return redirect("subscribers:detail", subscriber.pk)
+    return render(request, "subscribers/edit.html", {"form": form, "subscriber": None})
+
+
+@viewer_required
+def subscriber_detail(request, subscriber_id: int):
+    subscriber = get_object_or_404(Subscriber, pk=subscriber_id)
+    subscriptions = subscriber.subscriptions.select_related("topic").order_by("topic__name")
+    subscribed_ids = {s.topic_id for s in subscriptions}
+    fields = list(CustomField.objects.all())
+    return render(
+        request,
+        "subscribers/detail.html",
+        {
+            "subscriber": subscriber,
+            "attributes": [(f.label, subscriber.attributes.get(f.key)) for f in fields]
+            + [
+                (k, v) for k, v in subscriber.attributes.items() if k not in {f.key for f in fields}
+            ],
+            "subscriptions": subscriptions,
+            "other_topics": Topic.objects.exclude(pk__in=subscribed_ids),
+            "consents": subscriber.consent_records.all(),
+            "timeline": subscriber_timeline(subscriber),
+            "suppressed": services.is_suppressed(subscriber.email),
+        },
+    )
+
+
+@editor_required
+def subscriber_edit(request, subscriber_id: int):
+    subscriber = get_object_or_404(Subscriber, pk=subscriber_id, erased_at__isnull=True)
+    form = SubscriberForm(
+        request.POST or None,
+        subscriber=subscriber,
+        initial={
+            "email": subscriber.email,
+            "first_name": subscriber.first_name,
+            "last_name": subscriber.last_name,
+            "language": subscriber.language,
+            "timezone": subscriber.timezone,
+        },
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.subscriber_update(
+                subscriber=subscriber,
+                email=data["email"],
+                first_name=data["first_name"],
+                last_name=data["last_name"],
+                language=data["language"],
+                timezone=data["timezone"],
+                attributes={**subscriber.attributes, **data["attributes"]},
+            )
+        except EmailError as exc:
+            form.add_error("email", str(exc))
+        else:
+            messages.success(request, "Saved.")
+            return redirect("subscribers:detail", subscriber.pk)
+    return render(request, "subscribers/edit.html", {"form": form, "subscriber": subscriber})
+
+
+@editor_required
+@require_POST
+def subscriber_topic(request, subscriber_id: int):
+    subscriber = get_object_or_404(Subscriber, pk=subscriber_id, erased_at__isnull=True)
+    topic = get_object_or_404(Topic, pk=request.POST.get("topic") or 0)
+    if request.POST.get("action") == "remove":
+        services.topic_unsubscribe(subscriber=subscriber, topic=topic)
+    else:
+        services.topic_subscribe(subscriber=subscriber, topic=topic)
+    return redirect("subscribers:detail", subscriber.pk)
+
+
+@editor_required
+@require_POST
+def subscriber_unsubscribe(request, subscriber_id: int):
+    subscriber = get_object_or_404(Subscriber, pk=subscriber_id)
+    services.subscriber_unsubscribe(
+        subscriber=subscriber, source=f"dashboard:{request.user.username}"
+    )
+    messages.success(request, f"{subscriber.email} is unsubscribed from everything.")
+    return redirect("subscribers:detail", subscriber.pk)
+
+
+@admin_required
+@require_POST
+def subscriber_delete(request, subscriber_id: int):
+    subscriber = get_object_or_404(Subscriber, pk=subscriber_id)
+    services.subscribers_bulk_delete(queryset=Subscriber.objects.filter(pk=subscriber.pk))
+    messages.success(request, f"{subscriber.email} deleted.")
+    return redirect("subscribers:list")
+
+
+@editor_required
+def subscriber_gdpr_export(request, subscriber_id: int):
+    subscriber = get_object_or_404(Subscriber, pk=subscriber_id)
+    data = services.subscriber_export(subscriber=subscriber)
+    response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="subscriber-{subscriber.pk}.json"'
+    return response
+
+
+@admin_required
+@require_POST
+def subscriber_erase(request, subscriber_id: int):
+    subscriber = get_object_or_404(Subscriber, pk=subscriber_id, erased_at__isnull=True)
+    services.subscriber_erase(subscriber=subscriber)
+    messages.success(request, "Personal data erased; the address stays suppressed by its hash.")
+    return redirect("subscribers:detail", subscriber.pk)
+
+
+# --- import -------------------------------------------------------------------------------
+
+
+@editor_required
+def import_upload(request):
+    form = ImportUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        try:
+            job = import_job_create(file=upload, name=upload.name, created_by=request.user.username)
+        except ImportError_ as exc:
+            form.add_error("file", str(exc))
+        else:
+            return redirect("subscribers:import_mapping", job.pk)
+    jobs = ImportJob.objects.all()[:10]
+    return render(request, "subscribers/import_upload.html", {"form": form, "jobs": jobs})
+
+
+def _targets() -> list[tuple[str, str]]:
+    standard = [
+        ("ignore", "— do not import —"),
+        ("email", "Email"),
+        ("first_name", "First name"),
+        ("last_name", "Last name"),
+        ("language", "Language"),
+        ("timezone", "Time zone"),
+    ]
+    return standard + [
+        (f"attr:{f.key}", f"{f.label} ({f.get_type_display().lower()})")
+        for f in CustomField.objects.all()
+    ]
+
+
+@editor_required
+def import_mapping(request, job_id: int):
+    job = get_object_or_404(ImportJob, pk=job_id)
+    if job.status != ImportJob.Status.MAPPING:
+        return redirect("subscribers:import_detail", job.pk)
+    header = job.options.get("header", [])
+    form = ImportOptionsForm(request.POST or None)
+    targets = _targets()
+    valid_targets = {t for t, _ in targets}
+    if request.method == "POST":
+        mapping = {}
+        for index in range(len(header)):
+            target = request.POST.get(f"col_{index}", "ignore")
+            mapping[str(index)] = target if target in valid_targets else "ignore"
+        job.options["mapping"] = mapping
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                with transaction.atomic():
+                    import_job_start(
+                        job=job,
+                        mapping=mapping,
+                        topics=[t.pk for t in data["topics"]],
+                        confirmed=data["confirmed"] == "yes",
+                        consent_note=data["consent_note"],
+                        update_existing=data["update_existing"] == "yes",
+                    )
+            except ImportError_ as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("subscribers:import_detail", job.pk)
+    from .importing import _open_text  # the preview reads the same way as the import
+
+    preview = []
+    try:
+        with _open_text(job.file.path, job.options["encoding"]) as f:
+            reader = csv.reader(f, delimiter=job.options["delimiter"])
+            for row in reader:
+                if len(preview) > 5:
+                    break
+                if any(c.strip() for c in row):
+                    preview.append(row)
+    except (OSError, csv.Error):
+        preview = []
+    columns = [
+        {
+            "index": i,
+            "name": name,
+            "target": job.options["mapping"].get(str(i), "ignore"),
+            "samples": [row[i] for row in preview[1:] if i < len(row)][:3],
+        }
+        for i, name in enumerate(header)
+    ]
+    return render(
+        request,
+        "subscribers/import_mapping.html",
+        {"job": job, "form": form, "columns": columns, "targets": targets},
+    )
+
+
+@viewer_required
+def import_detail(request, job_id: int):
+    job = get_object_or_404(ImportJob, pk=job_id)
+    template = (
+        "subscribers/_import_progress.html"
+        if request.headers.get("HX-Request")
+        else "subscribers/import_detail.html"
+    )
+    return render(request, template, {"job": job, "rejections": job.rejections.all()[:100]})
+
+
+@editor_required
+def import_rejections_csv(request, job_id: int):
+    job = get_object_or_404(ImportJob, pk=job_id)
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow(["line", "reason", "row"])
+        for r in (
+            job.rejections.order_by("line")
+            .values_list("line", "reason", "raw")
+            .iterator(chunk_size=2000)
+        ):
+            yield writer.writerow(r)
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-rejected.csv"'
+    return response
+
+
+# --- segments -----------------------------------------------------------------------------
+
+
+def _builder_fields() -> list[dict]:
+    """What the rule builder offers: each field with the operators that fit its type."""
+    fields = [
+        {"field": "status", "label": "Status", "ops": ["eq", "neq"], "kind": "choice",
+         "choices": list(Subscriber.Status.values)},
+        {"field": "topic", "label": "Topic", "ops": ["in", "not_in"], "kind": "choice",
+         "choices": list(Topic.objects.values_list("slug", flat=True))},
+        {"field": "source", "label": "Source", "ops": ["eq", "neq"], "kind": "choice",
+         "choices": list(Subscriber.Source.values)},
+        {"field": "signup_form", "label": "Signup form", "ops": ["eq"], "kind": "text"},
+        {"field": "email", "label": "Email", "ops": ["contains", "ends_with", "eq"],
+         "kind": "text"},
+        {"field": "first_name", "label": "First name", "ops": ["eq", "neq", "contains", "is_set"],
+         "kind": "text"},
+        {"field": "last_name", "label": "Last name", "ops": ["eq", "neq", "contains", "is_set"],
+         "kind": "text"},
+        {"field": "language", "label": "Language", "ops": ["eq", "neq"], "kind": "text"},
+        {"field": "created_at", "label": "Joined", "ops": ["within_days", "before", "after"],
+         "kind": "date"},
+        {"field": "confirmed_at", "label": "Confirmed",
+         "ops": ["within_days", "before", "after", "is_set"], "kind": "date"},
+    ]  # fmt: skip
+    from .segments import OPS_BY_TYPE
+
+    for f in CustomField.objects.all():
+        fields.append(
+            {
+                "field": f"attr.{f.key}",
+                "label": f.label,
+                "ops": sorted(OPS_BY_TYPE[f.type]),
+                "kind": f.type,
+                "choices": f.choices,
+            }
+        )
+    return fields
+
+
+@viewer_required
+def segment_list(request):
+    return render(request, "subscribers/segments.html", {"segments": Segment.objects.all()})
+
+
+@editor_required
+def segment_edit(request, segment_id: int | None = None):
+    segment = get_object_or_404(Segment, pk=segment_id) if segment_id else Segment()
+    initial = {"rules": json.dumps(segment.rules or {"match": "all", "conditions": []})}
+    form = SegmentForm(request.POST or None, instance=segment, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        segment = form.save()
+        messages.success(request, f"Segment {segment.name} saved.")
+        return redirect("subscribers:segments")
+    rules_json = form["rules"].value() or initial["rules"]
+    return render(
+        request,
+        "subscribers/segment_edit.html",
+        {
+            "form": form,
+            "segment": segment,
+            "rules_json": rules_json,
+            "builder_fields": _builder_fields(),
+        },
+    )
+
+
+@editor_required
+@require_POST
+def segment_delete(request, segment_id: int):
+    segment = get_object_or_404(Segment, pk=segment_id)
+    segment.delete()
+    messages.success(request, f"Segment {segment.name} deleted.")
+    return redirect("subscribers:segments")
+
+
+@viewer_required
+@require_POST
+def segment_count(request):
+    """The live count while a segment is edited (a read, posted only because rules are JSON)."""
+    try:
+        rules = json.loads(request.POST.get("rules") or "{}")
+        count = Subscriber.objects.filter(rules_q(rules)).count()
+    except (ValueError, SegmentRuleError) as exc:
+        return HttpResponse(f'<span class="text-danger">{_escape(str(exc))}</span>')
+    return HttpResponse(f"<strong>{count:,}</strong> subscriber(s) match")
+
+
+def _escape(text: str) -> str:
+    from django.utils.html import escape
+
+    return escape(text)
+
+
+@viewer_required
+def segment_detail(request, segment_id: int):
+    segment = get_object_or_404(Segment, pk=segment_id)
+    try:
+        segment_queryset(segment)
+    except SegmentRuleError as exc:
+        raise Http404(str(exc)) from None
+    return redirect(f"{reverse('subscribers:list')}?segment={segment.pk}")
+
+
+# --- settings: topics and custom fields ---------------------------------------------------
+
+
+@admin_required
+def topic_list(request, topic_id: int | None = None):
+    topic = get_object_or_404(Topic, pk=topic_id) if topic_id else None
+    form = TopicForm(request.POST or None, instance=topic)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Topic saved.")
+        return redirect("subscribers:topics")
+    return render(
+        request,
+        "subscribers/topics.html",
+        {"form": form, "topic": topic, "topics": Topic.objects.all()},
+    )
+
+
+@admin_required
+@require_POST
+def topic_delete(request, topic_id: int):
+    topic = get_object_or_404(Topic, pk=topic_id)
+    topic.delete()
+    messages.success(request, f"Topic {topic.name} deleted.")
+    return redirect("subscribers:topics")
+
+
+@admin_required
+def custom_field_list(request):
+    form = CustomFieldForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Custom field added.")
+        return redirect("subscribers:custom_fields")
+    return render(
+        request,
+        "subscribers/custom_fields.html",
+        {"form": form, "fields": CustomField.objects.all()},
+    )
+
+
+@admin_required
+@require_POST
+def custom_field_delete(request, field_id: int):
+    field = get_object_or_404(CustomField, pk=field_id)
+    field.delete()
+    messages.success(
+        request, f"Custom field {field.label} deleted (values stay on subscribers until edited)."
+    )
+    return redirect("subscribers:custom_fields")
 
 
 @viewer_required

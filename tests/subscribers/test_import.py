@@ -6,7 +6,7 @@ from subscribers.importing import ImportError_, import_job_create, import_run, s
 from subscribers.models import ConsentRecord, ImportJob, Subscriber, Subscription
 from subscribers.services import suppression_add
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
@@ -173,3 +173,72 @@ def test_the_management_command_prints_the_summary(topics, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "created:    1" in out and "rejected:   1" in out and "line 3" in out
     assert Subscription.objects.filter(topic=topics[0]).count() == 1
+
+
+def test_the_mapping_is_guessed_from_the_header_including_custom_fields(custom_fields):
+    from subscribers.importing import mapping_guess
+
+    fields = list(custom_fields.values())
+    mapping = mapping_guess(["E-mail", "First_Name", "Surname", "Company", "score", "misc"], fields)
+    assert mapping == {
+        "0": "email",
+        "1": "first_name",
+        "2": "last_name",
+        "3": "attr:company",
+        "4": "attr:score",
+        "5": "ignore",
+    }
+
+
+def test_an_over_long_custom_text_value_is_rejected(custom_fields):
+    job = run_import(("email,company\na@example.com," + "x" * 1001 + "\n").encode())
+    assert "longer than 1000" in rejections(job)[2]
+
+
+def test_a_failure_half_way_imports_nothing_and_says_so(db, monkeypatch):
+    import subscribers.importing as importing
+
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 2)
+    original = importing._merge_chunk
+    calls = []
+
+    def merge_then_fail(cursor, job, params):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return original(cursor, job, params)
+
+    monkeypatch.setattr(importing, "_merge_chunk", merge_then_fail)
+    rows = b"email\n" + b"".join(f"u{i}@example.com\n".encode() for i in range(6))
+    with pytest.raises(RuntimeError):
+        run_import(rows)
+    job = ImportJob.objects.get()
+    assert job.status == ImportJob.Status.FAILED and "disk full" in job.error
+    assert Subscriber.objects.count() == 0 and job.rejections.count() == 0
+
+
+def test_duplicates_across_chunks_are_reported_with_the_first_line(db, monkeypatch):
+    import subscribers.importing as importing
+
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 2)
+    job = run_import(b"email\na@example.com\nb@example.com\nc@example.com\nA@example.com\n")
+    assert job.created == 3
+    assert rejections(job) == {5: "duplicate of line 2"}
+
+
+def test_a_job_already_running_elsewhere_is_not_imported_twice(db):
+    import psycopg
+    from django.db import connection
+
+    from subscribers.importing import LOCK_CLASS
+
+    job = import_job_create(file=ContentFile(b"email\na@example.com\n"), name="x.csv")
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.QUEUED)
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_CLASS, job.pk])
+        job = import_run(job=job)
+    assert job.status == ImportJob.Status.QUEUED
+    assert not Subscriber.objects.exists()

@@ -18,20 +18,26 @@ ENGAGEMENT_KINDS = (
 )
 
 
-def engagement_q(kind: str, days: int, campaign_id: int | None = None) -> Q:
+def engagement_q(kind: str, days: int | None, campaign_id: int | None = None) -> Q:
     """A Q on Subscriber: human opens / clicks (never proxies or scanners) in the last
-    ``days`` days, optionally of one campaign. ``not_*`` kinds are the complement.
+    ``days`` days (None: ever), optionally of one campaign. ``not_*`` kinds are the
+    complement (``not_opened`` with days=None: never opened).
 
     For segment rules (subscribers.segments): e.g. ``{"engagement": "not_engaged",
     "days": 180}`` -> ``engagement_q("not_engaged", 180)``.
     """
     if kind not in ENGAGEMENT_KINDS:
         raise ValueError(f"Unknown engagement condition {kind!r}: one of {ENGAGEMENT_KINDS}")
-    if days <= 0:
-        raise ValueError("days must be positive")
+    if days is not None and (not isinstance(days, int) or days <= 0):
+        raise ValueError(f"days must be a positive whole number, not {days!r}")
     negate = kind.startswith("not_")
     base = kind.removeprefix("not_")
-    since = timezone.now() - timedelta(days=days)
+    # No window: "ever" (the first email anyone could have opened is after the epoch).
+    since = (
+        timezone.now() - timedelta(days=days)
+        if days
+        else timezone.make_aware(timezone.datetime(1970, 1, 1))
+    )
     if campaign_id is None:
         # The per-subscriber rollup: one indexed lookup, not a scan of the events.
         conditions = {
@@ -86,3 +92,22 @@ def subscriber_timeline(subscriber_id: int, *, limit: int = 100) -> list[dict]:
         ]
     ]
     return sorted(deliveries + events, key=lambda row: row["at"], reverse=True)[:limit]
+
+
+def engagement_condition_q(condition: dict) -> Q:
+    """The segment rule compiler of ``{"field": "engagement", "op": <kind>, "value": ...}``
+    where value is a number of days, or {"days": N, "campaign": <campaign id>}; days may be
+    omitted for "ever" (e.g. op "not_opened" alone: never opened). Human engagement only."""
+    from subscribers.segments import SegmentRuleError
+
+    op, value = condition.get("op"), condition.get("value")
+    options = value if isinstance(value, dict) else {"days": value}
+    days, campaign = options.get("days"), options.get("campaign")
+    try:
+        if isinstance(days, str) and days.isdigit():
+            days = int(days)
+        if campaign is not None:
+            campaign = int(campaign)
+        return engagement_q(op, days, campaign_id=campaign)
+    except (TypeError, ValueError) as exc:
+        raise SegmentRuleError(f"{exc} in {condition!r}") from None

@@ -93,3 +93,44 @@ def test_a_subscriber_timeline_shows_deliveries_and_events(db):
     _open(deliveries[0], ago=timedelta(days=1))
     timeline = subscriber_timeline(deliveries[0].subscriber_id)
     assert [row["kind"] for row in timeline] == ["opened", "sent"]
+
+
+def test_segment_rules_gain_human_engagement_conditions(db):
+    import pytest
+
+    from subscribers.models import Segment
+    from subscribers.segments import SegmentRuleError, rules_q, segment_queryset
+
+    campaign, _, deliveries = make_campaign(n=3, sent_ago=timedelta(days=3))
+    _open(deliveries[0], ago=timedelta(days=2))
+    _open(deliveries[1], ago=timedelta(days=2), agent="Mozilla/5.0", ip="17.58.1.1")
+    segment = Segment.objects.create(
+        name="Readers",
+        rules={
+            "match": "all",
+            "conditions": [
+                {
+                    "field": "engagement",
+                    "op": "opened",
+                    "value": {"days": 30, "campaign": campaign.pk},
+                },
+            ],
+        },
+    )
+    assert list(segment_queryset(segment).values_list("pk", flat=True)) == [
+        deliveries[0].subscriber_id
+    ]
+    never = Subscriber.objects.filter(
+        rules_q({"match": "all", "conditions": [{"field": "engagement", "op": "not_opened"}]})
+    )
+    assert set(never.values_list("pk", flat=True)) == {
+        deliveries[1].subscriber_id,
+        deliveries[2].subscriber_id,
+    }
+    with pytest.raises(SegmentRuleError):
+        rules_q(
+            {
+                "match": "all",
+                "conditions": [{"field": "engagement", "op": "opened", "value": "soon"}],
+            }
+        )

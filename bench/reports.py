@@ -4,7 +4,7 @@
 
 Fills its own database (BENCH_REPORTS_DATABASE_URL, created and migrated if missing; filled
 once, reused by later runs): 100,000 subscribers, 10 finished campaigns of 100,000 deliveries
-each, 5,000,000 events (delivered, human / proxy opens, human / scanner clicks, a few bounces
+each, about 5,400,000 events (delivered, human / proxy opens, human / scanner clicks, bounces
 and complaints) written set-based in SQL, and the rollups built from them in SQL as the
 ingestion path would have maintained them. Then requests every analytics page in-process
 (Django test client, logged in) BENCH_REPEAT times and prints the median and worst time of
@@ -31,6 +31,7 @@ EVENTS_PER_DELIVERY = 5
 REPEAT = int(os.environ.get("BENCH_REPEAT", "7"))
 ENV = {
     "DATABASE_URL": DB_URL,
+    "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/6"),
     "DEBUG": "False",
     "SECRET_KEY": "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz",
     "ALLOWED_HOSTS": "testserver",
@@ -38,6 +39,8 @@ ENV = {
     "SESSION_COOKIE_SECURE": "False",
     "CSRF_COOKIE_SECURE": "False",
     "LOG_LEVEL": "WARNING",
+    # DEBUG=False serves hashed static names from a manifest: collected once, here.
+    "STATIC_ROOT": "/tmp/nfm-bench-reports-static",
     "DJANGO_SETTINGS_MODULE": "nofailmail.settings",
 }
 
@@ -49,12 +52,13 @@ def _ensure_database() -> None:
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env={**os.environ, **ENV},
-        check=True,
-    )
+    for command in (["migrate"], ["collectstatic"]):
+        subprocess.run(
+            [sys.executable, "manage.py", *command, "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env={**os.environ, **ENV},
+            check=True,
+        )
 
 
 FILL_SQL = [
@@ -92,9 +96,9 @@ FILL_SQL = [
         CASE WHEN k.n = 2 THEN '17.58.1.1'::inet ELSE '81.2.69.160'::inet END,
         'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 Mobile',
         'GET', false, CASE WHEN k.n = 0 THEN 'mailgun' ELSE '' END, d.message_id, ''
-    FROM campaigns_delivery d CROSS JOIN generate_series(0, 4) AS k(n)
+    FROM campaigns_delivery d CROSS JOIN generate_series(0, 5) AS k(n)
     WHERE d.campaign_id IN (SELECT id FROM campaigns_campaign WHERE name LIKE 'bench report %')
-      AND NOT (k.n = 4 AND d.id % 3 = 0)
+      AND NOT (k.n = 5 AND d.id % 2 = 0)
       AND NOT (k.n IN (1, 2, 3) AND d.id % 97 = 0)
     """,
 ]
@@ -212,7 +216,7 @@ def _fill(stdout) -> dict:
     from subscribers.models import Subscriber
 
     counts = {"events": Event.objects.filter(uid__startswith="bench:").count()}
-    if counts["events"] >= 4_000_000:
+    if counts["events"] >= 5_000_000:
         return counts
     started = time.monotonic()
     if Subscriber.objects.count() < SUBSCRIBERS:
@@ -266,6 +270,11 @@ def main() -> None:
     from campaigns.models import Campaign, Delivery
 
     counts = _fill(sys.stderr)
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    # The dashboard caches its list-growth counts: start cold so "first_ms" is the real cost.
+    cache.delete(f"analytics:list-growth:30:{timezone.now().date()}")
     user = get_user_model().objects.filter(username="bench").first()
     if user is None:
         user = get_user_model().objects.create_superuser("bench", password="bench-pw")
@@ -282,6 +291,8 @@ def main() -> None:
         "list_hygiene": "/analytics/hygiene/",
         "subscriber_timeline": f"/analytics/subscribers/{subscriber_id}/timeline/",
     }
+    # One request first so that template loading and imports are not billed to a page.
+    client.get("/analytics/domains/")
     timings = {}
     for name, url in pages.items():
         samples = []

@@ -1,5 +1,6 @@
 import csv
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -25,7 +26,8 @@ def analytics_home(request):
         {
             "alerts": ReputationAlert.objects.filter(resolved_at__isnull=True)[:20],
             "tiles": reports.reputation_tiles(),
-            "thresholds": thresholds(),
+            "thresholds": {str(k): v for k, v in thresholds().items()},
+            "window_days": settings.REPUTATION_WINDOW_DAYS,
             "growth": reports.list_growth(),
             "engagement": reports.engagement_trend(),
             "trend": trend,

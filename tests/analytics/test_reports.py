@@ -156,3 +156,12 @@ def test_a_subscriber_timeline_page_lists_deliveries_and_events(viewer_client, s
     assert 'data-kind="sent"' in body and 'data-kind="delivered"' in body
     fragment = viewer_client.get(url, HTTP_HX_REQUEST="true").content.decode()
     assert fragment.lstrip().startswith('<div id="subscriber-timeline">')
+
+
+def test_the_dashboard_states_the_configured_thresholds(viewer_client, settings, sent_campaign):
+    settings.REPUTATION_COMPLAINT_WARN_BP = 10
+    settings.REPUTATION_BOUNCE_CRITICAL_BP = 500
+    campaign, links, deliveries = sent_campaign
+    _activity(viewer_client, campaign, links, deliveries)
+    body = viewer_client.get("/analytics/").content.decode()
+    assert "complaints 0.1 % warning" in body and "/ 5.0 %" in body

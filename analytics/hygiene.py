@@ -56,6 +56,21 @@ def sunset_preview(policy: SunsetPolicy, *, now=None) -> dict[str, QuerySet[Subs
     }
 
 
+def sunset_preview_refresh(*, policy: SunsetPolicy, now=None, sample: int = 20) -> dict:
+    """Count (and sample) who the policy touches now, and keep it on the policy."""
+    now = now or timezone.now()
+    preview = sunset_preview(policy, now=now)
+    data = {"settings": policy.settings_key()}
+    for name, queryset in preview.items():
+        data[name] = queryset.count()
+        data[f"{name}_sample"] = list(
+            queryset.order_by("pk").values_list("email", flat=True)[:sample]
+        )
+    SunsetPolicy.objects.filter(pk=policy.pk).update(preview=data, preview_at=now)
+    policy.preview, policy.preview_at = data, now
+    return data
+
+
 def sunset_run(*, policy: SunsetPolicy, now=None) -> int:
     """Unsubscribe the silent ones (set-based); returns how many."""
     now = now or timezone.now()
@@ -92,7 +107,11 @@ def _hashes(ids: list[int]):
 
 
 def engagement_scores_refresh() -> int:
-    """Recompute every score (recency decays with time even when nothing happens)."""
+    """Recompute every score (recency decays with time even when nothing happens), and the
+    sunset preview with them."""
+    policy = SunsetPolicy.objects.order_by("pk").first()
+    if policy is not None:
+        sunset_preview_refresh(policy=policy)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(

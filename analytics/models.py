@@ -360,6 +360,17 @@ class SunsetPolicy(models.Model):
     )
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_run_count = models.PositiveIntegerField(default=0)
+    # Who the policy would touch, computed on request and by the periodic task (not on every
+    # page view: it scans the whole list), with the settings it was computed for.
+    preview = models.JSONField(default=dict, blank=True)
+    preview_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"sunset after {self.inactive_days} days"
+
+    def settings_key(self) -> list:
+        return [self.inactive_days, self.grace_days, self.reengagement_campaign_id]
+
+    @property
+    def preview_is_current(self) -> bool:
+        return bool(self.preview_at) and self.preview.get("settings") == self.settings_key()

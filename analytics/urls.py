@@ -20,5 +20,6 @@ urlpatterns = [
     ),
     path("hygiene/", views.hygiene, name="hygiene"),
     path("hygiene/policy/", views.hygiene_save, name="hygiene-save"),
+    path("hygiene/preview/", views.hygiene_preview, name="hygiene-preview"),
     path("hygiene/run/", views.hygiene_run, name="hygiene-run"),
 ]

@@ -12,7 +12,7 @@ from core.roles import admin_required, editor_required, viewer_required
 from . import reports
 from .dns_checks import sending_domain_check
 from .forms import CampaignTrackingForm, SendingDomainForm, SunsetPolicyForm
-from .hygiene import sunset_policy, sunset_preview, sunset_run
+from .hygiene import sunset_policy, sunset_preview_refresh, sunset_run
 from .models import CampaignTracking, ReputationAlert, SendingDomain, SubscriberEngagement
 from .reputation import alert_resolve, thresholds
 
@@ -194,19 +194,19 @@ def domain_check(request, pk: int):
 @viewer_required
 def hygiene(request):
     policy = sunset_policy()
-    preview = sunset_preview(policy)
     return render(
         request,
         "analytics/hygiene.html",
-        {
-            "policy": policy,
-            "form": SunsetPolicyForm(instance=policy),
-            "reengage_count": preview["reengage"].count(),
-            "reengage_sample": preview["reengage"].order_by("pk")[:20],
-            "unsubscribe_count": preview["unsubscribe"].count(),
-            "unsubscribe_sample": preview["unsubscribe"].order_by("pk")[:20],
-        },
+        {"policy": policy, "form": SunsetPolicyForm(instance=policy), "preview": policy.preview},
     )
+
+
+@editor_required
+@require_POST
+def hygiene_preview(request):
+    sunset_preview_refresh(policy=sunset_policy())
+    messages.success(request, "Preview recomputed.")
+    return redirect("analytics:hygiene")
 
 
 @admin_required
@@ -215,7 +215,7 @@ def hygiene_save(request):
     policy = sunset_policy()
     form = SunsetPolicyForm(request.POST, instance=policy)
     if form.is_valid():
-        form.save()
+        sunset_preview_refresh(policy=form.save())
         messages.success(request, "Sunset policy saved. Check the preview before running it.")
     else:
         messages.error(
@@ -231,6 +231,9 @@ def hygiene_run(request):
     policy = sunset_policy()
     if not policy.enabled:
         messages.error(request, "The sunset policy is disabled: enable it first.")
+        return redirect("analytics:hygiene")
+    if not policy.preview_is_current:
+        messages.error(request, "Compute the preview for these settings before running.")
         return redirect("analytics:hygiene")
     n = sunset_run(policy=policy)
     messages.success(request, f"{n} inactive subscriber(s) unsubscribed by the sunset policy.")

@@ -136,15 +136,25 @@ def test_viewers_cannot_change_domains_or_run_the_sunset(viewer_client):
 
 
 def test_the_hygiene_page_previews_before_running(admin_client, sent_campaign):
+    from analytics.models import SunsetPolicy
     from subscribers.models import Subscriber
 
     Subscriber.objects.update(created_at=timezone.now() - timedelta(days=400))
-    response = admin_client.get("/analytics/hygiene/")
-    assert b'id="unsubscribe-count">0<' in response.content
-    assert b'id="reengage-count">3<' in response.content
-    response = admin_client.post("/analytics/hygiene/run/")
-    assert response.status_code == 302
-    assert Subscriber.objects.filter(status="unsubscribed").count() == 0
+    body = admin_client.get("/analytics/hygiene/").content
+    assert b"No preview computed yet" in body
+    # Running needs the policy enabled and a preview of the current settings.
+    data = {"enabled": "on", "inactive_days": 180, "grace_days": 30}
+    assert admin_client.post("/analytics/hygiene/policy/", data).status_code == 302
+    body = admin_client.get("/analytics/hygiene/").content
+    assert b'id="reengage-count">3<' in body and b'id="unsubscribe-count">0<' in body
+    assert b"reader0@gmail.com" in body
+    SunsetPolicy.objects.update(inactive_days=200)  # settings changed since the preview
+    admin_client.post("/analytics/hygiene/run/")
+    assert SunsetPolicy.objects.get().last_run_at is None
+    assert admin_client.post("/analytics/hygiene/preview/").status_code == 302
+    assert admin_client.post("/analytics/hygiene/run/").status_code == 302
+    assert SunsetPolicy.objects.get().last_run_at is not None
+    assert Subscriber.objects.filter(status="unsubscribed").count() == 0  # nobody was due
 
 
 def test_a_subscriber_timeline_page_lists_deliveries_and_events(viewer_client, sent_campaign):

@@ -4,6 +4,7 @@ scheduling unless an admin overrides them."""
 
 import importlib.util
 import re
+import socket
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -158,21 +159,62 @@ class _HeadRequest(urllib.request.Request):
         return "HEAD"
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx answer is a working link: report it, never follow it (a redirect could point the
+    checker at an internal address)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _is_private(host: str) -> bool:
+    """True when the host resolves to a loopback, private, link-local or reserved address:
+    the link check must not become a way for an editor to probe the internal network."""
+    import ipaddress
+
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False  # unresolvable: reported as a network error by the request itself
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if (
+            address.is_private
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_reserved
+            or address.is_multicast
+            or address.is_unspecified
+        ):
+            return True
+    return False
+
+
 def _check_url(url: str, timeout: float) -> tuple[str, int | None, str]:
-    """(url, status or None, error kind: '' | 'network' | 'http')."""
+    """(url, status or None, error kind: '' | 'network: ...' | 'http' | 'private')."""
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
     if not url.startswith(("http://", "https://")):
         return url, None, "network: not an http(s) link"
+    host = urlsplit(url).hostname or ""
+    if not getattr(settings, "LINK_CHECK_ALLOW_PRIVATE", False) and _is_private(host):
+        return url, None, "private"
     headers = {"User-Agent": "NoFailMail link check"}
     try:
         try:
             head = _HeadRequest(url, headers=headers)
-            with urllib.request.urlopen(head, timeout=timeout) as r:  # noqa: S310 - http(s) only
+            with _OPENER.open(head, timeout=timeout) as r:
                 return url, r.status, ""
         except urllib.error.HTTPError as exc:
             if exc.code not in (405, 501):
                 raise
         get = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) only
-        with urllib.request.urlopen(get, timeout=timeout) as response:  # noqa: S310
+        with _OPENER.open(get, timeout=timeout) as response:
             return url, response.status, ""
     except urllib.error.HTTPError as exc:
         return url, exc.code, "http"
@@ -189,18 +231,33 @@ def link_findings(campaign: Campaign, *, timeout: float = 5.0) -> list[Finding]:
         return []
     with ThreadPoolExecutor(max_workers=min(8, len(links))) as pool:
         results = list(pool.map(lambda u: _check_url(u, timeout), links))
+    private = [r for r in results if r[2] == "private"]
+    results = [r for r in results if r[2] != "private"]
+    out = []
+    if private:
+        out.append(
+            Finding(
+                "links.private",
+                WARNING,
+                f"{len(private)} link(s) point to a private or local network address: not checked "
+                "(and recipients outside your network cannot open them).",
+                [url for url, _, _ in private],
+            )
+        )
+    if not results:
+        return out
     network = [r for r in results if r[1] is None]
     if network and len(network) == len(results):
         return [
+            *out,
             Finding(
                 "links.offline",
                 WARNING,
                 f"Links were NOT checked: none of the {len(links)} link(s) could be reached "
                 "(no network or DNS from this server). Check them by hand or retry online.",
                 [f"{url} — {error}" for url, _, error in network],
-            )
+            ),
         ]
-    out = []
     broken = [r for r in results if r[1] is not None and r[1] >= 400]
     if broken:
         out.append(

@@ -1,5 +1,6 @@
 from django.contrib import messages
 from django.db import transaction
+from django.db.models import Count
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -23,14 +24,27 @@ def _campaign(request, pk) -> Campaign:
 
 @viewer_required
 def campaign_list(request):
-    campaigns = list(Campaign.objects.select_related("template")[:200])
+    campaigns = list(Campaign.objects.select_related("template", "connection")[:200])
+    # One grouped query over the ledger for every listed campaign (no query per row).
+    started = [c.pk for c in campaigns if c.started_at]
+    counts: dict[int, dict[str, int]] = {}
+    for campaign_id, status, n in (
+        Delivery.objects.filter(campaign_id__in=started)
+        .order_by()
+        .values_list("campaign_id", "status")
+        .annotate(n=Count("id"))
+    ):
+        counts.setdefault(campaign_id, {})[status] = n
     for campaign in campaigns:
-        if campaign.status in (
-            Campaign.Status.RUNNING,
-            Campaign.Status.PAUSED,
-            Campaign.Status.FINISHED,
-        ):
-            campaign.progress = campaign_progress(campaign)
+        if campaign.pk in counts:
+            by_status = counts[campaign.pk]
+            total = sum(by_status.values())
+            done = sum(by_status.get(s, 0) for s in ("sent", "failed", "skipped"))
+            campaign.progress = {
+                "sent": by_status.get("sent", 0),
+                "total": total,
+                "percent": int(100 * done / total) if total else 0,
+            }
     return render(request, "campaigns/list.html", {"campaigns": campaigns})
 
 

@@ -208,3 +208,17 @@ def test_an_admin_configures_a_connection_with_a_warm_up_plan(admin_client):
         },
     )
     assert "cannot be imported" in bad.content.decode()
+
+
+def test_the_list_costs_the_same_number_of_queries_for_one_or_many_campaigns(
+    viewer_client, smtp_sink, django_assert_max_num_queries
+):
+    topic, _ = make_audience(2)
+    for i in range(5):
+        campaign = make_campaign(
+            topic=topic, name=f"c{i}", connection=smtp_connection(smtp_sink, name=f"s{i}")
+        )
+        campaign_start(campaign=campaign)
+    with django_assert_max_num_queries(8):
+        page = viewer_client.get(reverse("campaigns:list")).content.decode()
+    assert page.count("0 sent / 2") == 5

@@ -49,7 +49,11 @@ def test_a_field_nobody_has_is_blocking(db):
 def web():
     class Handler(BaseHTTPRequestHandler):
         def do_HEAD(self):
-            self.send_response(200 if self.path == "/ok" else 404)
+            if self.path == "/moved":
+                self.send_response(301)
+                self.send_header("Location", "http://10.0.0.1/internal")
+            else:
+                self.send_response(200 if self.path == "/ok" else 404)
             self.end_headers()
 
         do_GET = do_HEAD
@@ -64,12 +68,22 @@ def web():
     server.shutdown()
 
 
-def test_the_link_check_reports_each_link_that_answers_an_error(db, web):
+def test_the_link_check_reports_each_link_that_answers_an_error(db, web, settings):
+    settings.LINK_CHECK_ALLOW_PRIVATE = True  # the test site is on loopback
     topic, _ = make_audience(1)
-    template = make_template(html=f'<a href="{web}/ok">ok</a> <a href="{web}/gone">gone</a>')
+    template = make_template(
+        html=f'<a href="{web}/ok">ok</a> <a href="{web}/gone">gone</a> <a href="{web}/moved">m</a>'
+    )
     (finding,) = link_findings(make_campaign(topic=topic, template=template))
     assert finding.code == "links.broken" and finding.severity == BLOCKING
     assert finding.details == [f"{web}/gone — HTTP 404"]
+
+
+def test_links_to_private_addresses_are_not_fetched(db, web):
+    topic, _ = make_audience(1)
+    template = make_template(html=f'<a href="{web}/ok">ok</a>')
+    (finding,) = link_findings(make_campaign(topic=topic, template=template))
+    assert finding.code == "links.private" and finding.details == [f"{web}/ok"]
 
 
 def test_offline_the_link_check_says_clearly_that_it_did_not_check(db):

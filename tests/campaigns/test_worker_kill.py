@@ -22,12 +22,12 @@ from .conftest import (
 )
 
 
-def _wait(condition, timeout, what):
+def _wait(condition, timeout, what, every=0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.1)
+        time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -66,10 +66,11 @@ def test_a_worker_killed_mid_campaign_leaves_every_recipient_with_exactly_one_me
         assert campaign.pk in report["running"]
 
         def settled():
+            dispatch_due()
             counts = _counts(campaign)
             return not (counts["pending"] or counts["claimed"] or counts["sending"])
 
-        _wait(settled, 120, "the restarted worker to finish the campaign")
+        _wait(settled, 120, "the restarted worker to finish the campaign", every=1)
 
         # At most one row per killed pool process can be ambiguous; each is visible, with the
         # deterministic Message-ID an operator looks up in the ESP's (here: the sink's) log.
@@ -85,12 +86,12 @@ def test_a_worker_killed_mid_campaign_leaves_every_recipient_with_exactly_one_me
             ],
         )
         delivery_resolve_unknown(campaign=campaign, resend=True)
-        dispatch_due()
-        _wait(
-            lambda: Campaign.objects.get(pk=campaign.pk).status == "finished",
-            60,
-            "the campaign to finish",
-        )
+
+        def finished():
+            dispatch_due()  # beat's periodic tick, which keeps running campaigns moving
+            return Campaign.objects.get(pk=campaign.pk).status == "finished"
+
+        _wait(finished, 60, "the campaign to finish", every=1)
     finally:
         restarted.stop()
 

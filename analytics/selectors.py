@@ -101,6 +101,11 @@ def engagement_condition_q(condition: dict) -> Q:
     from subscribers.segments import SegmentRuleError
 
     op, value = condition.get("op"), condition.get("value")
+    if op not in ENGAGEMENT_KINDS:
+        raise SegmentRuleError(
+            f"An engagement condition (analytics: human opens and clicks) needs op set to one "
+            f"of {', '.join(ENGAGEMENT_KINDS)}, not {op!r}."
+        )
     options = value if isinstance(value, dict) else {"days": value}
     days, campaign = options.get("days"), options.get("campaign")
     try:

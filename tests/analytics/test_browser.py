@@ -8,7 +8,12 @@ from analytics.models import Link
 from analytics.tracking import click_token, open_token
 from tests.analytics.conftest import make_campaign
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# serialized_rollback: the flush after these tests must not re-create content types that
+# the next serialized_rollback test restores itself (duplicate keys otherwise).
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 ARGS = [
     "--no-sandbox",
@@ -59,7 +64,7 @@ def test_the_report_draws_its_charts(live_server, browser):
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    # A superuser is an admin whatever the role groups (flushed between transactional tests).
+    # A superuser is an admin whatever the role groups.
     admin_user = get_user_model().objects.create_superuser("boss", password="pw-boss")
     campaign, links, deliveries = make_campaign()
 

@@ -78,7 +78,9 @@ def _free_port():
 
 
 @pytest.mark.worker
-@pytest.mark.django_db(transaction=True)
+# serialized_rollback: the flush after this test must not re-create content types that
+# the next serialized_rollback test restores itself (duplicate keys otherwise).
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_hits_answered_by_a_killed_web_process_are_written_by_the_worker(worker_process):
     """gunicorn answers, is SIGKILLed; the real Celery worker's flush still writes every hit."""
     from tests.analytics.conftest import make_campaign

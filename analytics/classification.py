@@ -126,6 +126,17 @@ def network_of(ip: str | None) -> tuple[str, str] | None:
     return None
 
 
+@lru_cache(maxsize=8192)
+def _agent_labels(agent: str, kind: str) -> tuple[str, str]:
+    """(scanner label, proxy label) a user agent matches, '' for none. Cached: a campaign's
+    hits come from a few hundred distinct agents, not one per hit."""
+    scanner = next((label for label, p in SCANNER_AGENTS if p.search(agent)), "")
+    proxy = next((label for label, p in PROXY_AGENTS if p.search(agent)), "")
+    if not proxy and kind == "opened" and APPLE_PROXY_AGENT.search(agent):
+        proxy = "Apple Mail Privacy Protection"
+    return scanner, proxy
+
+
 def classify(facts: Facts) -> Verdict:
     if facts.method.upper() == "HEAD":
         return Verdict(SCANNER, "HEAD request (link checker)")
@@ -135,9 +146,9 @@ def classify(facts: Facts) -> Verdict:
     if known and known[0] == SCANNER:
         return Verdict(SCANNER, f"network: {known[1]}")
     agent = facts.user_agent or ""
-    for label, pattern in SCANNER_AGENTS:
-        if pattern.search(agent):
-            return Verdict(SCANNER, f"user agent: {label}")
+    scanner_agent, proxy_agent = _agent_labels(agent, facts.kind)
+    if scanner_agent:
+        return Verdict(SCANNER, f"user agent: {scanner_agent}")
     if facts.kind == "clicked":
         every_link = facts.links_in_message and facts.links_in_burst >= facts.links_in_message
         if facts.links_in_burst >= 2 and (facts.links_in_burst >= BURST_LINKS or every_link):
@@ -149,11 +160,8 @@ def classify(facts: Facts) -> Verdict:
             return Verdict(SCANNER, f"clicked {facts.seconds_since_sent:.0f}s after sending")
     if known and known[0] == PROXY:
         return Verdict(PROXY, f"network: {known[1]}")
-    for label, pattern in PROXY_AGENTS:
-        if pattern.search(agent):
-            return Verdict(PROXY, f"user agent: {label}")
-    if facts.kind == "opened" and APPLE_PROXY_AGENT.search(agent):
-        return Verdict(PROXY, "user agent: Apple Mail Privacy Protection")
+    if proxy_agent:
+        return Verdict(PROXY, f"user agent: {proxy_agent}")
     if not agent:
         return Verdict(SCANNER, "no user agent")
     return Verdict(HUMAN, "")
@@ -172,6 +180,7 @@ _CLIENTS = [
 ]
 
 
+@lru_cache(maxsize=8192)
 def mail_client(user_agent: str) -> str:
     for label, pattern in _CLIENTS:
         if pattern.search(user_agent or ""):
@@ -179,6 +188,7 @@ def mail_client(user_agent: str) -> str:
     return "Other" if user_agent else "Unknown"
 
 
+@lru_cache(maxsize=8192)
 def device(user_agent: str) -> str:
     agent = user_agent or ""
     if re.search(r"iPad|Tablet", agent):

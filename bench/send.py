@@ -281,7 +281,7 @@ def main():
     parser.add_argument("--recipients", type=int, default=int(os.environ.get("N", 100_000)))
     parser.add_argument("--paths", default="esp,smtp")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--sink", choices=["aiosmtpd", "fast"], default="aiosmtpd")
     args = parser.parse_args()
     call_command("migrate", verbosity=0)

@@ -9,7 +9,7 @@ from django.utils import timezone
 from subscribers.models import Topic
 from templates_app.models import Template, TemplateVersion
 
-from .models import Campaign, SendingConnection
+from .models import Campaign, Delivery, SendingConnection
 from .services import _snapshot, campaign_pin_content, campaign_transition
 
 FINISHED_NAME = "October newsletter"
@@ -41,6 +41,45 @@ def _template() -> Template:
         template=template, number=1, subject=template.subject, html_body=HTML
     )
     return template
+
+
+def _fill_ledger_sql(finished: Campaign, started) -> None:
+    with db.cursor() as cursor:
+        # A realistic ledger: almost everyone sent, a few hard failures, a few skipped.
+        cursor.execute(
+            """
+            UPDATE campaigns_delivery SET
+              status = CASE WHEN id %% 97 = 0 THEN 'failed'
+                            WHEN id %% 89 = 0 THEN 'skipped' ELSE 'sent' END,
+              sent_at = CASE WHEN id %% 97 = 0 OR id %% 89 = 0 THEN NULL
+                             ELSE %s + (id %% 600) * interval '1 second' END,
+              message_id = CASE WHEN id %% 97 = 0 OR id %% 89 = 0 THEN ''
+                                ELSE '<d' || id || '.c' || campaign_id || '@example.com>' END,
+              error = CASE WHEN id %% 97 = 0 THEN 'SMTP 550 5.1.1 No such user'
+                           WHEN id %% 89 = 0 THEN 'Address suppressed at sending time.'
+                           ELSE '' END,
+              attempts = 1
+            WHERE campaign_id = %s
+            """,
+            [started, finished.pk],
+        )
+
+
+def _fill_ledger_orm(finished: Campaign, started) -> None:
+    rows = list(Delivery.objects.filter(campaign=finished))
+    for row in rows:
+        row.attempts = 1
+        if row.pk % 97 == 0:
+            row.status, row.error = "failed", "SMTP 550 5.1.1 No such user"
+        elif row.pk % 89 == 0:
+            row.status, row.error = "skipped", "Address suppressed at sending time."
+        else:
+            row.status = "sent"
+            row.sent_at = started + timedelta(seconds=row.pk % 600)
+            row.message_id = f"<d{row.pk}.c{finished.pk}@example.com>"
+    Delivery.objects.bulk_update(
+        rows, ["status", "error", "sent_at", "message_id", "attempts"], batch_size=1000
+    )
 
 
 def load(*, stdout) -> None:
@@ -77,25 +116,10 @@ def load(*, stdout) -> None:
     started = timezone.now() - timedelta(days=20)
     Campaign.objects.filter(pk=finished.pk).update(total=total, started_at=started)
     campaign_transition(campaign=finished, to=Campaign.Status.RUNNING)
-    with db.cursor() as cursor:
-        # A realistic ledger: almost everyone sent, a few hard failures, a few skipped.
-        cursor.execute(
-            """
-            UPDATE campaigns_delivery SET
-              status = CASE WHEN id %% 97 = 0 THEN 'failed'
-                            WHEN id %% 89 = 0 THEN 'skipped' ELSE 'sent' END,
-              sent_at = CASE WHEN id %% 97 = 0 OR id %% 89 = 0 THEN NULL
-                             ELSE %s + (id %% 600) * interval '1 second' END,
-              message_id = CASE WHEN id %% 97 = 0 OR id %% 89 = 0 THEN ''
-                                ELSE '<d' || id || '.c' || campaign_id || '@example.com>' END,
-              error = CASE WHEN id %% 97 = 0 THEN 'SMTP 550 5.1.1 No such user'
-                           WHEN id %% 89 = 0 THEN 'Address suppressed at sending time.'
-                           ELSE '' END,
-              attempts = 1
-            WHERE campaign_id = %s
-            """,
-            [started, finished.pk],
-        )
+    if db.vendor == "postgresql":
+        _fill_ledger_sql(finished, started)
+    else:
+        _fill_ledger_orm(finished, started)
     campaign_transition(campaign=finished, to=Campaign.Status.FINISHED)
     Campaign.objects.filter(pk=finished.pk).update(finished_at=started + timedelta(minutes=10))
     stdout.write(f"Demo campaigns: “{DRAFT_NAME}” (draft), “{FINISHED_NAME}” ({total} deliveries).")

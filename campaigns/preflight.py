@@ -2,6 +2,7 @@
 "warning"), a message a marketer understands, and details. Blocking findings refuse
 scheduling unless an admin overrides them."""
 
+import hashlib
 import importlib.util
 import re
 import socket
@@ -10,6 +11,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Q
 
@@ -197,8 +199,6 @@ def _check_url(url: str, timeout: float) -> tuple[str, int | None, str]:
     """(url, status or None, error kind: '' | 'network: ...' | 'http' | 'private')."""
     from urllib.parse import urlsplit
 
-    from django.conf import settings
-
     if not url.startswith(("http://", "https://")):
         return url, None, "network: not an http(s) link"
     host = urlsplit(url).hostname or ""
@@ -384,7 +384,11 @@ def run_preflight(campaign: Campaign, *, check_links: bool = True) -> list[Findi
     )
     findings += size_findings(message.html)
     if check_links:
-        key = f"nfm:preflight-links:{campaign.pk}:{campaign.template_version_id or ''}"
+        # Cached by the URLs themselves: the same links are not fetched again for 10 minutes.
+        urls = compile_version(_version(campaign), track_links=True).links
+        allow = getattr(settings, "LINK_CHECK_ALLOW_PRIVATE", False)
+        digest = hashlib.sha256(f"{allow}\n{chr(10).join(urls)}".encode()).hexdigest()
+        key = f"nfm:preflight-links:{digest}"
         links = cache.get(key)
         if links is None:
             links = link_findings(campaign)

@@ -117,6 +117,8 @@ def _snapshot(campaign: Campaign) -> int:
     qs = audience_queryset(campaign).values_list(
         "pk", "email", EmailHash(_lower("email")), EmailDomain("email")
     )
+    if connection.vendor != "postgresql":
+        return _snapshot_portable(campaign)
     sql, params = qs.order_by("pk").query.sql_with_params()
     with connection.cursor() as cursor:
         # The SELECT is Django's own compiled audience query, parameters kept separate.
@@ -131,6 +133,34 @@ def _snapshot(campaign: Campaign) -> int:
         )
         cursor.execute(statement, [campaign.pk, *params])
         return cursor.rowcount
+
+
+def _snapshot_portable(campaign: Campaign) -> int:
+    """The zero-service development setup (SQLite): same rows, built in chunks in Python.
+    Sending itself needs PostgreSQL (SKIP LOCKED claims)."""
+    from subscribers.models import Suppression, email_hash
+
+    suppressed = set(Suppression.objects.values_list("email_hash", flat=True))
+    created = 0
+    rows = audience_queryset(campaign).order_by("pk").values_list("pk", "email")
+    batch: list[Delivery] = []
+    for pk, email in rows.iterator(chunk_size=2000):
+        if email_hash(email) in suppressed:
+            continue
+        batch.append(
+            Delivery(
+                campaign=campaign,
+                subscriber_id=pk,
+                email=email,
+                email_hash=email_hash(email),
+                domain=email.rpartition("@")[2].lower(),
+            )
+        )
+        if len(batch) == 2000:
+            created += len(Delivery.objects.bulk_create(batch, ignore_conflicts=True))
+            batch = []
+    created += len(Delivery.objects.bulk_create(batch, ignore_conflicts=True))
+    return created
 
 
 def _hold_until_local_hour(campaign: Campaign) -> None:

@@ -184,7 +184,9 @@ def campaign_schedule(request, pk):
 
     def schedule():
         campaign.save()
-        services.campaign_schedule(campaign=campaign, user=request.user, override=override)
+        services.campaign_schedule(
+            campaign=campaign, user=request.user, override=override, check_links=True
+        )
         if campaign.schedule_kind == Campaign.ScheduleKind.NOW:
             from .tasks import campaigns_dispatch
 

@@ -170,3 +170,14 @@ def test_template_lint_findings_appear_in_the_preflight(db):
     findings = lint_findings(make_campaign(topic=topic, template=template))
     assert findings and all(f.code.startswith("lint.") for f in findings)
     assert {f.severity for f in findings} <= {BLOCKING, WARNING}
+
+
+def test_a_broken_link_blocks_scheduling(db, web, settings, editor_user):
+    from campaigns.models import CampaignTransitionError
+    from campaigns.services import campaign_schedule
+
+    settings.LINK_CHECK_ALLOW_PRIVATE = True
+    topic, _ = make_audience(1)
+    campaign = make_campaign(topic=topic, template=make_template(html=f'<a href="{web}/x">x</a>'))
+    with pytest.raises(CampaignTransitionError, match="1 link\\(s\\) answer an error"):
+        campaign_schedule(campaign=campaign, user=editor_user, check_links=True)

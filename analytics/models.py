@@ -1,5 +1,7 @@
 from django.db import models
 
+from .classification import HUMAN, PROXY, SCANNER
+
 
 class Link(models.Model):
     """A tracked destination of a campaign: click tokens carry its id, never the URL."""
@@ -19,3 +21,356 @@ class Link(models.Model):
 
     def __str__(self):
         return self.url
+
+
+# --- Everything below belongs to the analytics capability (events, rollups, reputation). ---
+
+
+class Classification(models.TextChoices):
+    HUMAN = HUMAN, "Human"
+    PROXY = PROXY, "Privacy proxy"
+    SCANNER = SCANNER, "Security scanner"
+
+
+class CampaignTracking(models.Model):
+    """How much a campaign tracks, and the UTM parameters its click redirects add."""
+
+    class Mode(models.TextChoices):
+        INDIVIDUAL = "individual", "Individual (per recipient)"
+        ANONYMOUS = "anonymous", "Anonymous (aggregate counts only)"
+        OFF = "off", "Off"
+
+    campaign = models.OneToOneField(
+        "campaigns.Campaign", on_delete=models.CASCADE, primary_key=True, related_name="tracking"
+    )
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.INDIVIDUAL)
+    utm_source = models.CharField(max_length=100, blank=True)
+    utm_medium = models.CharField(max_length=100, blank=True)
+    utm_campaign = models.CharField(max_length=100, blank=True)
+
+    def __str__(self):
+        return f"{self.campaign_id}: {self.mode}"
+
+
+class Event(models.Model):
+    """One thing that happened to a message, with the raw facts kept for re-classification.
+
+    ``uid`` makes every write idempotent: a tracking hit carries a random id minted when it
+    was answered, an ESP event ``<esp>:<event id>``; a replay or a re-flushed buffer is ignored.
+    """
+
+    class Kind(models.TextChoices):
+        DELIVERED = "delivered", "Delivered"
+        DEFERRED = "deferred", "Deferred"
+        BOUNCED = "bounced", "Bounced"
+        REJECTED = "rejected", "Rejected"
+        COMPLAINED = "complained", "Complained"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Other"
+
+    class BounceType(models.TextChoices):
+        HARD = "hard", "Hard"
+        SOFT = "soft", "Soft"
+
+    uid = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    # No foreign keys to the ledger: events survive deletions and are inserted in bulk.
+    delivery_id = models.BigIntegerField(null=True, blank=True)
+    campaign_id = models.BigIntegerField(null=True, blank=True)
+    subscriber_id = models.BigIntegerField(null=True, blank=True)
+    link_id = models.BigIntegerField(null=True, blank=True)
+    email_hash = models.CharField(max_length=64, blank=True)
+    classification = models.CharField(max_length=8, choices=Classification.choices, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    bounce_type = models.CharField(max_length=4, choices=BounceType.choices, blank=True)
+    # Raw facts.
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    method = models.CharField(max_length=8, blank=True)
+    prefetch = models.BooleanField(default=False)
+    esp = models.CharField(max_length=40, blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+    url = models.CharField(max_length=2000, blank=True)
+    payload = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["campaign_id", "kind", "occurred_at"], name="event_campaign"),
+            models.Index(fields=["subscriber_id", "occurred_at"], name="event_subscriber"),
+            models.Index(fields=["email_hash", "kind", "occurred_at"], name="event_email"),
+            models.Index(fields=["delivery_id"], name="event_delivery"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.delivery_id or self.message_id}"
+
+
+class DeliveryActivity(models.Model):
+    """What became of one delivery: the feedback the ESP and the tracking endpoints reported.
+
+    Kept beside campaigns.Delivery (the sending ledger, owned by the sending pipeline) rather
+    than on it, so that event ingestion never contends with the workers claiming batches.
+    """
+
+    delivery = models.OneToOneField(
+        "campaigns.Delivery",
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="activity",
+        db_constraint=False,
+    )
+    campaign_id = models.BigIntegerField(db_index=True)
+    subscriber_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    esp_status = models.CharField(max_length=16, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    deferred_count = models.PositiveIntegerField(default=0)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    bounce_type = models.CharField(max_length=4, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    opens = models.PositiveIntegerField(default=0)
+    human_opens = models.PositiveIntegerField(default=0)
+    clicks = models.PositiveIntegerField(default=0)
+    human_clicks = models.PositiveIntegerField(default=0)
+    first_open_at = models.DateTimeField(null=True, blank=True)
+    first_human_open_at = models.DateTimeField(null=True, blank=True)
+    first_click_at = models.DateTimeField(null=True, blank=True)
+    first_human_click_at = models.DateTimeField(null=True, blank=True)
+    last_click_at = models.DateTimeField(null=True, blank=True)
+    last_link_id = models.BigIntegerField(null=True, blank=True)
+
+    def __str__(self):
+        return f"delivery {self.delivery_id}"
+
+
+class CampaignStats(models.Model):
+    """Per-campaign counters, maintained as events arrive (reports never count raw events)."""
+
+    campaign = models.OneToOneField(
+        "campaigns.Campaign", on_delete=models.CASCADE, primary_key=True, related_name="stats"
+    )
+    delivered = models.PositiveIntegerField(default=0)
+    deferred = models.PositiveIntegerField(default=0)
+    bounced_hard = models.PositiveIntegerField(default=0)
+    bounced_soft = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    complained = models.PositiveIntegerField(default=0)
+    unsubscribed = models.PositiveIntegerField(default=0)
+    opens = models.PositiveIntegerField(default=0)
+    opens_human = models.PositiveIntegerField(default=0)
+    opens_proxy = models.PositiveIntegerField(default=0)
+    opens_scanner = models.PositiveIntegerField(default=0)
+    unique_opens = models.PositiveIntegerField(default=0)
+    unique_human_opens = models.PositiveIntegerField(default=0)
+    clicks = models.PositiveIntegerField(default=0)
+    clicks_human = models.PositiveIntegerField(default=0)
+    clicks_scanner = models.PositiveIntegerField(default=0)
+    unique_clicks = models.PositiveIntegerField(default=0)
+    unique_human_clicks = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"stats of {self.campaign_id}"
+
+
+class CampaignSeries(models.Model):
+    """Opens and clicks per campaign per hour, for the charts."""
+
+    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="+")
+    bucket = models.DateTimeField()
+    opens = models.PositiveIntegerField(default=0)
+    opens_human = models.PositiveIntegerField(default=0)
+    clicks = models.PositiveIntegerField(default=0)
+    clicks_human = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "bucket"], name="series_campaign_bucket")
+        ]
+        indexes = [models.Index(fields=["bucket"], name="series_bucket")]
+
+    def __str__(self):
+        return f"{self.campaign_id} @ {self.bucket}"
+
+
+class LinkStats(models.Model):
+    link = models.OneToOneField(
+        Link, on_delete=models.CASCADE, primary_key=True, related_name="stats"
+    )
+    campaign_id = models.BigIntegerField(db_index=True)
+    clicks = models.PositiveIntegerField(default=0)
+    clicks_human = models.PositiveIntegerField(default=0)
+    unique_human_clicks = models.PositiveIntegerField(default=0)
+
+    def __str__(self):
+        return f"link {self.link_id}: {self.clicks}"
+
+
+class CampaignBreakdown(models.Model):
+    """Counts per campaign by mail client, device and recipient domain."""
+
+    class Dimension(models.TextChoices):
+        CLIENT = "client", "Mail client"
+        DEVICE = "device", "Device"
+        DOMAIN = "domain", "Recipient domain"
+
+    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="+")
+    dimension = models.CharField(max_length=8, choices=Dimension.choices)
+    key = models.CharField(max_length=200)
+    delivered = models.PositiveIntegerField(default=0)
+    bounced = models.PositiveIntegerField(default=0)
+    human_opens = models.PositiveIntegerField(default=0)  # unique per delivery
+    human_clicks = models.PositiveIntegerField(default=0)  # unique per delivery
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "dimension", "key"], name="breakdown_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.campaign_id} {self.dimension}={self.key}"
+
+
+class DomainDaily(models.Model):
+    """Per sending domain per day: the base of the rolling reputation rates."""
+
+    domain = models.CharField(max_length=200)
+    day = models.DateField()
+    delivered = models.PositiveIntegerField(default=0)
+    bounced_hard = models.PositiveIntegerField(default=0)
+    bounced_soft = models.PositiveIntegerField(default=0)
+    complained = models.PositiveIntegerField(default=0)
+    opens_human = models.PositiveIntegerField(default=0)
+    clicks_human = models.PositiveIntegerField(default=0)
+    unsubscribed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["domain", "day"], name="domain_day")]
+
+    def __str__(self):
+        return f"{self.domain} {self.day}"
+
+
+class ReputationAlert(models.Model):
+    class Scope(models.TextChoices):
+        DOMAIN = "domain", "Sending domain"
+        CAMPAIGN = "campaign", "Campaign"
+
+    class Metric(models.TextChoices):
+        COMPLAINTS = "complaints", "Complaint rate"
+        HARD_BOUNCES = "hard_bounces", "Hard bounce rate"
+
+    class Level(models.TextChoices):
+        WARNING = "warning", "Warning"
+        CRITICAL = "critical", "Critical"
+
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    key = models.CharField(max_length=200)  # the domain, or the campaign id
+    metric = models.CharField(max_length=16, choices=Metric.choices)
+    level = models.CharField(max_length=8, choices=Level.choices)
+    rate = models.FloatField()
+    volume = models.PositiveIntegerField()
+    message = models.CharField(max_length=500)
+    paused_campaigns = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "key", "metric"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="alert_open_once",
+            )
+        ]
+
+    def __str__(self):
+        return self.message
+
+
+class SendingDomain(models.Model):
+    """A domain mail is sent from, what its DNS should say, and the last check's results."""
+
+    class Status(models.TextChoices):
+        PASS = "pass", "Pass"
+        WARN = "warn", "Warning"
+        FAIL = "fail", "Fail"
+        UNCHECKED = "unchecked", "Not checked yet"
+
+    domain = models.CharField(max_length=200, unique=True)
+    spf_include = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="What the SPF record must include for your ESP, e.g. mailgun.org, "
+        "spf.mtasv.net, amazonses.com. Empty: any SPF record passes.",
+    )
+    dkim_selector = models.CharField(max_length=100, blank=True, help_text="e.g. k1, pm, s1")
+    sending_ips = models.CharField(
+        max_length=500, blank=True, help_text="Dedicated sending IPs, comma-separated (optional)."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNCHECKED)
+    results = models.JSONField(default=list, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self):
+        return self.domain
+
+
+class SubscriberEngagement(models.Model):
+    """Human engagement per subscriber, maintained as events arrive: score and sunset input."""
+
+    subscriber = models.OneToOneField(
+        "subscribers.Subscriber",
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="engagement",
+        db_constraint=False,
+    )
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    last_human_open_at = models.DateTimeField(null=True, blank=True)
+    last_human_click_at = models.DateTimeField(null=True, blank=True)
+    human_opens = models.PositiveIntegerField(default=0)
+    human_clicks = models.PositiveIntegerField(default=0)
+    score = models.PositiveSmallIntegerField(default=0, db_index=True)
+
+    def __str__(self):
+        return f"engagement of {self.subscriber_id}: {self.score}"
+
+
+class SunsetPolicy(models.Model):
+    """No human open or click in ``inactive_days`` -> the re-engagement campaign -> then,
+    ``grace_days`` after it reached them with still no human engagement, unsubscribed."""
+
+    enabled = models.BooleanField(default=False)
+    inactive_days = models.PositiveIntegerField(default=180)
+    grace_days = models.PositiveIntegerField(default=30)
+    reengagement_campaign = models.ForeignKey(
+        "campaigns.Campaign", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_count = models.PositiveIntegerField(default=0)
+    # Who the policy would touch, computed on request and by the periodic task (not on every
+    # page view: it scans the whole list), with the settings it was computed for.
+    preview = models.JSONField(default=dict, blank=True)
+    preview_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"sunset after {self.inactive_days} days"
+
+    def settings_key(self) -> list:
+        return [self.inactive_days, self.grace_days, self.reengagement_campaign_id]
+
+    @property
+    def preview_is_current(self) -> bool:
+        return bool(self.preview_at) and self.preview.get("settings") == self.settings_key()

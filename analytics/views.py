@@ -1,8 +1,262 @@
-from django.shortcuts import render
+import csv
 
-from core.roles import viewer_required
+from django.conf import settings
+from django.contrib import messages
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from campaigns.models import Campaign, Delivery
+from core.roles import admin_required, editor_required, viewer_required
+
+from . import reports
+from .dns_checks import sending_domain_check
+from .forms import CampaignTrackingForm, SendingDomainForm, SunsetPolicyForm
+from .hygiene import sunset_policy, sunset_preview_refresh, sunset_run
+from .models import CampaignTracking, ReputationAlert, SendingDomain, SubscriberEngagement
+from .reputation import alert_resolve, thresholds
 
 
 @viewer_required
 def analytics_home(request):
-    return render(request, "analytics/home.html", {})
+    trend = reports.campaigns_trend()
+    return render(
+        request,
+        "analytics/home.html",
+        {
+            "alerts": ReputationAlert.objects.filter(resolved_at__isnull=True)[:20],
+            "tiles": reports.reputation_tiles(),
+            "thresholds": {str(k): v for k, v in thresholds().items()},
+            "window_days": settings.REPUTATION_WINDOW_DAYS,
+            "growth": reports.list_growth(),
+            "engagement": reports.engagement_trend(),
+            "trend": trend,
+            "trend_chart": {
+                "labels": [row["campaign"].name[:30] for row in trend],
+                "open_rate": [round((row["open_rate"] or 0) * 100, 2) for row in trend],
+                "click_rate": [round((row["click_rate"] or 0) * 100, 2) for row in trend],
+            },
+        },
+    )
+
+
+def _campaign(pk: int) -> Campaign:
+    return get_object_or_404(Campaign, pk=pk)
+
+
+@viewer_required
+def campaign_report(request, pk: int):
+    campaign = _campaign(pk)
+    tracking = CampaignTracking.objects.filter(campaign=campaign).first()
+    return render(
+        request,
+        "analytics/campaign.html",
+        {
+            "campaign": campaign,
+            "summary": reports.campaign_summary(campaign),
+            "series": reports.campaign_series(campaign),
+            "links": reports.campaign_links(campaign),
+            "clients": reports.campaign_breakdown(campaign, "client", "human_opens"),
+            "devices": reports.campaign_breakdown(campaign, "device", "human_opens"),
+            "domains": reports.campaign_breakdown(campaign, "domain", "delivered"),
+            "tracking_form": CampaignTrackingForm(instance=tracking),
+            "alerts": ReputationAlert.objects.filter(
+                scope="campaign", key=str(campaign.pk), resolved_at__isnull=True
+            ),
+        },
+    )
+
+
+@editor_required
+@require_POST
+def campaign_tracking(request, pk: int):
+    campaign = _campaign(pk)
+    tracking = CampaignTracking.objects.filter(campaign=campaign).first()
+    form = CampaignTrackingForm(
+        request.POST, instance=tracking or CampaignTracking(campaign=campaign)
+    )
+    if form.is_valid():
+        form.save()
+        messages.success(request, "Tracking settings saved.")
+    else:
+        messages.error(
+            request,
+            "Tracking settings not saved: "
+            + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()),
+        )
+    return redirect("analytics:campaign", pk=campaign.pk)
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@viewer_required
+def campaign_csv(request, pk: int):
+    """Per-recipient outcome, streamed in keyset pages (constant memory at any size)."""
+    campaign = _campaign(pk)
+    columns = [
+        "email",
+        "status",
+        "sent_at",
+        "activity__esp_status",
+        "activity__delivered_at",
+        "activity__bounce_type",
+        "activity__complained_at",
+        "activity__unsubscribed_at",
+        "activity__opens",
+        "activity__human_opens",
+        "activity__clicks",
+        "activity__human_clicks",
+        "activity__first_human_open_at",
+        "activity__first_human_click_at",
+    ]
+    header = [c.removeprefix("activity__") for c in columns]
+
+    def rows():
+        writer = csv.writer(_Echo())
+        yield writer.writerow(header)
+        after = 0
+        while True:
+            page = list(
+                Delivery.objects.filter(campaign=campaign, id__gt=after)
+                .order_by("id")
+                .values_list("id", *columns)[:2000]
+            )
+            if not page:
+                return
+            for row in page:
+                yield writer.writerow(["" if v is None else v for v in row[1:]])
+            after = page[-1][0]
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}.csv"'
+    return response
+
+
+@editor_required
+@require_POST
+def alert_resolve_view(request, pk: int):
+    alert = get_object_or_404(ReputationAlert, pk=pk)
+    alert_resolve(alert=alert)
+    messages.success(request, "Alert marked as handled. Paused campaigns stay paused.")
+    return redirect("analytics:home")
+
+
+@viewer_required
+def domain_list(request):
+    return render(request, "analytics/domains.html", _domains_context(SendingDomainForm()))
+
+
+def _domains_context(form, editing=None) -> dict:
+    from campaigns.models import SendingConnection
+
+    known = set(SendingDomain.objects.values_list("domain", flat=True))
+    used = {
+        d.strip().lower()
+        for d in SendingConnection.objects.exclude(sending_domain="").values_list(
+            "sending_domain", flat=True
+        )
+    }
+    return {
+        "domains": SendingDomain.objects.all(),
+        "form": form,
+        "editing": editing,
+        "missing": sorted(used - known),
+    }
+
+
+@admin_required
+@require_POST
+def domain_save(request, pk: int | None = None):
+    instance = get_object_or_404(SendingDomain, pk=pk) if pk else None
+    form = SendingDomainForm(request.POST, instance=instance)
+    if not form.is_valid():
+        return render(
+            request, "analytics/domains.html", _domains_context(form, instance), status=400
+        )
+    domain = form.save()
+    sending_domain_check(domain=domain)
+    messages.success(request, f"{domain.domain} saved and checked.")
+    return redirect("analytics:domains")
+
+
+@editor_required
+@require_POST
+def domain_check(request, pk: int):
+    domain = get_object_or_404(SendingDomain, pk=pk)
+    sending_domain_check(domain=domain)
+    messages.success(request, f"{domain.domain} checked.")
+    return redirect("analytics:domains")
+
+
+@viewer_required
+def hygiene(request):
+    policy = sunset_policy()
+    return render(
+        request,
+        "analytics/hygiene.html",
+        {"policy": policy, "form": SunsetPolicyForm(instance=policy), "preview": policy.preview},
+    )
+
+
+@editor_required
+@require_POST
+def hygiene_preview(request):
+    sunset_preview_refresh(policy=sunset_policy())
+    messages.success(request, "Preview recomputed.")
+    return redirect("analytics:hygiene")
+
+
+@admin_required
+@require_POST
+def hygiene_save(request):
+    policy = sunset_policy()
+    form = SunsetPolicyForm(request.POST, instance=policy)
+    if form.is_valid():
+        sunset_preview_refresh(policy=form.save())
+        messages.success(request, "Sunset policy saved. Check the preview before running it.")
+    else:
+        messages.error(
+            request,
+            "Not saved: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()),
+        )
+    return redirect("analytics:hygiene")
+
+
+@admin_required
+@require_POST
+def hygiene_run(request):
+    policy = sunset_policy()
+    if not policy.enabled:
+        messages.error(request, "The sunset policy is disabled: enable it first.")
+        return redirect("analytics:hygiene")
+    if not policy.preview_is_current:
+        messages.error(request, "Compute the preview for these settings before running.")
+        return redirect("analytics:hygiene")
+    n = sunset_run(policy=policy)
+    messages.success(request, f"{n} inactive subscriber(s) unsubscribed by the sunset policy.")
+    return redirect("analytics:hygiene")
+
+
+@viewer_required
+def subscriber_timeline_view(request, pk: int):
+    """A subscriber's deliveries and events: a fragment the subscriber page can include
+    (hx-get), or a page of its own."""
+    from subscribers.models import Subscriber
+
+    from .selectors import subscriber_timeline
+
+    subscriber = get_object_or_404(Subscriber, pk=pk)
+    engagement = SubscriberEngagement.objects.filter(subscriber=subscriber).first()
+    template = "analytics/_timeline.html" if request.htmx else "analytics/subscriber_timeline.html"
+    return render(
+        request,
+        template,
+        {
+            "subscriber": subscriber,
+            "timeline": subscriber_timeline(subscriber.pk),
+            "engagement": engagement,
+        },
+    )

@@ -329,3 +329,43 @@ SIGNUP_DISPOSABLE_DOMAINS_FILE = env_str("SIGNUP_DISPOSABLE_DOMAINS_FILE", "")
 # Largest lead magnet upload, in megabytes.
 SIGNUP_LEAD_MAGNET_MAX_MB = env_int("SIGNUP_LEAD_MAGNET_MAX_MB", 25)
 # --- end of signup forms ------------------------------------------------------------------
+
+# --- Analytics: tracking buffer, feedback loop, reputation guardrails (issue 6) -----------
+# Tracking hits are buffered in this Redis and written in bulk by a worker; unset (the
+# embedded default) they are written to the database directly.
+TRACKING_REDIS_URL = env_str("TRACKING_REDIS_URL") or env_str("REDIS_URL") or None
+TRACKING_FLUSH_SECONDS = env_int("TRACKING_FLUSH_SECONDS", 2)
+TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 5000)
+# Behind a reverse proxy, the client address is the first of X-Forwarded-For.
+TRACKING_TRUST_X_FORWARDED_FOR = env_bool("TRACKING_TRUST_X_FORWARDED_FOR", False)
+# Soft bounces suppress an address after SOFT_BOUNCE_LIMIT of them within SOFT_BOUNCE_DAYS.
+SOFT_BOUNCE_LIMIT = env_int("SOFT_BOUNCE_LIMIT", 3)
+SOFT_BOUNCE_DAYS = env_int("SOFT_BOUNCE_DAYS", 30)
+# Rolling reputation rates (per sending domain over the window, per campaign overall), in
+# basis points of 0.01 %: complaints 0.1 % / 0.3 % (Gmail's lines), hard bounces 2 % / 5 %.
+# No verdict below REPUTATION_MIN_VOLUME delivered messages: 1 complaint in 10 is noise.
+REPUTATION_WINDOW_DAYS = env_int("REPUTATION_WINDOW_DAYS", 7)
+REPUTATION_MIN_VOLUME = env_int("REPUTATION_MIN_VOLUME", 100)
+REPUTATION_COMPLAINT_WARN_BP = env_int("REPUTATION_COMPLAINT_WARN_BP", 10)
+REPUTATION_COMPLAINT_CRITICAL_BP = env_int("REPUTATION_COMPLAINT_CRITICAL_BP", 30)
+REPUTATION_BOUNCE_WARN_BP = env_int("REPUTATION_BOUNCE_WARN_BP", 200)
+REPUTATION_BOUNCE_CRITICAL_BP = env_int("REPUTATION_BOUNCE_CRITICAL_BP", 500)
+# DNS checks of the sending domains: how often, and which resolvers (empty: the system's).
+DNS_CHECK_HOURS = env_int("DNS_CHECK_HOURS", 24)
+DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])
+# Installed into django-celery-beat's database schedule when beat starts.
+CELERY_BEAT_SCHEDULE = {
+    "analytics-flush-tracking": {
+        "task": "analytics.tasks.tracking_flush",
+        "schedule": float(TRACKING_FLUSH_SECONDS),
+    },
+    "analytics-dns-checks": {
+        "task": "analytics.tasks.dns_check_all",
+        "schedule": DNS_CHECK_HOURS * 3600.0,
+    },
+    "analytics-engagement-scores": {
+        "task": "analytics.tasks.engagement_refresh",
+        "schedule": 6 * 3600.0,
+    },
+}
+# --- end of analytics settings ------------------------------------------------------------

@@ -1,0 +1,312 @@
+"""DNS checks of a sending domain: SPF, DKIM, DMARC, MX and reverse DNS, each pass / warn /
+fail with how to fix it. dnspython, through one resolver built from the settings (tests point
+it at a DNS server on loopback)."""
+
+import ipaddress
+import logging
+from dataclasses import asdict, dataclass
+
+import dns.exception
+import dns.resolver
+import dns.reversename
+from django.conf import settings
+from django.utils import timezone
+
+from .models import SendingDomain
+
+log = logging.getLogger(__name__)
+PASS, WARN, FAIL, INFO = "pass", "warn", "fail", "info"
+RANK = {INFO: 0, PASS: 0, WARN: 1, FAIL: 2}
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def resolver() -> dns.resolver.Resolver:
+    if not settings.DNS_NAMESERVERS:
+        r = dns.resolver.Resolver()
+    else:
+        r = dns.resolver.Resolver(configure=False)
+        r.nameservers, ports = [], set()
+        for entry in settings.DNS_NAMESERVERS:
+            host, _, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+            r.nameservers.append(host)
+            if port:
+                ports.add(int(port))
+        if ports:
+            r.port = ports.pop()
+    r.lifetime = 5.0
+    r.timeout = 2.0
+    return r
+
+
+def _txt(r, name: str) -> list[str]:
+    try:
+        answer = r.resolve(name, "TXT")
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return []
+    return [b"".join(rdata.strings).decode(errors="replace") for rdata in answer]
+
+
+def check_spf(r, domain: str, include: str) -> Check:
+    records = [t for t in _txt(r, domain) if t.lower().startswith("v=spf1")]
+    wanted = f"include:{include}" if include else "include:<your ESP>"
+    if not records:
+        return Check(
+            "SPF",
+            FAIL,
+            f"No SPF record on {domain}.",
+            f'Add a TXT record on {domain}: "v=spf1 {wanted} ~all".',
+        )
+    if len(records) > 1:
+        return Check(
+            "SPF",
+            FAIL,
+            f"{len(records)} SPF records: receivers treat that as an error.",
+            "Merge them into one TXT record starting with v=spf1.",
+        )
+    record = records[0]
+    terms = record.lower().split()
+    if include and not any(
+        t.lstrip("+") in (f"include:{include.lower()}", f"redirect={include.lower()}")
+        for t in terms
+    ):
+        return Check(
+            "SPF",
+            FAIL,
+            f"SPF does not cover your ESP ({include}): {record}",
+            f"Add {wanted} before the final all in: {record}",
+        )
+    if "+all" in terms or "all" in terms:
+        return Check(
+            "SPF",
+            FAIL,
+            f"SPF allows the whole internet to send: {record}",
+            "End the record with ~all or -all.",
+        )
+    if not any(t in ("~all", "-all") for t in terms) and not any(
+        t.startswith("redirect=") for t in terms
+    ):
+        return Check(
+            "SPF",
+            WARN,
+            f"SPF ends neutrally (?all or nothing): {record}",
+            "End the record with ~all (soft fail) or -all.",
+        )
+    return Check("SPF", PASS, record)
+
+
+def check_dkim(r, domain: str, selector: str) -> Check:
+    if not selector:
+        return Check(
+            "DKIM",
+            WARN,
+            "No DKIM selector configured, so it cannot be checked.",
+            "Enter the selector your ESP gave you (e.g. k1, pm, s1) on this page.",
+        )
+    name = f"{selector}._domainkey.{domain}"
+    records = [t for t in _txt(r, name) if "p=" in t]
+    if not records:
+        try:
+            r.resolve(name, "CNAME")
+            return Check(
+                "DKIM",
+                WARN,
+                f"{name} is a CNAME whose target has no DKIM key.",
+                "Check the CNAME target your ESP asked for.",
+            )
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            pass
+        return Check(
+            "DKIM",
+            FAIL,
+            f"No DKIM key at {name}.",
+            f"Publish the TXT (or CNAME) record your ESP gives you at {name}.",
+        )
+    tags = dict(part.strip().split("=", 1) for part in records[0].split(";") if "=" in part)
+    if not tags.get("p", "").strip():
+        return Check(
+            "DKIM",
+            FAIL,
+            f"The DKIM key at {name} is revoked (empty p=).",
+            "Publish the current public key from your ESP.",
+        )
+    return Check("DKIM", PASS, f"Key published at {name} ({tags.get('k', 'rsa')}).")
+
+
+def check_dmarc(r, domain: str) -> Check:
+    records = [t for t in _txt(r, f"_dmarc.{domain}") if t.upper().startswith("V=DMARC1")]
+    if not records:
+        parent = domain.split(".", 1)[1] if domain.count(".") > 1 else ""
+        if parent:
+            records = [t for t in _txt(r, f"_dmarc.{parent}") if t.upper().startswith("V=DMARC1")]
+    if not records:
+        return Check(
+            "DMARC",
+            FAIL,
+            f"No DMARC record at _dmarc.{domain}.",
+            f'Add a TXT record at _dmarc.{domain}: "v=DMARC1; p=none; '
+            f'rua=mailto:dmarc@{domain}", then move to p=quarantine.',
+        )
+    tags = {
+        k.strip().lower(): v.strip()
+        for k, _, v in (part.partition("=") for part in records[0].split(";"))
+        if k.strip()
+    }
+    policy = tags.get("p", "").lower()
+    alignment = (
+        f"alignment: DKIM {'strict' if tags.get('adkim') == 's' else 'relaxed'}, "
+        f"SPF {'strict' if tags.get('aspf') == 's' else 'relaxed'}"
+    )
+    if policy not in ("none", "quarantine", "reject"):
+        return Check(
+            "DMARC",
+            FAIL,
+            f"DMARC has no valid policy: {records[0]}",
+            "Set p=none, p=quarantine or p=reject.",
+        )
+    if policy == "none":
+        return Check(
+            "DMARC",
+            WARN,
+            f"DMARC policy is p=none (monitoring only); {alignment}.",
+            "Once reports show your mail aligns, move to p=quarantine.",
+        )
+    if tags.get("pct", "100") != "100":
+        return Check(
+            "DMARC",
+            WARN,
+            f"DMARC applies to {tags['pct']} % only; {alignment}.",
+            "Raise pct to 100 (or remove it).",
+        )
+    warn_strict = tags.get("adkim") == "s" or tags.get("aspf") == "s"
+    return Check(
+        "DMARC",
+        PASS,
+        f"p={policy}; {alignment}."
+        + (
+            " Strict alignment: your ESP must sign with exactly this domain." if warn_strict else ""
+        ),
+    )
+
+
+def check_mx(r, domain: str) -> Check:
+    try:
+        answer = r.resolve(domain, "MX")
+        hosts = sorted({(rd.preference, str(rd.exchange).rstrip(".")) for rd in answer})
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        hosts = []
+    if not hosts or hosts == [(0, "")]:
+        return Check(
+            "MX",
+            FAIL,
+            f"{domain} has no MX: replies and bounces cannot reach you, "
+            "and some receivers reject such senders.",
+            f"Add MX records to {domain}.",
+        )
+    names = ", ".join(f"{h} ({p})" for p, h in hosts)
+    if len({h for _, h in hosts}) < 2:
+        return Check(
+            "MX",
+            WARN,
+            f"One MX only: {names}.",
+            "Add a backup MX (a second host, higher preference number).",
+        )
+    return Check("MX", PASS, f"{names}.")
+
+
+def check_reverse_dns(r, ips: list[str]) -> Check:
+    if not ips:
+        return Check(
+            "Reverse DNS",
+            INFO,
+            "No dedicated sending IPs entered (shared ESP IPs are your ESP's to keep).",
+            "Enter your dedicated IPs to check them.",
+        )
+    problems, good = [], []
+    for ip in ips:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            problems.append(f"{ip} is not an IP address")
+            continue
+        try:
+            names = [str(p).rstrip(".") for p in r.resolve(dns.reversename.from_address(ip), "PTR")]
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            problems.append(f"{ip} has no PTR record")
+            continue
+        confirmed = False
+        for name in names:
+            try:
+                rtype = "AAAA" if ":" in ip else "A"
+                if ip in {str(a) for a in r.resolve(name, rtype)}:
+                    confirmed = True
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                pass
+        (good if confirmed else problems).append(
+            f"{ip} → {', '.join(names)}" + ("" if confirmed else " (does not resolve back)")
+        )
+    if problems:
+        return Check(
+            "Reverse DNS",
+            FAIL if any("no PTR" in p for p in problems) else WARN,
+            "; ".join(problems + good),
+            "Ask your hosting provider to set each IP's PTR to a name whose A record "
+            "is that IP (forward-confirmed reverse DNS).",
+        )
+    return Check("Reverse DNS", PASS, "; ".join(good))
+
+
+def sending_domain_check(*, domain: SendingDomain, r=None) -> list[Check]:
+    r = r or resolver()
+    ips = [ip.strip() for ip in domain.sending_ips.split(",") if ip.strip()]
+    checks = []
+    for run in (
+        lambda: check_spf(r, domain.domain, domain.spf_include),
+        lambda: check_dkim(r, domain.domain, domain.dkim_selector),
+        lambda: check_dmarc(r, domain.domain),
+        lambda: check_mx(r, domain.domain),
+        lambda: check_reverse_dns(r, ips),
+    ):
+        try:
+            checks.append(run())
+        except dns.exception.DNSException as exc:
+            checks.append(
+                Check(
+                    "DNS",
+                    WARN,
+                    f"Lookup failed: {exc.__class__.__name__}: {exc}",
+                    "Try again later; if it persists, check your DNS host.",
+                )
+            )
+    worst = max(RANK[c.status] for c in checks)
+    domain.status = {0: PASS, 1: WARN, 2: FAIL}[worst]
+    domain.results = [asdict(c) for c in checks]
+    domain.checked_at = timezone.now()
+    domain.save(update_fields=["status", "results", "checked_at"])
+    return checks
+
+
+def sending_domains_sync() -> None:
+    """A SendingDomain row for every domain the connections send from."""
+    from campaigns.models import SendingConnection
+
+    for name in SendingConnection.objects.exclude(sending_domain="").values_list(
+        "sending_domain", flat=True
+    ):
+        SendingDomain.objects.get_or_create(domain=name.strip().lower())
+
+
+def sending_domains_check() -> int:
+    sending_domains_sync()
+    r = resolver()
+    n = 0
+    for domain in SendingDomain.objects.all():
+        sending_domain_check(domain=domain, r=r)
+        n += 1
+    return n

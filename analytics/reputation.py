@@ -1,0 +1,195 @@
+"""Reputation guardrails: rolling bounce and complaint rates, alerts, and the auto-pause.
+
+Rates per sending domain over the last REPUTATION_WINDOW_DAYS (from the DomainDaily rollup)
+and per campaign (from CampaignStats), both against delivered + bounced. Crossing a warning
+line raises a visible alert; crossing a critical line also pauses every running campaign that
+sends from that domain (or that campaign), through the campaigns' transition function.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignTransitionError
+
+from .models import CampaignStats, DomainDaily, ReputationAlert
+
+log = logging.getLogger(__name__)
+A = ReputationAlert
+
+
+def thresholds() -> dict[str, tuple[float, float]]:
+    """(warning, critical) as fractions."""
+    return {
+        A.Metric.COMPLAINTS: (
+            settings.REPUTATION_COMPLAINT_WARN_BP / 10_000,
+            settings.REPUTATION_COMPLAINT_CRITICAL_BP / 10_000,
+        ),
+        A.Metric.HARD_BOUNCES: (
+            settings.REPUTATION_BOUNCE_WARN_BP / 10_000,
+            settings.REPUTATION_BOUNCE_CRITICAL_BP / 10_000,
+        ),
+    }
+
+
+def level_of(metric: str, rate: float) -> str | None:
+    warn, critical = thresholds()[metric]
+    if rate >= critical:
+        return A.Level.CRITICAL
+    if rate >= warn:
+        return A.Level.WARNING
+    return None
+
+
+def domain_rates(domain: str, *, today=None) -> dict:
+    today = today or timezone.now().date()
+    since = today - timedelta(days=settings.REPUTATION_WINDOW_DAYS - 1)
+    totals = DomainDaily.objects.filter(domain=domain, day__gte=since).aggregate(
+        delivered=Sum("delivered"), hard=Sum("bounced_hard"), complained=Sum("complained")
+    )
+    return _rates(totals["delivered"] or 0, totals["hard"] or 0, totals["complained"] or 0)
+
+
+def campaign_rates(stats: CampaignStats) -> dict:
+    return _rates(stats.delivered, stats.bounced_hard, stats.complained)
+
+
+def _rates(delivered: int, hard: int, complained: int) -> dict:
+    volume = delivered + hard
+    return {
+        "volume": volume,
+        A.Metric.COMPLAINTS: complained / volume if volume else 0.0,
+        A.Metric.HARD_BOUNCES: hard / volume if volume else 0.0,
+    }
+
+
+def running_campaigns_of_domain(domain: str) -> list[Campaign]:
+    """Running campaigns that send from the domain (connection's domain, else From's)."""
+    return list(
+        Campaign.objects.filter(status=Campaign.Status.RUNNING).filter(
+            Q(connection__sending_domain__iexact=domain)
+            | (
+                (Q(connection__isnull=True) | Q(connection__sending_domain=""))
+                & Q(from_email__iendswith="@" + domain)
+            )
+        )
+    )
+
+
+def _pause(campaigns: list[Campaign], reason: str) -> list[int]:
+    from campaigns.services import campaign_transition
+
+    paused = []
+    for campaign in campaigns:
+        try:
+            campaign_transition(campaign=campaign, to=Campaign.Status.PAUSED, reason=reason[:500])
+            paused.append(campaign.pk)
+        except CampaignTransitionError as exc:
+            log.info("not pausing campaign %s: %s", campaign.pk, exc)
+    return paused
+
+
+def _raise(
+    *,
+    scope: str,
+    key: str,
+    metric: str,
+    level: str,
+    rate: float,
+    volume: int,
+    message: str,
+    to_pause,
+) -> ReputationAlert | None:
+    alert = A.objects.filter(scope=scope, key=key, metric=metric, resolved_at__isnull=True).first()
+    if alert and (alert.level == A.Level.CRITICAL or level == A.Level.WARNING):
+        A.objects.filter(pk=alert.pk).update(rate=rate, volume=volume)
+        return alert
+    paused = _pause(to_pause(), message) if level == A.Level.CRITICAL else []
+    try:
+        with transaction.atomic():
+            if alert:  # warning -> critical
+                alert.level, alert.rate, alert.volume, alert.message = level, rate, volume, message
+                alert.paused_campaigns = sorted(set(alert.paused_campaigns) | set(paused))
+                alert.save()
+                return alert
+            return A.objects.create(
+                scope=scope,
+                key=key,
+                metric=metric,
+                level=level,
+                rate=rate,
+                volume=volume,
+                message=message,
+                paused_campaigns=paused,
+            )
+    except IntegrityError:  # raised meanwhile by another process
+        return None
+
+
+def reputation_evaluate(*, domains=(), campaign_ids=()) -> list[ReputationAlert]:
+    """Check the rates of these domains and campaigns; raise alerts, pause when critical."""
+    raised = []
+    labels = {A.Metric.COMPLAINTS: "Complaint rate", A.Metric.HARD_BOUNCES: "Hard bounce rate"}
+    for domain in {d for d in domains if d}:
+        rates = domain_rates(domain)
+        if rates["volume"] < settings.REPUTATION_MIN_VOLUME:
+            continue
+        for metric in (A.Metric.COMPLAINTS, A.Metric.HARD_BOUNCES):
+            level = level_of(metric, rates[metric])
+            if level is None:
+                continue
+            message = (
+                f"{labels[metric]} of {domain} is {rates[metric]:.2%} over the last "
+                f"{settings.REPUTATION_WINDOW_DAYS} days ({level})"
+                + ("; its running campaigns were paused." if level == A.Level.CRITICAL else ".")
+            )
+            alert = _raise(
+                scope=A.Scope.DOMAIN,
+                key=domain,
+                metric=metric,
+                level=level,
+                rate=rates[metric],
+                volume=rates["volume"],
+                message=message,
+                to_pause=lambda domain=domain: running_campaigns_of_domain(domain),
+            )
+            if alert:
+                raised.append(alert)
+    for stats in CampaignStats.objects.filter(campaign_id__in=set(campaign_ids)).select_related(
+        "campaign"
+    ):
+        rates = campaign_rates(stats)
+        if rates["volume"] < settings.REPUTATION_MIN_VOLUME:
+            continue
+        for metric in (A.Metric.COMPLAINTS, A.Metric.HARD_BOUNCES):
+            level = level_of(metric, rates[metric])
+            if level is None:
+                continue
+            campaign = stats.campaign
+            message = (
+                f"{labels[metric]} of campaign “{campaign.name}” is {rates[metric]:.2%} ({level})"
+                + ("; it was paused." if level == A.Level.CRITICAL else ".")
+            )
+            alert = _raise(
+                scope=A.Scope.CAMPAIGN,
+                key=str(campaign.pk),
+                metric=metric,
+                level=level,
+                rate=rates[metric],
+                volume=rates["volume"],
+                message=message,
+                to_pause=lambda campaign=campaign: (
+                    [campaign] if campaign.status == Campaign.Status.RUNNING else []
+                ),
+            )
+            if alert:
+                raised.append(alert)
+    return raised
+
+
+def alert_resolve(*, alert: ReputationAlert) -> None:
+    A.objects.filter(pk=alert.pk, resolved_at__isnull=True).update(resolved_at=timezone.now())

@@ -1,0 +1,33 @@
+from celery import shared_task
+
+
+@shared_task
+def tracking_flush() -> int:
+    """Write the buffered opens and clicks (beat runs it every TRACKING_FLUSH_SECONDS)."""
+    from .buffer import flush
+
+    return flush()
+
+
+@shared_task
+def dns_check_all() -> int:
+    from .dns_checks import sending_domains_check
+
+    return sending_domains_check()
+
+
+@shared_task
+def dns_check(domain_id: int) -> None:
+    from .dns_checks import sending_domain_check
+    from .models import SendingDomain
+
+    domain = SendingDomain.objects.filter(pk=domain_id).first()
+    if domain is not None:
+        sending_domain_check(domain=domain)
+
+
+@shared_task
+def engagement_refresh() -> int:
+    from .hygiene import engagement_scores_refresh
+
+    return engagement_scores_refresh()

@@ -1,0 +1,150 @@
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from unittest import mock
+
+import pytest
+
+from analytics import buffer, ingest
+from analytics.models import CampaignStats, Event
+from analytics.tasks import tracking_flush
+from analytics.tracking import click_token, open_token
+from tests.support.workers import ROOT, worker_env
+
+CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0"
+
+
+def _hits(deliveries, links, n):
+    for i in range(n):
+        d = deliveries[i % len(deliveries)]
+        if i % 2:
+            yield f"/t/o/{open_token(d.pk)}"
+        else:
+            yield f"/t/c/{click_token(d.pk, links[i % 2].pk)}"
+
+
+def test_a_flush_writes_every_buffered_hit_once(client, sent_campaign):
+    _campaign, links, deliveries = sent_campaign
+    for url in _hits(deliveries, links, 40):
+        client.get(url, HTTP_USER_AGENT=CHROME)
+    assert buffer.pending() == 40
+    assert buffer.flush() == 40
+    assert Event.objects.count() == 40 and buffer.pending() == 0
+    assert buffer.flush() == 0
+    assert Event.objects.count() == 40
+
+
+def test_a_flusher_that_dies_mid_flush_loses_nothing(client, sent_campaign):
+    _, links, deliveries = sent_campaign
+    for url in _hits(deliveries, links, 10):
+        client.get(url, HTTP_USER_AGENT=CHROME)
+    with (
+        mock.patch("analytics.ingest.ingest_facts", side_effect=RuntimeError("killed")),
+        pytest.raises(RuntimeError),
+    ):
+        buffer.flush()
+    # The moved batch waits in the processing list; the lock expires or is released.
+    assert buffer.client().llen(buffer.PROCESSING_KEY) == 10
+    assert Event.objects.count() == 0
+    client.get(f"/t/o/{open_token(deliveries[0].pk)}", HTTP_USER_AGENT=CHROME)
+    assert buffer.flush() == 11
+    assert Event.objects.count() == 11
+
+
+def test_a_batch_ingested_twice_counts_once(client, sent_campaign):
+    """The flusher died after its commit but before deleting the processing list."""
+    campaign, links, deliveries = sent_campaign
+    for url in _hits(deliveries, links, 6):
+        client.get(url, HTTP_USER_AGENT=CHROME)
+    r = buffer.client()
+    r.eval(buffer._MOVE, 2, buffer.BUFFER_KEY, buffer.PROCESSING_KEY, 100)
+    ingest.ingest_hits([json.loads(x) for x in r.lrange(buffer.PROCESSING_KEY, 0, -1)])
+    stats_before = CampaignStats.objects.get(campaign=campaign)
+    assert buffer.flush() == 6
+    assert Event.objects.count() == 6
+    stats = CampaignStats.objects.get(campaign=campaign)
+    assert (stats.opens, stats.clicks) == (stats_before.opens, stats_before.clicks) == (3, 3)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.worker
+# serialized_rollback: the flush after this test must not re-create content types that
+# the next serialized_rollback test restores itself (duplicate keys otherwise).
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_hits_answered_by_a_killed_web_process_are_written_by_the_worker(worker_process):
+    """gunicorn answers, is SIGKILLed; the real Celery worker's flush still writes every hit."""
+    from tests.analytics.conftest import make_campaign
+
+    campaign, links, deliveries = make_campaign()
+    port = _free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "nofailmail.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
+        cwd=ROOT,
+        env=worker_env(DEBUG="True"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/t/ping.gif", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        urls = list(_hits(deliveries, links, 20))
+        opener = urllib.request.build_opener(_NoRedirect)
+        for url in urls:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}{url}", headers={"User-Agent": CHROME}
+            )
+            response = opener.open(request, timeout=5)
+            assert response.status in (200, 302)
+    finally:
+        os.killpg(web.pid, signal.SIGKILL)
+        web.wait(timeout=10)
+    assert Event.objects.count() == 0  # nothing written on the request path
+    tracking_flush.delay()
+    deadline = time.monotonic() + 30
+    while Event.objects.count() < 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert Event.objects.count() == 20
+    stats = CampaignStats.objects.get(campaign=campaign)
+    assert (stats.opens, stats.clicks) == (10, 10)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        return fp
+
+
+def test_junk_in_a_hit_does_not_poison_the_batch(client, sent_campaign):
+    _, _, deliveries = sent_campaign
+    client.get(
+        f"/t/o/{open_token(deliveries[0].pk)}",
+        HTTP_USER_AGENT="nul\x00byte Chrome/1",
+        HTTP_X_FORWARDED_FOR="unknown",
+    )
+    buffer.client().rpush(buffer.BUFFER_KEY, b"{not json", json.dumps({"k": "o"}))
+    client.get(
+        f"/t/o/{open_token(deliveries[1].pk)}", HTTP_USER_AGENT=CHROME, REMOTE_ADDR="not-an-ip"
+    )
+    assert buffer.flush() == 4
+    assert Event.objects.count() == 2
+    assert set(Event.objects.values_list("ip", flat=True)) == {"127.0.0.1", None}

@@ -1,0 +1,82 @@
+import pytest
+
+from analytics.dns_checks import sending_domain_check, sending_domains_check
+from analytics.models import SendingDomain
+from campaigns.models import SendingConnection
+from tests.analytics.dns_server import FixedZoneServer
+
+GOOD = {
+    ("good.example", "TXT"): ['"v=spf1 include:mailgun.org ~all"', '"google-site-verification=x"'],
+    ("k1._domainkey.good.example", "TXT"): ['"k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC"'],
+    ("_dmarc.good.example", "TXT"): ['"v=DMARC1; p=quarantine; rua=mailto:d@good.example"'],
+    ("good.example", "MX"): ["10 mx1.good.example.", "20 mx2.good.example."],
+    ("9.2.0.192.in-addr.arpa", "PTR"): ["mta1.good.example."],
+    ("mta1.good.example", "A"): ["192.0.2.9"],
+    ("weak.example", "TXT"): ['"v=spf1 include:spf.protection.outlook.com ?all"'],
+    ("_dmarc.weak.example", "TXT"): ['"v=DMARC1; p=none"'],
+    ("weak.example", "MX"): ["10 mx.weak.example."],
+    ("10.2.0.192.in-addr.arpa", "PTR"): ["elsewhere.example."],
+    ("bad.example", "A"): ["192.0.2.50"],
+}
+
+
+@pytest.fixture
+def dns_server(settings):
+    with FixedZoneServer(GOOD) as server:
+        settings.DNS_NAMESERVERS = [f"127.0.0.1:{server.port}"]
+        yield server
+
+
+def results(domain):
+    return {c.name: c for c in sending_domain_check(domain=domain)}
+
+
+def test_a_well_configured_domain_passes_every_check(db, dns_server):
+    domain = SendingDomain.objects.create(
+        domain="good.example",
+        spf_include="mailgun.org",
+        dkim_selector="k1",
+        sending_ips="192.0.2.9",
+    )
+    checks = results(domain)
+    assert {name: c.status for name, c in checks.items()} == {
+        "SPF": "pass",
+        "DKIM": "pass",
+        "DMARC": "pass",
+        "MX": "pass",
+        "Reverse DNS": "pass",
+    }
+    domain.refresh_from_db()
+    assert domain.status == "pass" and domain.checked_at is not None
+    assert len(domain.results) == 5
+
+
+def test_weak_settings_warn_or_fail_with_a_fix(db, dns_server):
+    domain = SendingDomain.objects.create(
+        domain="weak.example",
+        spf_include="mailgun.org",
+        dkim_selector="k1",
+        sending_ips="192.0.2.10",
+    )
+    checks = results(domain)
+    assert checks["SPF"].status == "fail" and "include:mailgun.org" in checks["SPF"].fix
+    assert checks["DKIM"].status == "fail" and "k1._domainkey.weak.example" in checks["DKIM"].fix
+    assert checks["DMARC"].status == "warn" and "p=quarantine" in checks["DMARC"].fix
+    assert checks["MX"].status == "warn" and "backup MX" in checks["MX"].fix
+    assert checks["Reverse DNS"].status == "warn"
+    domain.refresh_from_db()
+    assert domain.status == "fail"
+
+
+def test_a_domain_with_no_records_fails_everywhere_it_should(db, dns_server):
+    domain = SendingDomain.objects.create(domain="bad.example", sending_ips="192.0.2.50")
+    checks = results(domain)
+    assert checks["SPF"].status == "fail" and checks["DMARC"].status == "fail"
+    assert checks["MX"].status == "fail" and checks["Reverse DNS"].status == "fail"
+    assert checks["DKIM"].status == "warn"  # no selector entered yet
+
+
+def test_the_scheduled_check_covers_every_connection_domain(db, dns_server):
+    SendingConnection.objects.create(name="mg", sending_domain="good.example")
+    assert sending_domains_check() == 1
+    assert SendingDomain.objects.get().checked_at is not None

@@ -1,0 +1,67 @@
+from django.utils import timezone
+
+from analytics.ingest import Fact, ingest_facts
+from analytics.models import ReputationAlert
+from campaigns.models import Campaign
+from tests.analytics.conftest import make_campaign
+
+
+def _feed(deliveries, kind, n, *, start=0, **fields):
+    ingest_facts(
+        [
+            Fact(
+                uid=f"{kind}-{d.pk}",
+                kind=kind,
+                occurred_at=timezone.now(),
+                delivery_id=d.pk,
+                esp="postmark",
+                **fields,
+            )
+            for d in deliveries[start : start + n]
+        ]
+    )
+
+
+def test_complaints_over_the_critical_line_pause_the_domains_running_campaigns(db, settings):
+    settings.REPUTATION_MIN_VOLUME = 100
+    _, _, deliveries = make_campaign(name="Finished", n=400)
+    running, _, _ = make_campaign(name="Running", status="running", n=1)
+    other, _, _ = make_campaign(name="Elsewhere", status="running", n=1, domain="other.example")
+    _feed(deliveries, "delivered", 400)
+    assert not ReputationAlert.objects.exists()
+    _feed(deliveries, "complained", 1)  # 0.25 %: warning
+    alert = ReputationAlert.objects.get(scope="domain")
+    assert (alert.metric, alert.level) == ("complaints", "warning")
+    running.refresh_from_db()
+    assert running.status == "running"
+    _feed(deliveries, "complained", 1, start=1)  # 0.5 %: critical
+    alert.refresh_from_db()
+    assert alert.level == "critical" and running.pk in alert.paused_campaigns
+    running.refresh_from_db()
+    other.refresh_from_db()
+    assert running.status == Campaign.Status.PAUSED
+    assert "news.example.com" in running.status_reason
+    assert other.status == Campaign.Status.RUNNING
+    assert ReputationAlert.objects.filter(resolved_at__isnull=True, scope="domain").count() == 1
+
+
+def test_hard_bounces_over_five_percent_pause_the_running_campaign_itself(db, settings):
+    settings.REPUTATION_MIN_VOLUME = 50
+    campaign, _, deliveries = make_campaign(
+        name="Bouncy", status="running", n=100, domain="bouncy.example"
+    )
+    _feed(deliveries, "delivered", 94)
+    _feed(deliveries, "bounced", 6, start=94, bounce_type="hard")
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.PAUSED
+    levels = set(ReputationAlert.objects.values_list("scope", "metric", "level"))
+    assert ("campaign", "hard_bounces", "critical") in levels
+    assert ("domain", "hard_bounces", "critical") in levels
+
+
+def test_small_volumes_raise_no_alert(db, settings):
+    settings.REPUTATION_MIN_VOLUME = 100
+    _, _, deliveries = make_campaign(n=10)
+    _feed(deliveries, "delivered", 10)
+    _feed(deliveries, "complained", 1)
+    assert not ReputationAlert.objects.exists()

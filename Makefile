@@ -7,7 +7,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/nofailmail
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format ci bench clean
+.PHONY: install run shell test lint format ci bench clean
 
 install: $(VENV)/.installed
 
@@ -18,12 +18,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# Web, Celery worker and Celery beat on embedded defaults (SQLite, filesystem broker), demo data.
+# Web, Celery worker and Celery beat on embedded defaults (an embedded PostgreSQL under var/,
+# the filesystem broker), with demo data. Set DATABASE_URL to use your own database.
 run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py createcachetable
-	$(BIN)/python manage.py seed_demo
-	$(BIN)/honcho -f deploy/Procfile.dev start
+	$(BIN)/python deploy/local.py run
+
+# A Django shell on the same database `make run` uses.
+shell: install
+	$(BIN)/python deploy/local.py shell
 
 test: install
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py makemigrations --check --dry-run

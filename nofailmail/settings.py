@@ -8,6 +8,7 @@ needs no service at all. A malformed value stops start-up with a message naming 
 import os
 import re
 from pathlib import Path
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
@@ -148,6 +149,9 @@ try:
     DATABASES = {"default": environ.Env.db_url_config(_database_url)}
 except Exception as exc:  # environ raises several types for a malformed URL
     raise ImproperlyConfigured(f"DATABASE_URL={_database_url!r} is not a database URL") from exc
+if DATABASES["default"].get("HOST", "").startswith("%2F"):
+    # A Unix socket directory, URL-encoded: postgres://user@%2Fpath%2Fto%2Fdir/name
+    DATABASES["default"]["HOST"] = unquote(DATABASES["default"]["HOST"])
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):

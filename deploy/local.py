@@ -1,0 +1,78 @@
+"""Run NoFailMail on one machine with no service installed: `make run` calls this.
+
+With no DATABASE_URL, it starts an embedded PostgreSQL (the `pgserver` wheel: PostgreSQL's
+own binaries, no install, no root) under var/postgres, so a newcomer gets the real database
+and every feature (COPY imports, SKIP LOCKED sending) instead of a SQLite subset. The broker
+stays Celery's embedded filesystem transport. Then: migrate, demo data, and web + worker + beat
+together (honcho). Ctrl-C stops everything, the database last.
+
+    python deploy/local.py run        # the whole app
+    python deploy/local.py shell      # manage.py shell against the same database
+    python deploy/local.py manage ARGS
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = Path(os.environ.get("VAR_DIR", ROOT / "var"))
+
+
+def _embedded_postgres():
+    try:
+        import pgserver
+    except ImportError:
+        print(
+            "pgserver is not installed: falling back to SQLite (imports and sending need "
+            "PostgreSQL; set DATABASE_URL to use one).",
+            file=sys.stderr,
+        )
+        return None
+    data = VAR / "postgres"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data, cleanup_mode="stop")
+    exists = server.psql("SELECT 1 FROM pg_database WHERE datname = 'nofailmail';")
+    if "(1 row)" not in exists:
+        server.psql("CREATE DATABASE nofailmail;")
+    os.environ["DATABASE_URL"] = f"postgres://postgres@{quote(str(data), safe='')}/nofailmail"
+    print(f"Embedded PostgreSQL running in {data}", flush=True)
+    return server
+
+
+def _manage(*args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, check=True)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "run"
+    server = None
+    if not os.environ.get("DATABASE_URL"):
+        server = _embedded_postgres()
+    try:
+        if command == "shell":
+            _manage("shell")
+        elif command == "manage":
+            _manage(*argv[1:])
+        elif command == "run":
+            _manage("migrate", "--noinput")
+            _manage("createcachetable")
+            _manage("seed_demo")
+            honcho = Path(sys.executable).with_name("honcho")
+            try:
+                subprocess.run([str(honcho), "-f", "deploy/Procfile.dev", "start"], cwd=ROOT)
+            except KeyboardInterrupt:
+                pass
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    finally:
+        if server is not None:
+            server.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

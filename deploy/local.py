@@ -11,6 +11,7 @@ together (honcho). Ctrl-C stops everything, the database last.
     python deploy/local.py manage ARGS
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -61,10 +62,9 @@ def main(argv: list[str]) -> int:
             _manage("createcachetable")
             _manage("seed_demo")
             honcho = Path(sys.executable).with_name("honcho")
-            try:
+            # Ctrl-C reaches honcho too, which stops its processes; then the database stops.
+            with contextlib.suppress(KeyboardInterrupt):
                 subprocess.run([str(honcho), "-f", "deploy/Procfile.dev", "start"], cwd=ROOT)
-            except KeyboardInterrupt:
-                pass
         else:
             print(__doc__, file=sys.stderr)
             return 2

@@ -68,7 +68,9 @@ def public_view(purpose: str):
                 response = view(request, token, subscriber, delivery_id, *args, **kwargs)
                 response.headers.setdefault("Content-Language", translation.get_language())
             response.headers["X-Robots-Tag"] = "noindex"
-            response.headers["Referrer-Policy"] = "no-referrer"
+            # The URL holds the recipient's token: never send it to another site. (Not
+            # "no-referrer": browsers then post forms with "Origin: null", which CSRF refuses.)
+            response.headers["Referrer-Policy"] = "same-origin"
             return response
 
         wrapped.__name__ = view.__name__

@@ -1,9 +1,11 @@
+import os
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 
 from core.roles import Role, user_set_role
-from tests.support.smtp import SMTPSink
+from tests.support.smtp import Sink
 from tests.support.workers import Worker, purge_queue
 
 
@@ -67,8 +69,8 @@ def worker_process(django_db_setup, django_db_blocker):
 @pytest.fixture
 def smtp_sink():
     """A real SMTP server on loopback; ``.port``, ``.parsed()``, ``.wait_for(n)``."""
-    with SMTPSink() as handler:
-        yield handler
+    with Sink() as sink:
+        yield sink
 
 
 @pytest.fixture
@@ -90,15 +92,25 @@ def _orm_beside_playwright(request, monkeypatch):
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def chromium():
+    """Debian's chromium for one test. While Playwright's loop lives in this thread, Django
+    must be told the (synchronous) test may still use the ORM."""
     from playwright.sync_api import sync_playwright
 
     from tests.support.browser import launch
 
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = launch(playwright)
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous

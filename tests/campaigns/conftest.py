@@ -1,11 +1,4 @@
-import email
-import socket
-import threading
-import time
-from email import policy
-
 import pytest
-from aiosmtpd.controller import Controller
 from django.core.cache import cache
 
 from campaigns.models import Campaign, SendingConnection
@@ -18,63 +11,6 @@ HTML = (
     '<p>Read <a href="https://example.com/a">the news</a> and '
     '<a href="https://example.com/b">more</a>.</p></body></html>'
 )
-
-
-class SinkHandler:
-    """An SMTP server that keeps what it receives; some addresses fail on purpose."""
-
-    def __init__(self):
-        self.messages: list[tuple[str, list[str], bytes]] = []
-        self.times: list[float] = []
-        self.lock = threading.Lock()
-        self.delay = 0.0
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.startswith("bad"):
-            return "550 5.1.1 No such user"
-        if address.startswith("busy"):
-            return "451 4.3.0 Try again later"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.delay:
-            import asyncio
-
-            await asyncio.sleep(self.delay)
-        with self.lock:
-            self.times.append(time.time())
-            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 Message accepted"
-
-    def parsed(self):
-        with self.lock:
-            return [
-                email.message_from_bytes(raw, policy=policy.default) for _, _, raw in self.messages
-            ]
-
-    def recipients(self):
-        with self.lock:
-            return [rcpt for _, rcpts, _ in self.messages for rcpt in rcpts]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def smtp_sink():
-    handler = SinkHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    handler.port = port
-    try:
-        yield handler
-    finally:
-        controller.stop()
 
 
 def make_template(html=HTML, subject='News for {{ first_name|default:"you" }}', text=""):

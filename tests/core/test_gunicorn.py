@@ -1,4 +1,3 @@
-import socket
 import subprocess
 import sys
 import time
@@ -7,20 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.smtp import free_port
 from tests.support.workers import worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.django_db
 def test_the_gunicorn_config_loads_and_serves_healthz():
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
         cwd=ROOT,

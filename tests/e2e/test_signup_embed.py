@@ -17,7 +17,7 @@ from nofailmail.celery import app as celery_app
 from signup.models import LeadMagnet, Signup, SignupForm
 from signup.views import embed_snippet
 from subscribers.models import ConsentRecord, CustomField, Subscriber, Topic
-from tests.signup.smtp_sink import Sink, free_port, html_of, text_of
+from tests.support.smtp import Sink, free_port, html_of, text_of
 
 pytestmark = pytest.mark.browser
 

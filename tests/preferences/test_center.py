@@ -23,6 +23,7 @@ def test_the_page_shows_topics_and_changes_nothing(client, subscriber, pref_toke
     assert b"ada@example.com" in response.content
     assert Subscriber.objects.values().get(pk=subscriber.pk) == before
     assert response["X-Robots-Tag"] == "noindex"
+    assert response["Referrer-Policy"] == "same-origin"  # the token never leaves the site
 
 
 def test_a_tampered_token_shows_an_error_and_changes_nothing(client, subscriber, pref_token):

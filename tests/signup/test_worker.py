@@ -9,10 +9,10 @@ from django.test import Client
 from nofailmail.celery import app as celery_app
 from signup.models import Signup
 from subscribers.models import Subscriber
+from tests.support.smtp import Sink, text_of
 from tests.support.workers import Worker
 
 from .conftest import post_step
-from .smtp_sink import Sink, text_of
 
 pytestmark = pytest.mark.worker
 

@@ -17,16 +17,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class SinkHandler:
-    """Accepts everything except addresses starting with 'bad' (550) or 'busy' (451)."""
+class Sink:
+    """Accepts everything except recipients starting with 'bad' (550) or 'busy' (451).
+
+    ``messages`` holds the parsed messages, ``envelopes`` the SMTP envelopes, ``times`` when
+    each arrived; ``delay`` slows every DATA answer down (a slow server).
+    """
 
     def __init__(self):
-        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.messages: list[EmailMessage] = []
         self.envelopes: list = []
         self.times: list[float] = []
-        self.lock = threading.Lock()
         self.delay = 0.0
-        self.port = 0
+        self._lock = threading.Lock()
+        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    @property
+    def port(self) -> int:
+        return self.controller.port
+
+    def start(self) -> "Sink":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def __enter__(self) -> "Sink":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("bad"):
@@ -39,45 +60,34 @@ class SinkHandler:
     async def handle_DATA(self, server, session, envelope):
         if self.delay:
             await asyncio.sleep(self.delay)
-        with self.lock:
+        message = email.message_from_bytes(envelope.content, policy=policy.default)
+        with self._lock:
             self.times.append(time.time())
-            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+            self.messages.append(message)
             self.envelopes.append(envelope)
         return "250 Message accepted"
 
     def parsed(self) -> list[EmailMessage]:
-        with self.lock:
-            return [
-                email.message_from_bytes(raw, policy=policy.default) for _, _, raw in self.messages
-            ]
+        with self._lock:
+            return list(self.messages)
 
     def recipients(self) -> list[str]:
-        with self.lock:
-            return [rcpt for _, rcpts, _ in self.messages for rcpt in rcpts]
+        with self._lock:
+            return [rcpt for envelope in self.envelopes for rcpt in envelope.rcpt_tos]
 
     def wait_for(self, count: int, timeout: float = 30) -> list[EmailMessage]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if len(self.messages) >= count:
-                break
+            with self._lock:
+                if len(self.messages) >= count:
+                    return list(self.messages)
             time.sleep(0.05)
-        return self.parsed()
+        raise AssertionError(f"expected {count} message(s), got {len(self.messages)}")
 
 
-class SMTPSink:
-    def __init__(self):
-        self.handler = SinkHandler()
-        self.handler.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.handler.port)
-
-    def __enter__(self) -> SinkHandler:
-        self.controller.start()
-        return self.handler
-
-    def __exit__(self, *exc):
-        self.controller.stop()
+def text_of(message: EmailMessage) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
 
 
-def body_text(message: EmailMessage, subtype: str = "html") -> str:
-    part = message.get_body(preferencelist=(subtype,))
-    return part.get_content() if part is not None else ""
+def html_of(message: EmailMessage) -> str:
+    return message.get_body(preferencelist=("html",)).get_content()

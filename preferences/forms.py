@@ -16,13 +16,15 @@ class TopicsForm(forms.Form):
 
 class FrequencyForm(forms.Form):
     per_month = forms.TypedChoiceField(
-        choices=[("", _("Every campaign"))]
-        + [(n, _("At most %(n)s a month") % {"n": n}) for n in FREQUENCY_CHOICES],
-        coerce=int,
-        empty_value=None,
-        required=False,
-        widget=forms.RadioSelect,
+        coerce=int, empty_value=None, required=False, widget=forms.RadioSelect
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Labels are built per request, in the subscriber's language (not at import time).
+        self.fields["per_month"].choices = [("", _("Every campaign"))] + [
+            (n, _("At most %(n)s a month") % {"n": n}) for n in FREQUENCY_CHOICES
+        ]
 
 
 class PauseForm(forms.Form):

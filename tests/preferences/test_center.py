@@ -112,7 +112,7 @@ def test_editing_the_name_and_language(client, subscriber, pref_token):
     )
     page = client.get(reverse("preferences:center", args=[pref_token]))
     assert "Vos préférences".encode() in page.content
-    assert "Au plus 2 par mois".encode() in page.content  # choices too, not only headings
+    assert b"Au plus 2 par mois" in page.content  # choices too, not only headings
 
 
 def test_download_my_data_is_a_json_attachment(client, subscriber, pref_token):

@@ -115,11 +115,11 @@ def setup_audience(n: int):
             cursor.execute(
                 """
                 INSERT INTO subscribers_subscriber (email, first_name, last_name, attributes,
-                  status, source, language, timezone, created_at, updated_at)
+                  status, source, source_detail, language, timezone, created_at, updated_at)
                 SELECT 'bench' || g || '@'
                          || (ARRAY['gmail.com','example.org','yahoo.com'])[1 + g %% 3],
                        'First' || g, 'Last' || g, jsonb_build_object('company', 'Co ' || g %% 100),
-                       'active', 'import', 'en', '', now(), now()
+                       'active', 'import', '', 'en', '', now(), now()
                 FROM generate_series(%s, %s) AS g
                 """,
                 [have, n - 1],

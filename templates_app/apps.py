@@ -11,7 +11,7 @@ class TemplatesAppConfig(AppConfig):
 
         from . import gdpr
 
-        EXPORT_SECTIONS["canned_replies"] = gdpr.sent_replies_export
+        EXPORT_SECTIONS["sent_replies"] = gdpr.sent_replies_export
         if gdpr.sent_replies_erase not in ERASE_HOOKS:
             ERASE_HOOKS.append(gdpr.sent_replies_erase)
         if gdpr.sent_replies_timeline not in TIMELINE_SOURCES:

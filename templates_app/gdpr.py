@@ -36,17 +36,17 @@ def sent_replies_erase(subscriber: Subscriber) -> None:
 
 
 def sent_replies_timeline(subscriber: Subscriber) -> list[dict]:
+    # No sender name: the timeline is also part of the export the recipient downloads.
     rows = (
         SentReply.objects.filter(subscriber=subscriber)
         .order_by("-sent_at", "-id")
-        .values("subject", "sent_at", "sent_by__username")[:TIMELINE_LIMIT]
+        .values("subject", "sent_at")[:TIMELINE_LIMIT]
     )
     return [
         {
             "at": row["sent_at"],
             "kind": "canned_reply",
-            "text": f"Canned reply sent: “{row['subject']}”"
-            + (f" by {row['sent_by__username']}" if row["sent_by__username"] else ""),
+            "text": f"Canned reply sent: “{row['subject']}”",
         }
         for row in rows
     ]

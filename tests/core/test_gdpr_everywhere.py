@@ -29,7 +29,7 @@ pytestmark = pytest.mark.django_db
 ADDRESS = "ann.lee@example.com"
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0"
 HUMAN_IP = "198.51.100.23"
-# How Ann shows up in her data ("ann" alone would match "canned_replies").
+# How Ann shows up in her data, as whole pieces (a bare "ann" would also match field names).
 PERSONAL = [
     ADDRESS, "ann.lee", '"ann"', "hi ann", "ann's", "ann lee", "#ann", "ann,lee", "lee,acme",
     HUMAN_IP, "192.0.2.44", "chrome/126", "firefox-of-ann",
@@ -163,10 +163,10 @@ def test_the_export_gathers_what_every_app_holds_as_json(ann):
         "https://shop.example.org/sale"
     }
     assert data["engagement"]["human_opens"] == 1 and data["engagement"]["human_clicks"] == 1
-    assert data["canned_replies"] == [
+    assert data["sent_replies"] == [
         {
             "subject": "Re: Ann's export",
-            "sent_at": data["canned_replies"][0]["sent_at"],
+            "sent_at": data["sent_replies"][0]["sent_at"],
             "to": ADDRESS,
         }
     ]

@@ -7,9 +7,18 @@ class AnalyticsConfig(AppConfig):
 
     def ready(self):
         from subscribers.segments import register_condition
+        from subscribers.selectors import TIMELINE_SOURCES
+        from subscribers.services import ERASE_HOOKS, EXPORT_SECTIONS
 
-        from . import webhooks  # noqa: F401  (connects the anymail tracking receiver)
+        from . import gdpr, webhooks  # noqa: F401  (webhooks connects the anymail receiver)
         from .selectors import engagement_condition_q
 
         # Segment rules gain {"field": "engagement", ...}: human opens / clicks only.
         register_condition("engagement", engagement_condition_q)
+
+        EXPORT_SECTIONS["events"] = gdpr.events_export
+        EXPORT_SECTIONS["engagement"] = gdpr.engagement_export
+        if gdpr.events_erase not in ERASE_HOOKS:
+            ERASE_HOOKS.append(gdpr.events_erase)
+        if gdpr.events_timeline not in TIMELINE_SOURCES:
+            TIMELINE_SOURCES.append(gdpr.events_timeline)

@@ -25,11 +25,19 @@ def events_reclassify(*, campaign_id: int) -> int:
     """Re-run the classification rules over a campaign's stored raw facts, then rebuild its
     rollups. Returns how many events changed class."""
     from campaigns.models import Delivery
+    from subscribers.models import Subscriber
 
     sent_at = dict(Delivery.objects.filter(campaign_id=campaign_id).values_list("id", "sent_at"))
     with transaction.atomic():
         _lock()
-        events = list(Event.objects.filter(campaign_id=campaign_id, kind__in=[K.OPENED, K.CLICKED]))
+        # Erasure wiped the IP and user agent of an erased person's events but kept their class:
+        # re-running the rules on the blanks would turn every proxy or scanner hit human.
+        erased = Subscriber.objects.filter(erased_at__isnull=False).values("id")
+        events = list(
+            Event.objects.filter(campaign_id=campaign_id, kind__in=[K.OPENED, K.CLICKED]).exclude(
+                subscriber_id__in=erased
+            )
+        )
         facts = [
             Fact(
                 uid=e.uid,

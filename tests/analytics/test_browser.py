@@ -7,21 +7,13 @@ from analytics import buffer
 from analytics.models import Link
 from analytics.tracking import click_token, open_token
 from tests.analytics.conftest import make_campaign
+from tests.support.browser import CHROMIUM_ARGS
 
 # serialized_rollback: the flush after these tests must not re-create content types that
 # the next serialized_rollback test restores itself (duplicate keys otherwise).
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
-]
-
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
 ]
 
 
@@ -31,7 +23,7 @@ def browser(monkeypatch):
     # itself are still plain synchronous code.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:

@@ -6,17 +6,9 @@ from django.contrib.auth import get_user_model
 
 from campaigns.models import Delivery
 from campaigns.services import campaign_start
+from tests.support.browser import CHROMIUM_ARGS
 
 from .conftest import make_audience, make_campaign, make_template, smtp_connection
-
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture
@@ -27,7 +19,7 @@ def page(live_server, editor_user, monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(f"{live_server.url}/login/")
         page.fill("input[name=username]", editor_user.username)

@@ -17,18 +17,11 @@ from nofailmail.celery import app as celery_app
 from signup.models import LeadMagnet, Signup, SignupForm
 from signup.views import embed_snippet
 from subscribers.models import ConsentRecord, CustomField, Subscriber, Topic
+from tests.support.browser import CHROMIUM_ARGS
 from tests.support.smtp import Sink, free_port, html_of, text_of
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CONFIRM_RE = re.compile(r"https?://[^\s\"<>]+/forms/c/[^\s\"<>/]+/")
 PDF = b"%PDF-1.4\n% the NoFailMail checklist\n"
 

@@ -8,17 +8,9 @@ from django.contrib.auth.models import Group
 from core.roles import Role
 from subscribers.models import Segment
 from subscribers.services import subscriber_create
+from tests.support.browser import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(autouse=True)

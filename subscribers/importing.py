@@ -221,6 +221,9 @@ def _chunks(path: str, options: dict, plan: _Plan) -> Iterator[tuple[list[tuple]
         blank = 0
         email_at, plain, attributes = plan.email_at, plan.plain, plan.attributes
         chunk: list[tuple] = []
+        # Duplicates inside one chunk are caught here, while parsing (cheaper than a GROUP BY
+        # in PostgreSQL); duplicates of an earlier chunk are caught by the merge (SEEN).
+        first_line: dict[str, int] = {}
         for line, row, error in records:
             if row is not None and not any(cell.strip() for cell in row):
                 blank += 1
@@ -229,10 +232,17 @@ def _chunks(path: str, options: dict, plan: _Plan) -> Iterator[tuple[list[tuple]
             if error:
                 chunk.append((line, None, "", "", "", "", "{}", error, ""))
             else:
-                chunk.append(_validate(line, row, width, email_at, plain, attributes))
+                staged = _validate(line, row, width, email_at, plain, attributes)
+                email = staged[1]
+                if email is not None:
+                    seen_at = first_line.setdefault(email, line)
+                    if seen_at != line:
+                        staged = _rejected(line, row, f"duplicate of line {seen_at}")
+                chunk.append(staged)
             if len(chunk) >= CHUNK_ROWS:
                 yield chunk, _tell(binary), rows
                 chunk = []
+                first_line.clear()
         if chunk:
             yield chunk, _tell(binary), rows
         if blank:
@@ -368,14 +378,8 @@ SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FR
 
 def _merge_chunk(cursor, job: ImportJob, params: dict) -> dict:
     """Merge the chunk in the staging table; the caller holds the import's transaction."""
-    # Duplicates inside the chunk, then of an earlier chunk: the first occurrence is imported,
-    # the others reported with the line of the first.
-    cursor.execute(f"""
-        UPDATE {STAGE} st SET reject = 'duplicate of line ' || d.first_line
-        FROM (SELECT email, min(line) AS first_line FROM {STAGE}
-              WHERE reject IS NULL GROUP BY email HAVING count(*) > 1) d
-        WHERE st.email = d.email AND st.line <> d.first_line AND st.reject IS NULL
-    """)  # noqa: S608 - STAGE is a constant
+    # Duplicates inside the chunk were rejected while parsing; here, duplicates of an earlier
+    # chunk: the first occurrence is imported, the others reported with the line of the first.
     cursor.execute(f"""
         UPDATE {STAGE} st SET reject = 'duplicate of line ' || seen.line
         FROM {SEEN} seen WHERE seen.email = st.email AND st.reject IS NULL

@@ -5,13 +5,14 @@ from collections import Counter, defaultdict
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.db.models.functions import TruncMonth
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Campaign
 from core.roles import admin_required, viewer_required
 
+from . import selectors
 from .forms import PreferenceCenterSettingsForm, ReasonForm
 from .models import ExitSurveyReason, ExitSurveyResponse, PreferenceCenterSettings
 
@@ -22,32 +23,29 @@ def report(request):
     labels = {r.key: r.label_en for r in reasons}
     total = ExitSurveyResponse.objects.count()
 
-    # Reasons over time: one row per (month, reason) from a single grouped query over the
-    # JSON array, so the page stays one query however many answers there are.
+    # Grouped in PostgreSQL (one row per month and reason, and per campaign and reason), so
+    # the page costs the same however many answers there are.
     monthly = defaultdict(Counter)
-    rows = (
-        ExitSurveyResponse.objects.annotate(month=TruncMonth("created_at"))
-        .values("month", "reasons")
-        .order_by("month")
-    )
-    for row in rows.iterator(chunk_size=2000):
-        for key in row["reasons"] or ["(none)"]:
-            monthly[row["month"].strftime("%Y-%m")][key] += 1
+    totals = Counter()
+    for month, key, count in selectors.exit_reasons_by_month(timezone.get_current_timezone_name()):
+        monthly[month][key] += count
+        if key:
+            totals[key] += count
     months = sorted(monthly)
-    keys = [r.key for r in reasons] + (
-        ["(none)"] if any("(none)" in c for c in monthly.values()) else []
-    )
+    keys = [r.key for r in reasons]
+    keys += sorted({k for c in monthly.values() for k in c if k not in labels and k})
+    if any("" in c for c in monthly.values()):
+        keys.append("")
     chart = {
         "labels": months,
         "datasets": [
-            {"label": labels.get(key, "No reason given"), "data": [monthly[m][key] for m in months]}
+            {
+                "label": labels.get(key, key or "No reason given"),
+                "data": [monthly[m][key] for m in months],
+            }
             for key in keys
         ],
     }
-
-    totals = Counter()
-    for row_reasons in ExitSurveyResponse.objects.values_list("reasons", flat=True).iterator():
-        totals.update(row_reasons)
     by_reason = [
         {
             "label": labels.get(key, key),
@@ -57,18 +55,15 @@ def report(request):
         for key in labels
     ]
 
-    by_campaign = (
-        Campaign.objects.annotate(
-            answers=Count("exit_survey_responses", distinct=True),
-        )
+    by_campaign = list(
+        Campaign.objects.annotate(answers=Count("exit_survey_responses"))
         .filter(answers__gt=0)
         .order_by("-answers")[:50]
     )
     campaign_reasons = defaultdict(Counter)
-    for campaign_id, row_reasons in ExitSurveyResponse.objects.filter(
-        campaign__in=[c.pk for c in by_campaign]
-    ).values_list("campaign_id", "reasons"):
-        campaign_reasons[campaign_id].update(row_reasons)
+    for campaign_id, key, count in selectors.exit_reasons_by_campaign([c.pk for c in by_campaign]):
+        if key:
+            campaign_reasons[campaign_id][key] += count
     campaign_rows = [
         {
             "campaign": c,

@@ -1,3 +1,4 @@
+from django.db import connection
 from django.utils import formats, timezone
 
 from subscribers.models import Subscriber
@@ -25,3 +26,32 @@ def campaign_for_delivery(delivery_id: int | None) -> int | None:
     from campaigns.models import Delivery
 
     return Delivery.objects.filter(pk=delivery_id).values_list("campaign_id", flat=True).first()
+
+
+_REASON_COUNTS_SQL = """
+    SELECT {group}, COALESCE(r.key, '') AS reason, count(*)
+    FROM preferences_exitsurveyresponse a
+    LEFT JOIN LATERAL jsonb_array_elements_text(a.reasons) AS r(key) ON true
+    {where}
+    GROUP BY 1, 2
+"""
+
+
+def exit_reasons_by_month(tz: str) -> list[tuple[str, str, int]]:
+    """(YYYY-MM in the given time zone, reason key or '' for none given, answers)."""
+    sql = _REASON_COUNTS_SQL.format(
+        group="to_char(date_trunc('month', a.created_at AT TIME ZONE %s), 'YYYY-MM')", where=""
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [tz])
+        return cursor.fetchall()
+
+
+def exit_reasons_by_campaign(campaign_ids: list[int]) -> list[tuple[int, str, int]]:
+    """(campaign id, reason key or '', answers) for the given campaigns."""
+    if not campaign_ids:
+        return []
+    sql = _REASON_COUNTS_SQL.format(group="a.campaign_id", where="WHERE a.campaign_id = ANY(%s)")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [campaign_ids])
+        return cursor.fetchall()

@@ -148,3 +148,15 @@ def test_junk_in_a_hit_does_not_poison_the_batch(client, sent_campaign):
     assert buffer.flush() == 4
     assert Event.objects.count() == 2
     assert set(Event.objects.values_list("ip", flat=True)) == {"127.0.0.1", None}
+
+
+def test_a_hit_survives_redis_dropping_the_web_process_connection(client, sent_campaign):
+    _, links, deliveries = sent_campaign
+    urls = list(_hits(deliveries, links, 2))
+    client.get(urls[0], HTTP_USER_AGENT=CHROME)
+    # Redis closes every normal client connection (a restart or a failover looks the same).
+    buffer.client().client_kill_filter(_type="normal", skipme=False)
+    response = client.get(urls[1], HTTP_USER_AGENT=CHROME)
+    assert response.status_code in (200, 302)
+    assert buffer.pending() == 2
+    assert buffer.flush() == 2

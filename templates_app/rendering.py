@@ -74,8 +74,6 @@ class CompiledMessage:
 
 _TAG_RE = re.compile(r"<[^>]+>")
 _BLOCK_END_RE = re.compile(r"</(p|div|h[1-6]|li|tr|table)>|<br\s*/?>", re.IGNORECASE)
-# href="http(s)://..." whose value contains no merge tag: those are the trackable links.
-_HREF_RE = re.compile(r"""(\bhref\s*=\s*)(["'])(https?://[^"'{}\s]+)\2""", re.IGNORECASE)
 _SLOT = "\x00link:{}\x00"
 _SLOT_RE = re.compile("\x00link:(\\d+)\x00")
 
@@ -86,18 +84,6 @@ def html_to_text(source: str) -> str:
     text = _TAG_RE.sub("", text)
     lines = [html.unescape(line).strip() for line in text.splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
-
-
-def _with_link_slots(html_body: str) -> tuple[str, tuple[str, ...]]:
-    links: list[str] = []
-
-    def replace(match: re.Match) -> str:
-        url = html.unescape(match.group(3))
-        if url not in links:
-            links.append(url)
-        return f"{match.group(1)}{match.group(2)}{_SLOT.format(links.index(url))}{match.group(2)}"
-
-    return _HREF_RE.sub(replace, html_body), tuple(links)
 
 
 def _fill_slots(plan: Plan) -> Plan:
@@ -113,25 +99,6 @@ def _fill_slots(plan: Plan) -> Plan:
             elif piece:
                 parts.append(piece)
     return Plan(parts)
-
-
-def compile_parts(
-    *, subject: str, preheader: str, html_body: str, text_body: str, track_links: bool = False
-) -> CompiledMessage:
-    text_plan = parse(text_body or html_to_text(html_body))
-    links: tuple[str, ...] = ()
-    if track_links:
-        html_body, links = _with_link_slots(html_body)
-    html_plan = parse(html_body)
-    if links:
-        html_plan = _fill_slots(html_plan)
-    return CompiledMessage(
-        subject=parse(subject),
-        preheader=parse(preheader),
-        html=html_plan,
-        text=text_plan,
-        links=links,
-    )
 
 
 # --- The final email: sanitize, wrap in the layout, inline CSS once, then plan. -------------

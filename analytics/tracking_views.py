@@ -4,14 +4,20 @@ Both answer without touching the database on the way (hits go to the Redis buffe
 redirect reads its Link row once per process and keeps it, since a Link never changes. A bad
 token still gets the pixel, or a plain page for a click: never a redirect to anywhere the
 token did not come from.
+
+A recorded hit's response is streamed: its body waits for Redis's acknowledgement of the hit,
+so the round trip overlaps with Django's response middleware instead of idling the process,
+and still no byte (not even the status line) leaves before the hit is safe in Redis.
 """
 
 import base64
 import time
+from collections.abc import Callable, Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_safe
 
 from . import buffer
@@ -19,6 +25,7 @@ from .tracking import BadTrackingToken, read_click_token, read_open_token
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_CACHE = "no-store, no-cache, must-revalidate, max-age=0, private"
+REDIRECT_SCHEMES = {"http", "https"}
 LINK_TTL = 300  # seconds a process trusts its copy of a campaign's tracking mode and UTM
 _links: dict[int, tuple[float, str | None, str]] = {}
 
@@ -42,7 +49,7 @@ def _is_prefetch(request) -> bool:
     return any("prefetch" in h.lower() or "preview" in h.lower() for h in hints)
 
 
-def _hit(request, kind: str, delivery_id: int, link_id: int | None = None) -> None:
+def _hit(request, kind: str, delivery_id: int, link_id: int | None = None) -> Callable[[], None]:
     hit = {
         "k": kind,
         "d": delivery_id,
@@ -55,7 +62,21 @@ def _hit(request, kind: str, delivery_id: int, link_id: int | None = None) -> No
         hit["l"] = link_id
     if _is_prefetch(request):
         hit["p"] = 1
-    buffer.record(hit)
+    return buffer.send(hit)
+
+
+def _after(confirm: Callable[[], None], body: bytes) -> Iterator[bytes]:
+    confirm()
+    yield body
+
+
+def _recorded(confirm: Callable[[], None], body: bytes, **kwargs) -> StreamingHttpResponse:
+    """A response whose first byte waits for the hit's acknowledgement (see the docstring)."""
+    response = StreamingHttpResponse(_after(confirm, body), **kwargs)
+    # Known length: gunicorn sends it as is rather than chunked.
+    response["Content-Length"] = str(len(body))
+    response["Cache-Control"] = NO_CACHE
+    return response
 
 
 def with_utm(url: str, utm: dict[str, str]) -> str:
@@ -71,7 +92,8 @@ def with_utm(url: str, utm: dict[str, str]) -> str:
 
 
 def _link(link_id: int) -> tuple[str | None, str]:
-    """(destination with UTM, tracking mode), or (None, "") for an unknown link."""
+    """(destination with UTM, tracking mode), or (None, "") for an unknown link or one that
+    is not http(s)."""
     cached = _links.get(link_id)
     now = time.monotonic()
     if cached and cached[0] > now:
@@ -79,7 +101,7 @@ def _link(link_id: int) -> tuple[str | None, str]:
     from .models import CampaignTracking, Link
 
     link = Link.objects.filter(pk=link_id).values("url", "campaign_id").first()
-    if link is None:
+    if link is None or urlsplit(link["url"]).scheme.lower() not in REDIRECT_SCHEMES:
         return None, ""
     tracking = CampaignTracking.objects.filter(campaign_id=link["campaign_id"]).first()
     mode = tracking.mode if tracking else CampaignTracking.Mode.INDIVIDUAL
@@ -99,8 +121,9 @@ def _link(link_id: int) -> tuple[str | None, str]:
     return url, mode
 
 
-def _pixel() -> HttpResponse:
-    response = HttpResponse(PIXEL, content_type="image/gif")
+def _pixel(response: HttpResponseBase | None = None) -> HttpResponseBase:
+    if response is None:
+        response = HttpResponse(PIXEL, content_type="image/gif")
     response["Cache-Control"] = NO_CACHE
     response["Pragma"] = "no-cache"
     response["Expires"] = "0"
@@ -113,8 +136,8 @@ def open_pixel(request, token: str):
         delivery_id = read_open_token(token)
     except BadTrackingToken:
         return _pixel()
-    _hit(request, "o", delivery_id)
-    return _pixel()
+    confirm = _hit(request, "o", delivery_id)
+    return _pixel(_recorded(confirm, PIXEL, content_type="image/gif"))
 
 
 BAD_LINK = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -143,10 +166,13 @@ def click_redirect(request, token: str):
         url, mode = None, ""
     if url is None:
         return _bad_link()
-    if mode != "off":
-        _hit(request, "c", delivery_id, link_id)
-    response = HttpResponseRedirect(url)
-    response["Cache-Control"] = NO_CACHE
+    if mode == "off":
+        response = HttpResponseRedirect(url)
+        response["Cache-Control"] = NO_CACHE
+        return response
+    confirm = _hit(request, "c", delivery_id, link_id)
+    response = _recorded(confirm, b"", status=302)
+    response["Location"] = url
     return response
 
 

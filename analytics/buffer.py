@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from functools import lru_cache, partial
 
@@ -53,7 +52,10 @@ def client() -> redis.Redis | None:
 
 
 def new_uid() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # a uuid4's randomness without building a UUID per hit
+
+
+_to_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class _Pusher:
@@ -131,12 +133,14 @@ def send(hit: dict) -> Callable[[], None]:
     """Buffer one tracking hit without waiting: returns the function to call before answering,
     which waits for Redis's acknowledgement (it never raises either). Without Redis the hit is
     ingested at once."""
-    hit.setdefault("u", new_uid())
-    hit.setdefault("t", time.time())
+    if "u" not in hit:
+        hit["u"] = new_uid()
+    if "t" not in hit:
+        hit["t"] = time.time()
     try:
         url = settings.TRACKING_REDIS_URL
         if url:
-            _pusher.send(url, json.dumps(hit, separators=(",", ":")))
+            _pusher.send(url, _to_json(hit))
             return partial(_confirm, url)
         from .ingest import ingest_hits
 

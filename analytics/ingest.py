@@ -790,8 +790,8 @@ def engagement_score_sql(
 
     def recency(at: str) -> str:
         return (
-            f"(CASE WHEN {at} IS NULL THEN 0 ELSE power(0.5, "
-            f"GREATEST(EXTRACT(EPOCH FROM (now() - {at})), 0) / 86400.0 / 30) END)"
+            f"(CASE WHEN {at} IS NULL THEN 0 ELSE power(0.5::float8, "
+            f"GREATEST(EXTRACT(EPOCH FROM (now() - {at}))::float8, 0) / 86400 / 30) END)"
         )
 
     return (

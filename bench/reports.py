@@ -108,7 +108,7 @@ ROLLUP_SQL = [
     INSERT INTO analytics_deliveryactivity (delivery_id, campaign_id, subscriber_id, esp_status,
         delivered_at, deferred_count, bounced_at, bounce_type, complained_at, unsubscribed_at,
         opens, human_opens, clicks, human_clicks, first_open_at, first_human_open_at,
-        first_click_at, first_human_click_at, last_click_at, last_link_id)
+        first_click_at, first_human_click_at, last_click_at, last_link_id, human_link_ids)
     SELECT delivery_id, min(campaign_id), min(subscriber_id), '',
         min(occurred_at) FILTER (WHERE kind = 'delivered'), 0,
         min(occurred_at) FILTER (WHERE kind = 'bounced'),
@@ -122,7 +122,9 @@ ROLLUP_SQL = [
         min(occurred_at) FILTER (WHERE kind = 'opened' AND classification = 'human'),
         min(occurred_at) FILTER (WHERE kind = 'clicked'),
         min(occurred_at) FILTER (WHERE kind = 'clicked' AND classification = 'human'),
-        max(occurred_at) FILTER (WHERE kind = 'clicked'), max(link_id)
+        max(occurred_at) FILTER (WHERE kind = 'clicked'), max(link_id),
+        coalesce(jsonb_agg(DISTINCT link_id) FILTER (
+            WHERE kind = 'clicked' AND classification = 'human' AND link_id IS NOT NULL), '[]')
     FROM analytics_event WHERE uid LIKE 'bench:%' GROUP BY delivery_id
     """,
     """

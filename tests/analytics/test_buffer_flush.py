@@ -14,6 +14,7 @@ from analytics import buffer, ingest
 from analytics.models import CampaignStats, Event
 from analytics.tasks import tracking_flush
 from analytics.tracking import click_token, open_token
+from analytics.tracking_views import PIXEL
 from tests.support.workers import ROOT, worker_env
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0"
@@ -77,15 +78,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.worker
-# serialized_rollback: the flush after this test must not re-create content types that
-# the next serialized_rollback test restores itself (duplicate keys otherwise).
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_hits_answered_by_a_killed_web_process_are_written_by_the_worker(worker_process):
-    """gunicorn answers, is SIGKILLed; the real Celery worker's flush still writes every hit."""
-    from tests.analytics.conftest import make_campaign
-
-    campaign, links, deliveries = make_campaign()
+def _gunicorn() -> tuple[int, subprocess.Popen]:
+    """One sync gunicorn worker serving the app, ready to answer."""
     port = _free_port()
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "nofailmail.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
@@ -95,16 +89,61 @@ def test_hits_answered_by_a_killed_web_process_are_written_by_the_worker(worker_
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/t/ping.gif", timeout=1)
+            return port, web
+        except OSError:
+            if time.monotonic() > deadline:
+                os.killpg(web.pid, signal.SIGKILL)
+                raise
+            time.sleep(0.2)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_no_byte_of_the_response_leaves_before_redis_has_the_hit():
+    """The RPUSH is sent before the response is built and acknowledged as its first byte goes
+    out: while Redis holds writes back, the client receives nothing, not even the status."""
+    from tests.analytics.conftest import make_campaign
+
+    _campaign, _links, deliveries = make_campaign()
+    port, web = _gunicorn()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/t/ping.gif", timeout=1)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        buffer.client().client_pause(1500, all=False)  # writes wait 1.5 s; reads go on
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(
+                f"GET /t/o/{open_token(deliveries[0].pk)} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"User-Agent: {CHROME}\r\nConnection: close\r\n\r\n".encode()
+            )
+            conn.settimeout(0.8)
+            with pytest.raises(TimeoutError):
+                conn.recv(1)
+            assert buffer.pending() == 0
+            conn.settimeout(5)
+            answer = b""
+            while chunk := conn.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert answer.endswith(PIXEL)
+        assert buffer.pending() == 1
+    finally:
+        buffer.client().client_unpause()
+        os.killpg(web.pid, signal.SIGKILL)
+        web.wait(timeout=10)
+
+
+@pytest.mark.worker
+# serialized_rollback: the flush after this test must not re-create content types that
+# the next serialized_rollback test restores itself (duplicate keys otherwise).
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_hits_answered_by_a_killed_web_process_are_written_by_the_worker(worker_process):
+    """gunicorn answers, is SIGKILLed; the real Celery worker's flush still writes every hit."""
+    from tests.analytics.conftest import make_campaign
+
+    campaign, links, deliveries = make_campaign()
+    port, web = _gunicorn()
+    try:
         urls = list(_hits(deliveries, links, 20))
         opener = urllib.request.build_opener(_NoRedirect)
         for url in urls:

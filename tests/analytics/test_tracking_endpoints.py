@@ -1,5 +1,3 @@
-from unittest import mock
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -34,11 +32,17 @@ def test_a_tampered_open_token_still_gets_the_pixel_and_records_nothing(client, 
     assert buffer.pending() == 0
 
 
-def test_the_pixel_answers_even_when_recording_fails(client, sent_campaign):
-    _, _, deliveries = sent_campaign
-    with mock.patch.object(buffer, "client", side_effect=ConnectionError("redis down")):
-        response = client.get(f"/t/o/{open_token(deliveries[0].pk)}")
+def test_the_pixel_and_the_redirect_answer_even_when_redis_is_down(
+    client, sent_campaign, settings, caplog
+):
+    _, links, deliveries = sent_campaign
+    settings.TRACKING_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    response = client.get(f"/t/o/{open_token(deliveries[0].pk)}")
     assert response.status_code == 200 and response.getvalue() == PIXEL
+    response = client.get(f"/t/c/{click_token(deliveries[0].pk, links[1].pk)}")
+    assert response.status_code == 302 and response["Location"] == "https://example.org/blog?x=1"
+    response.getvalue()
+    assert "tracking hit not recorded" in caplog.text
 
 
 def test_a_click_redirects_to_the_link_row_url_only(client, sent_campaign):

@@ -318,18 +318,29 @@ def main() -> None:
         # - the tracking endpoints with the flusher writing on the same two cores.
         # Each tracking round is followed by an untimed drain of the buffer.
         plain_rounds, web_rounds, shared_rounds = [], [], []
-        ingest_cpu, ingested = 0.0, 0
+
+        def ingest_cpu() -> float:
+            return _cpu_seconds(flusher.pid) + _cpu_seconds(backend)
+
+        # Ingestion's CPU per event and pace: alone (draining what a web-tier round buffered)
+        # and while sharing the cores with the load.
+        alone = {"cpu": 0.0, "seconds": 0.0, "events": 0}
+        shared_cpu, shared_events = 0.0, 0
         for _ in range(max(SECONDS // ROUND_SECONDS, 1)):
             plain_rounds.append(_wrk(base, plain, ROUND_SECONDS))
             os.kill(flusher.pid, signal.SIGSTOP)
             web_rounds.append(_wrk(base, mixed, ROUND_SECONDS))
+            backlog, cpu_before, started = buffer.pending(), ingest_cpu(), time.monotonic()
             os.kill(flusher.pid, signal.SIGCONT)
             drain()
-            cpu_before = _cpu_seconds(flusher.pid) + _cpu_seconds(backend)
+            alone["seconds"] += time.monotonic() - started
+            alone["cpu"] += ingest_cpu() - cpu_before
+            alone["events"] += backlog
+            cpu_before = ingest_cpu()
             shared_rounds.append(_wrk(base, mixed, ROUND_SECONDS))
             drain()
-            ingest_cpu += _cpu_seconds(flusher.pid) + _cpu_seconds(backend) - cpu_before
-            ingested += shared_rounds[-1]["requests"]
+            shared_cpu += ingest_cpu() - cpu_before
+            shared_events += shared_rounds[-1]["requests"]
         baseline = _summary(plain_rounds)
         web_tier, shared = _summary(web_rounds), _summary(shared_rounds)
     finally:
@@ -355,7 +366,13 @@ def main() -> None:
                 "ratio_to_trivial_with_flusher_on_same_cores": round(
                     shared["rps"] / baseline["rps"], 3
                 ),
-                "ingest_cpu_us_per_event": round(ingest_cpu / max(ingested, 1) * 1e6),
+                "ingest_alone": {
+                    "events_per_second": round(alone["events"] / max(alone["seconds"], 1e-9)),
+                    "cpu_us_per_event": round(alone["cpu"] / max(alone["events"], 1) * 1e6),
+                },
+                "ingest_sharing_the_cores_cpu_us_per_event": round(
+                    shared_cpu / max(shared_events, 1) * 1e6
+                ),
                 "requests_answered": answered,
                 "events_persisted": persisted,
                 "persisted_equals_answered": persisted == answered,

@@ -53,7 +53,9 @@ def client() -> redis.Redis | None:
 
 
 def new_uid() -> str:
-    return os.urandom(16).hex()  # a uuid4's randomness without building a UUID per hit
+    # Time first, then 64 random bits: new uids land at the end of the unique index, not at a
+    # random page of it (like a UUIDv7), and no UUID object is built per hit.
+    return f"{time.time_ns():016x}{os.urandom(8).hex()}"
 
 
 _to_json = json.JSONEncoder(separators=(",", ":")).encode

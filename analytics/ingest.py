@@ -364,14 +364,7 @@ def _store(facts: list[Fact]) -> list[Fact]:
                 continue
             f.anonymous = mode == CampaignTracking.Mode.ANONYMOUS
         kept.append(f)
-    activity = {
-        a.delivery_id: a
-        for a in DeliveryActivity.objects.filter(
-            delivery_id__in=ids_in(
-                {f.delivery_id for f in kept if f.delivery_id and not f.anonymous}
-            )
-        )
-    }
+    activity = _activity_of({f.delivery_id for f in kept if f.delivery_id and not f.anonymous})
     _classify(kept, activity)
     received_at = timezone.now()
     rows = [_event_row(f, received_at) for f in kept]
@@ -385,6 +378,44 @@ def _store(facts: list[Fact]) -> list[Fact]:
     for f in kept:
         f.extra["activity"] = activity
     return kept
+
+
+def _activity_of(delivery_ids: set[int]) -> dict[int, DeliveryActivity]:
+    """The deliveries' activity rows. On PostgreSQL their timestamps come as ISO text and are
+    parsed by datetime.fromisoformat: Django's timestamp loader is Python, and its 6 µs a value
+    over eight columns was the largest single cost of a flush after the SQL."""
+    if not delivery_ids:
+        return {}
+    if connection.vendor != "postgresql":
+        return {
+            a.delivery_id: a for a in DeliveryActivity.objects.filter(delivery_id__in=delivery_ids)
+        }
+    fields = DeliveryActivity._meta.concrete_fields
+    stamps = [i for i, f in enumerate(fields) if isinstance(f, models.DateTimeField)]
+    jsons = [i for i, f in enumerate(fields) if isinstance(f, models.JSONField)]
+    columns = ", ".join(
+        f"to_json({f.column}) #>> '{{}}'" if i in stamps else f.column for i, f in enumerate(fields)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM {DeliveryActivity._meta.db_table} "  # noqa: S608
+            "WHERE delivery_id = ANY(%s)",
+            [list(delivery_ids)],
+        )
+        rows = cursor.fetchall()
+    parse = datetime.fromisoformat
+    activity = {}
+    for row in rows:
+        values = list(row)
+        for i in stamps:
+            if values[i] is not None:
+                values[i] = parse(values[i])
+        for i in jsons:
+            if isinstance(values[i], str):
+                values[i] = json.loads(values[i])
+        a = DeliveryActivity.from_db(connection.alias, None, values)
+        activity[a.delivery_id] = a
+    return activity
 
 
 EVENT_COLUMNS = [

@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "30"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
-# Enough that each recipient opens or clicks a few times in a run, as in a real campaign (a
-# handful of recipients hit thousands of times would flatter the per-delivery rollups).
+# Enough that each recipient opens or clicks a few times in a run, as in a real campaign,
+# rather than a handful of recipients hit thousands of times each.
 DELIVERIES = int(os.environ.get("BENCH_DELIVERIES", "50000"))
 ROUND_SECONDS = int(os.environ.get("BENCH_ROUND_SECONDS", "5"))
 DB_URL = os.environ.get(

@@ -171,6 +171,25 @@ def pending() -> int:
     return (r.llen(BUFFER_KEY) + r.llen(PROCESSING_KEY)) if r is not None else 0
 
 
+def backlog() -> dict | None:
+    """How far the reports are behind: hits not yet written and the age in seconds of the
+    oldest. None without Redis (hits are written at once) or when Redis does not answer."""
+    r = client()
+    if r is None:
+        return None
+    try:
+        with r.pipeline(transaction=False) as pipe:
+            pipe.llen(PROCESSING_KEY).llen(BUFFER_KEY)
+            pipe.lindex(PROCESSING_KEY, 0).lindex(BUFFER_KEY, 0)
+            processing, buffered, first_processing, first_buffered = pipe.execute()
+        oldest = json.loads(first_processing or first_buffered or "{}").get("t")
+    except (redis.RedisError, ValueError, AttributeError):
+        return None
+    count = processing + buffered
+    age = max(time.time() - float(oldest), 0) if count and oldest else 0
+    return {"hits": count, "seconds": round(age)}
+
+
 @contextlib.contextmanager
 def _cyclic_gc_paused():
     """A batch allocates hundreds of thousands of short-lived containers, nearly all freed by

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from campaigns.models import Campaign, Delivery
 from core.roles import admin_required, editor_required, viewer_required
 
-from . import reports
+from . import buffer, reports
 from .dns_checks import sending_domain_check
 from .forms import CampaignTrackingForm, SendingDomainForm, SunsetPolicyForm
 from .hygiene import sunset_policy, sunset_preview_refresh, sunset_run
@@ -25,6 +25,7 @@ def analytics_home(request):
         "analytics/home.html",
         {
             "alerts": ReputationAlert.objects.filter(resolved_at__isnull=True)[:20],
+            "backlog": buffer.backlog(),
             "tiles": reports.reputation_tiles(),
             "thresholds": {str(k): v for k, v in thresholds().items()},
             "window_days": settings.REPUTATION_WINDOW_DAYS,

@@ -175,3 +175,15 @@ def test_the_dashboard_states_the_configured_thresholds(viewer_client, settings,
     _activity(viewer_client, campaign, links, deliveries)
     body = viewer_client.get("/analytics/").content.decode()
     assert "complaints 0.1 % warning" in body and "/ 5.0 %" in body
+
+
+def test_the_dashboard_says_how_many_hits_are_not_counted_yet(viewer_client, sent_campaign):
+    _campaign, links, deliveries = sent_campaign
+    viewer_client.get(f"/t/o/{open_token(deliveries[0].pk)}", HTTP_USER_AGENT=CHROME).getvalue()
+    viewer_client.get(
+        f"/t/c/{click_token(deliveries[1].pk, links[0].pk)}", HTTP_USER_AGENT=CHROME
+    ).getvalue()
+    body = " ".join(viewer_client.get("/analytics/").content.decode().split())
+    assert "2 opens or clicks not counted yet" in body
+    buffer.flush()
+    assert "not counted yet" not in viewer_client.get("/analytics/").content.decode()

@@ -72,7 +72,9 @@ class _Pusher:
     tracking rate went from 0.76 to 0.78 of the trivial view's, one run each). redis-py's
     pool is bypassed too: a readiness check and locking on every hit. A broken connection is
     dropped and the hit sent again on a new one; a hit sent twice that way is harmless,
-    ingestion drops its second copy by uid.
+    ingestion drops its second copy by uid. The acknowledgement is read on the thread that
+    sent the hit: WSGI servers (gunicorn sync or gthread) iterate a response's body on the
+    request's thread; an ASGI deployment would need the confirmation passed along instead.
     """
 
     def __init__(self):

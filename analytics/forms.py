@@ -7,6 +7,13 @@ class CampaignTrackingForm(forms.ModelForm):
     class Meta:
         model = CampaignTracking
         fields = ["mode", "utm_source", "utm_medium", "utm_campaign"]
+        labels = {
+            "mode": "Tracking",
+            "utm_source": "UTM source",
+            "utm_medium": "UTM medium",
+            "utm_campaign": "UTM campaign",
+        }
+        help_texts = {"utm_source": "e.g. newsletter", "utm_medium": "e.g. email"}
 
 
 class SendingDomainForm(forms.ModelForm):

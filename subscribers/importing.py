@@ -532,6 +532,32 @@ def import_run(*, job: ImportJob) -> ImportJob:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, job.pk])
 
 
+def import_job_stalled(*, job: ImportJob) -> bool:
+    """Running, yet nobody holds its lock: the worker running it died, and with it the open
+    transaction, so nothing of it was saved. The broker would redeliver the task only after its
+    visibility timeout (an hour); ``import_job_resume`` runs it again now."""
+    if job.status != ImportJob.Status.RUNNING or connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, job.pk])
+        free = cursor.fetchone()[0]
+        if free:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, job.pk])
+    return free
+
+
+def import_job_resume(*, job: ImportJob) -> bool:
+    """Queue a stalled import again (after the transaction commits); False if it is not
+    stalled. A second copy of the task, should the broker redeliver the first one too, finds
+    the job locked or done and does nothing."""
+    from .tasks import import_subscribers_task
+
+    if not import_job_stalled(job=job):
+        return False
+    transaction.on_commit(lambda: import_subscribers_task.delay(job.pk))
+    return True
+
+
 def _run_locked(job: ImportJob) -> ImportJob:
     claimed = ImportJob.objects.filter(
         pk=job.pk, status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]

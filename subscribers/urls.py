@@ -18,6 +18,7 @@ urlpatterns = [
     path("import/", views.import_upload, name="import"),
     path("import/<int:job_id>/mapping", views.import_mapping, name="import_mapping"),
     path("import/<int:job_id>/", views.import_detail, name="import_detail"),
+    path("import/<int:job_id>/resume", views.import_resume, name="import_resume"),
     path(
         "import/<int:job_id>/rejected.csv",
         views.import_rejections_csv,

@@ -23,7 +23,13 @@ from .forms import (
     SubscriberForm,
     TopicForm,
 )
-from .importing import ImportError_, import_job_create, import_job_start
+from .importing import (
+    ImportError_,
+    import_job_create,
+    import_job_resume,
+    import_job_stalled,
+    import_job_start,
+)
 from .models import CustomField, ImportJob, Segment, Subscriber, Topic
 from .segments import SegmentRuleError, rules_q, segment_queryset
 from .selectors import subscriber_timeline
@@ -415,7 +421,26 @@ def import_detail(request, job_id: int):
         if request.headers.get("HX-Request")
         else "subscribers/import_detail.html"
     )
-    return render(request, template, {"job": job, "rejections": job.rejections.all()[:100]})
+    return render(
+        request,
+        template,
+        {
+            "job": job,
+            "stalled": import_job_stalled(job=job),
+            "rejections": job.rejections.all()[:100],
+        },
+    )
+
+
+@editor_required
+@require_POST
+def import_resume(request, job_id: int):
+    job = get_object_or_404(ImportJob, pk=job_id)
+    if import_job_resume(job=job):
+        messages.success(request, "The import was queued again.")
+    else:
+        messages.info(request, "This import is not stalled: nothing to do.")
+    return redirect("subscribers:import_detail", job_id=job.pk)
 
 
 @editor_required

@@ -1,6 +1,7 @@
 """The tracking buffer: hits go to a Redis list on the request path, a worker writes them.
 
-    record(hit)      RPUSH one JSON line (one round trip, no database)
+    send(hit)        RPUSH one JSON line (no database); the function it returns waits for
+                     Redis's acknowledgement, called before the response's first byte
     flush()          atomically move up to N lines to a processing list, ingest them in one
                      transaction, then delete the processing list
 
@@ -162,11 +163,6 @@ def _confirm(url: str) -> None:
         _pusher.confirm(url)
     except Exception:
         log.exception("tracking hit not recorded")
-
-
-def record(hit: dict) -> None:
-    """Buffer one tracking hit and wait for the acknowledgement. Never raises."""
-    send(hit)()
 
 
 def pending() -> int:

@@ -627,7 +627,7 @@ def _apply(facts: list[Fact]) -> dict:
                 links.assign((f.link_id,), campaign_id=cid)
                 first_on_link = human and a is not None and f.link_id not in a.human_link_ids
                 if first_on_link:
-                    a.human_link_ids = [*a.human_link_ids, f.link_id]
+                    a.human_link_ids.append(f.link_id)
                 links.add(
                     (f.link_id,),
                     clicks=1,

@@ -75,7 +75,6 @@ def _recorded(confirm: Callable[[], None], body: bytes, **kwargs) -> StreamingHt
     response = StreamingHttpResponse(_after(confirm, body), **kwargs)
     # Known length: gunicorn sends it as is rather than chunked.
     response["Content-Length"] = str(len(body))
-    response["Cache-Control"] = NO_CACHE
     return response
 
 
@@ -173,6 +172,7 @@ def click_redirect(request, token: str):
     confirm = _hit(request, "c", delivery_id, link_id)
     response = _recorded(confirm, b"", status=302)
     response["Location"] = url
+    response["Cache-Control"] = NO_CACHE
     return response
 
 

@@ -7,11 +7,12 @@ can never start one campaign twice — the failure mode of one-off clocked tasks
 """
 
 import logging
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
-from .models import Campaign
+from .models import Campaign, SendLease
 from .pipeline import campaign_maybe_finish, reconcile
 from .scheduling import next_weekly_occurrence
 
@@ -29,7 +30,7 @@ def _take_one_due(now):
 
 
 def dispatch_due(*, now=None) -> dict:
-    from .services import campaign_occurrence_create, campaign_start
+    from .services import campaign_occurrence_create, campaign_start, deliveries_settle_unknown
     from .tasks import campaign_kick
 
     now = now or timezone.now()
@@ -66,11 +67,20 @@ def dispatch_due(*, now=None) -> dict:
                     status_reason=f"Could not start: {exc}",
                 )
                 errors.append(campaign.pk)
+    settled = deliveries_settle_unknown(now=now)
     running = list(
         Campaign.objects.filter(status=Campaign.Status.RUNNING).values_list("pk", flat=True)
     )
+    # Leases of senders long gone whose rows were all settled.
+    SendLease.objects.filter(expires_at__lt=now - timedelta(hours=1)).delete()
     for campaign_id in running:
         reconcile(campaign_id=campaign_id)
         if not campaign_maybe_finish(campaign_id=campaign_id):
             transaction.on_commit(lambda cid=campaign_id: campaign_kick.delay(cid))
-    return {"started": started, "occurrences": occurrences, "errors": errors, "running": running}
+    return {
+        "started": started,
+        "occurrences": occurrences,
+        "errors": errors,
+        "running": running,
+        "settled": settled,
+    }

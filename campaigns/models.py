@@ -151,6 +151,21 @@ class Campaign(models.Model):
     preflight_override_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Set while the sending connection cannot be reached: the batch waits (nothing is failed)
+    # and the page says since when.
+    connection_down_since = models.DateTimeField(null=True, blank=True)
+    unknown_settle_hours = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Settle deliveries of unknown outcome left undecided this many hours "
+        "(empty: a person always decides).",
+    )
+    unknown_settle_action = models.CharField(
+        max_length=8,
+        choices=[("accept", "Count them as sent"), ("resend", "Send them again")],
+        default="accept",
+        help_text="A duplicate costs more reputation than one missed message.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -188,7 +203,14 @@ class Delivery(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
-        UNKNOWN = "unknown", "Unknown (worker died during handoff)"
+        UNKNOWN = "unknown", "Unknown (handoff interrupted)"
+
+    class Resolution(models.TextChoices):
+        NONE = "", "—"
+        ACCEPTED = "accepted", "Accepted as sent by a person"
+        RESENT = "resent", "Sent again by a person"
+        ACCEPTED_BY_POLICY = "accepted_by_policy", "Counted as sent by the campaign's policy"
+        RESENT_BY_POLICY = "resent_by_policy", "Sent again by the campaign's policy"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries")
     # Analytics survive the subscriber's erasure: the row keeps only the hash then.
@@ -207,6 +229,18 @@ class Delivery(models.Model):
     message_id = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # How an ``unknown`` row was settled, by whom and when (kept after it leaves ``unknown``).
+    resolution = models.CharField(
+        max_length=24,
+        choices=Resolution.choices,
+        default=Resolution.NONE,
+        db_default=Resolution.NONE,  # the snapshot's raw INSERT ... SELECT leaves it out
+        blank=True,
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         constraints = [
@@ -216,10 +250,60 @@ class Delivery(models.Model):
             models.Index(fields=["campaign", "status", "id"], name="delivery_claim"),
             models.Index(fields=["message_id"], name="delivery_message_id"),
             models.Index(fields=["subscriber", "sent_at"], name="delivery_subscriber"),
+            # Reconciliation reads only the rows in flight, whatever the ledger's size.
+            models.Index(
+                fields=["claim_token"],
+                condition=models.Q(status__in=["claimed", "sending"]),
+                name="delivery_in_flight",
+            ),
         ]
 
     def __str__(self):
         return f"{self.campaign_id} → {self.email} ({self.status})"
+
+
+class SendLease(models.Model):
+    """A sender's lease on the rows it claimed, kept where the rows are.
+
+    The sender renews ``expires_at`` from a heartbeat thread, even while a send blocks; a
+    renewal of a lease already expired fails, so once it lapses it is gone for good and
+    reconciliation may take its rows back. No cache restart, flush or eviction can release a
+    live lease: it is a row in PostgreSQL, not a key in Redis.
+    """
+
+    token = models.CharField(max_length=32, primary_key=True)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    host = models.CharField(max_length=200, blank=True, help_text="hostname:pid of the sender")
+
+    class Meta:
+        indexes = [models.Index(fields=["campaign", "expires_at"], name="lease_campaign")]
+
+    def __str__(self):
+        return f"{self.token} ({self.campaign_id}, until {self.expires_at:%H:%M:%S})"
+
+
+class DeliveryCount(models.Model):
+    """How many of a campaign's deliveries are in each state: kept by a PostgreSQL trigger on
+    the ledger (statement level, so a batch update is one upsert), read by the progress bar
+    and the campaign list instead of a GROUP BY over the ledger. Spread over a few shards so
+    parallel senders of one campaign do not queue on one counter row."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16)
+    shard = models.PositiveSmallIntegerField()
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "status", "shard"], name="delivery_count_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.campaign_id} {self.status}[{self.shard}] = {self.n}"
 
 
 class SandboxMessage(models.Model):

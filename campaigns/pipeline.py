@@ -1,26 +1,55 @@
-"""The sending pipeline: claim a batch, render, hand off over one connection, record.
+"""The sending pipeline: claim a batch under a lease, render, hand off, record.
 
-Exactly once, and what a crash leaves behind
+Exactly once, and what a fault leaves behind
 --------------------------------------------
-A row moves pending -> claimed -> sending -> sent/failed/skipped. The claim (one conditional
-``UPDATE ... FOR UPDATE SKIP LOCKED`` per batch) marks a batch ``claimed`` under a random claim
-token, so two workers never take the same row. Then, per message, ONE statement records the
-outcome of the previous message *and* marks the next one ``sending``, before it is handed to
-the backend. So at any instant a sender process has at most one row whose fate it does not
-know yet: the one in ``sending``.
+A row moves pending -> claimed -> sending -> sent | failed | skipped | unknown.
 
-If the worker dies (kill -9, OOM, power), its claim token stops being refreshed in the shared
-cache. Reconciliation (run by the dispatcher and at the start of every sending task) then finds
-the dead token's rows and:
+**The lease.** A sending task first writes a ``SendLease`` row (a random token, an expiry a
+``CAMPAIGN_CLAIM_TTL`` ahead, 30 s by default) and claims batches under that token with one
+``UPDATE ... FOR UPDATE SKIP LOCKED``, so two senders never take the same row. A heartbeat
+thread renews the lease every sixth of the TTL on its own connection, also while the main
+thread is blocked in a send. The renewal is conditional (``WHERE expires_at > now()``): once
+a lease has lapsed it can never come back, so "expired" means "dead" for good. The lease is a
+row beside the ledger, so no Redis restart, FLUSHDB or eviction can release a live claim.
 
-- puts ``claimed`` rows back to ``pending``: they were never handed to any backend, so sending
-  them later cannot duplicate anything;
-- moves the single ``sending`` row to ``unknown``: the backend may or may not have accepted it
-  (the SMTP "250 OK" may have arrived a microsecond before the kill). Re-sending it blindly
-  risks a duplicate; dropping it silently loses a recipient. Neither is acceptable, so the row
-  is shown on the campaign page and the campaign does not finish until someone decides
-  (resend, or accept as sent after checking the ESP's log by its Message-ID, which is
-  deterministic: ``<d{delivery id}.c{campaign id}@domain>``).
+**Fenced writes.** Per message, ONE statement records the outcome of the previous message and
+marks the next one ``sending``. It only touches rows still carrying our token in the state we
+left them (``sending`` for the outcome, ``claimed`` for the next), and it marks the next row
+only while the lease has at least a third of its TTL left and the campaign is still running.
+Its ``RETURNING`` says which rows it touched: if the next row was refused (the campaign was
+paused or cancelled, or the lease is lost), the sender gives its other claimed rows back and
+stops at once, without sending another message. Just before each handoff the sender also
+checks, on its monotonic clock, that its last successful renewal is recent enough: a process
+frozen past its lease (SIGSTOP, a long GC pause, a VM migration) notices on waking, before
+anything else goes out. A thawed sender never overwrites a row that reconciliation moved:
+its fenced write finds the row no longer ``sending`` under its token and changes nothing.
+
+So at any instant a sender has at most one row whose fate it does not know: the one in
+``sending``.
+
+**Reconciliation** (at the start of every sending task, and on every dispatcher tick) finds
+in-flight rows whose token has no live lease and:
+
+- puts ``claimed`` rows back to ``pending``: they were never handed off;
+- moves the ``sending`` row to ``unknown``: the backend may or may not have taken it.
+
+**The handoff.** Over SMTP the sender knows whether the message body went out: a connection
+lost, a timeout or a garbled answer *after* the final ``.`` moves that one row to ``unknown``
+(the server may have queued it, its "250 OK" lost on the way), never to a blind resend. A
+failure *before* the body went out (connect, MAIL, RCPT, the DATA command) sent nothing: the
+message is tried once more on a fresh connection; if the server still cannot be reached, the
+row and the rest of the batch go back to ``pending`` with a back-off (no attempt counted, no
+row failed) and the campaign shows "waiting for the server since ...". An explicit answer
+decides by itself: 4xx retries with back-off (up to ``MAX_ATTEMPTS`` over about eight hours,
+like an MTA), 5xx fails the row and goes through the same feedback path as an ESP bounce
+(``analytics.ingest``): an address-caused refusal suppresses the address, a sender-caused one
+(authentication, policy, reputation) counts against the connection and domain.
+
+``unknown`` rows are listed on the campaign page with their Message-ID (deterministic:
+``<d{delivery id}.c{campaign id}@domain>``, stored when the row is marked ``sending``) and a
+person resends or accepts them, one by one or all at once; an optional per-campaign policy
+settles those left undecided after some hours (by default counted as sent: a duplicate costs
+more reputation than one missed message). Every settlement is recorded on the row.
 
 Why not re-send after a crash and rely on Message-ID de-duplication? Receivers do not reliably
 de-duplicate. Why not write ``sent`` per batch? Then a crash leaves a whole batch ambiguous
@@ -34,106 +63,252 @@ import logging
 import os
 import smtplib
 import socket
+import ssl
+import threading
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.core import mail
 from django.core.cache import cache
 from django.core.mail import get_connection
+from django.db import DatabaseError, transaction
 from django.db import connection as db
-from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from analytics.bounces import bounce_kind
+from analytics.ingest import Fact, ingest_facts
+
 from .messages import MessageFactory
-from .models import Campaign, Delivery, SandboxMessage, SendingConnection
+from .models import Campaign, CampaignTransitionError, Delivery, SandboxMessage, SendLease
 from .throttle import domain_allowance, next_minute, rate_acquire, warmup_reserve
+from .transitions import campaign_transition
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
-MAX_ATTEMPTS = 4
-# Retry back-off for transient errors: 30 s, 2 min, 8 min.
-BACKOFF_SECONDS = [30, 120, 480]
+# Transient answers (4xx) are retried like an MTA would, for about eight hours in all.
+BACKOFF_SECONDS = [30, 120, 480, 1800, 3600, 7200, 14400]
+MAX_ATTEMPTS = len(BACKOFF_SECONDS) + 1
+# While the server cannot be reached: wait as long as it has been down, within these bounds.
+OUTAGE_BACKOFF = (5, 300)
 
 
 def claim_ttl() -> int:
-    """Seconds after which a claim whose heartbeat stopped belongs to a dead worker."""
+    """Seconds a lease lives without renewal: after that its holder is taken for dead."""
     return int(os.environ.get("CAMPAIGN_CLAIM_TTL", "30"))
 
 
-def _heartbeat_key(token: str) -> str:
-    return f"nfm:claim:{token}"
-
-
-def _alive_key(campaign_id: int) -> str:
-    return f"nfm:campaign-alive:{campaign_id}"
+def outage_pause_minutes() -> int:
+    """An unreachable server pauses the campaign after this long (it waits until then)."""
+    return int(os.environ.get("CAMPAIGN_OUTAGE_PAUSE_MINUTES", "30"))
 
 
 class TransientError(Exception):
     pass
 
 
-def _classify(exc: Exception) -> tuple[bool, str]:
-    """(transient?, message) for an exception raised while handing a message off."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        code, text = next(iter(exc.recipients.values()))
-        return 400 <= code < 500, f"SMTP {code} {text.decode(errors='replace')}"
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return 400 <= exc.smtp_code < 500, (
-            f"SMTP {exc.smtp_code} {exc.smtp_error.decode(errors='replace')}"
-        )
-    if isinstance(exc, smtplib.SMTPServerDisconnected | socket.timeout | ConnectionError | OSError):
-        return True, f"{exc.__class__.__name__}: {exc}"
-    try:
-        from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+class LeaseLost(Exception):
+    """This sender's lease lapsed: its rows may belong to someone else now."""
 
-        if isinstance(exc, AnymailRecipientsRefused):
-            return False, f"Refused by the ESP: {exc}"
-        if isinstance(exc, AnymailAPIError):
-            status = getattr(exc, "status_code", None)
-            return status is None or status == 429 or status >= 500, f"ESP error: {exc}"
-    except ImportError:  # pragma: no cover
-        pass
-    return False, f"{exc.__class__.__name__}: {exc}"
+
+class HandoffUnknown(Exception):
+    """The message body went out but its fate was never confirmed (see the module doc)."""
+
+
+class ConnectionDown(Exception):
+    """Nothing was handed off: the server could not be reached or dropped us before DATA."""
+
+
+class ClaimedRow(NamedTuple):
+    id: int
+    subscriber_id: int
+    email: str
+    domain: str
+    first_name: str
+    last_name: str
+    attributes: dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# The lease
+
+
+class Lease:
+    """A sender's lease (see the module doc): acquire, renew from a thread, check, release."""
+
+    def __init__(self, *, campaign_id: int, ttl: int | None = None):
+        self.campaign_id = campaign_id
+        self.ttl = ttl or claim_ttl()
+        # The next row is marked ``sending`` only while this much of the lease is left.
+        self.margin = self.ttl / 3
+        self.token = uuid.uuid4().hex
+        self._valid_until = 0.0  # monotonic
+        self._lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> "Lease":
+        started = time.monotonic()
+        with db.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO campaigns_sendlease (token, campaign_id, expires_at, created_at, "
+                "host) VALUES (%s, %s, now() + %s * interval '1 second', now(), %s)",
+                [self.token, self.campaign_id, self.ttl, f"{socket.gethostname()}:{os.getpid()}"],
+            )
+        self._valid_until = started + self.ttl - self.margin
+        # Inside a transaction (tests) nobody else can see the lease or the rows it covers, so
+        # nobody can take them back; and a thread's own connection could not see the lease
+        # either. There the sender renews it itself between messages.
+        if not db.in_atomic_block:
+            self._thread = threading.Thread(
+                target=self._heartbeat, name=f"lease-{self.token[:8]}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def renew(self) -> bool | None:
+        """Extend the lease; False once it has lapsed (for good), None if the database did
+        not answer (the lease then simply runs down)."""
+        started = time.monotonic()
+        try:
+            with db.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE campaigns_sendlease SET expires_at = now() + %s * interval '1 second'"
+                    " WHERE token = %s AND expires_at > now()",
+                    [self.ttl, self.token],
+                )
+                renewed = cursor.rowcount == 1
+        except DatabaseError:
+            log.warning("lease %s: renewal failed", self.token, exc_info=True)
+            return None
+        if renewed:
+            self._valid_until = started + self.ttl - self.margin
+        else:
+            self._lost.set()
+        return renewed
+
+    def _heartbeat(self) -> None:
+        try:
+            while not self._stop.wait(self.ttl / 6):
+                if self.renew() is False:
+                    log.warning("lease %s lapsed: its sender stops", self.token)
+                    return
+        finally:
+            db.close()
+
+    def check(self) -> None:
+        if self._thread is None and time.monotonic() > self._valid_until - self.margin:
+            self.renew()
+        if self._lost.is_set() or time.monotonic() >= self._valid_until:
+            self._lost.set()
+            raise LeaseLost(self.token)
+
+    @property
+    def lost(self) -> bool:
+        return self._lost.is_set()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.ttl)
+        with contextlib.suppress(DatabaseError), db.cursor() as cursor:
+            # Rows still in flight under this token (an exception mid-batch) keep the lease
+            # row until it expires, so reconciliation handles them like a crash.
+            cursor.execute(
+                "DELETE FROM campaigns_sendlease WHERE token = %s AND NOT EXISTS (SELECT 1 FROM "
+                "campaigns_delivery WHERE claim_token = %s AND status IN ('claimed', 'sending'))",
+                [self.token, self.token],
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# The transport
+
+
+class _LedgerSMTP(smtplib.SMTP):
+    """smtplib.SMTP that remembers whether the current message's body (with its final dot)
+    was written to the socket: after that, a lost answer is no reason to send again."""
+
+    body_sent = False
+    _in_data = False
+
+    def data(self, msg):
+        self.body_sent = False
+        self._in_data = True
+        try:
+            return super().data(msg)
+        finally:
+            self._in_data = False
+
+    def send(self, s):
+        super().send(s)
+        if self._in_data and isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.body_sent = True
 
 
 class Transport:
-    """One reused connection per batch: raw SMTP, a Django/anymail backend, or the sandbox."""
+    """One reused connection per sender: raw SMTP, a Django/anymail backend, or the sandbox."""
 
     def __init__(self, campaign: Campaign, factory: MessageFactory):
         self.campaign = campaign
         self.factory = factory
-        self.conn: SendingConnection | None = campaign.connection
+        self.conn = campaign.connection
         self.sandbox = campaign.is_test
-        self.smtp: smtplib.SMTP | None = None
+        self.is_smtp = self.conn is None or self.conn.is_smtp
+        self.smtp: _LedgerSMTP | None = None
         self.backend = None
 
-    def open(self):
+    def open(self) -> None:
         if self.sandbox:
             return
-        if self.conn is None or self.conn.is_smtp:
-            options = dict(self.conn.options if self.conn else {})
-            from django.conf import settings
-
-            host = options.get("host", settings.EMAIL_HOST)
-            port = int(options.get("port", settings.EMAIL_PORT))
-            self.smtp = smtplib.SMTP(host, port, timeout=options.get("timeout", 30))
-            if options.get("use_tls"):
-                self.smtp.starttls()
-            if options.get("username"):
-                self.smtp.login(options["username"], options.get("password", ""))
+        if self.is_smtp:
+            self._open_smtp()
         else:
             self.backend = get_connection(
                 self.conn.backend, fail_silently=False, **(self.conn.options or {})
             )
             self.backend.open()
 
-    def close(self):
+    def _open_smtp(self) -> None:
+        options = dict(self.conn.options if self.conn else {})
+        host = options.get("host", settings.EMAIL_HOST)
+        port = int(options.get("port", settings.EMAIL_PORT))
+        try:
+            smtp = _LedgerSMTP(host, port, timeout=float(options.get("timeout", 60)))
+            if options.get("use_tls"):
+                # Verified against the system's CAs unless the connection says otherwise.
+                context = ssl.create_default_context()
+                if options.get("tls_verify") is False:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                smtp.starttls(context=context)
+            if options.get("username"):
+                smtp.login(options["username"], options.get("password", ""))
+        except smtplib.SMTPResponseException as exc:
+            if 400 <= exc.smtp_code < 500:
+                raise ConnectionDown(_describe(exc)) from exc
+            raise
+        except smtplib.SMTPNotSupportedError:
+            raise  # STARTTLS asked for but not offered: a setting to fix, not an outage
+        except OSError as exc:  # refused, reset, timed out, TLS failure, disconnected
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                raise
+            raise ConnectionDown(_describe(exc)) from exc
+        self.smtp = smtp
+
+    def close(self) -> None:
         if self.smtp is not None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 self.smtp.quit()
+            with contextlib.suppress(OSError):
+                self.smtp.close()
             self.smtp = None
         if self.backend is not None:
             try:
@@ -143,23 +318,22 @@ class Transport:
             self.backend = None
         self.after_batch()
 
-    def after_batch(self):
+    def after_batch(self) -> None:
         # anymail's test backend keeps every message in memory and finds its ids by a
         # linear search: keep it bounded in long-running workers.
         if len(getattr(mail, "outbox", ())) > 1_000:
             mail.outbox.clear()
 
     def send(self, built) -> str:
-        """Hand one message off; returns the message id; raises on failure."""
+        """Hand one message off; returns the message id. Raises HandoffUnknown when the body
+        went out unconfirmed, ConnectionDown when nothing went out for lack of a connection,
+        or the backend's own error for an explicit refusal."""
         if self.sandbox:
             raise AssertionError("sandbox messages are recorded, not sent")
-        if self.smtp is not None:
-            refused = self.smtp.sendmail(
-                self.factory.from_email, [built.to], self.factory.raw(built)
-            )
-            if refused:
-                raise smtplib.SMTPRecipientsRefused(refused)
-            return built.message_id
+        if self.is_smtp:
+            return self._send_smtp(built)
+        if self.backend is None:
+            self.open()
         message = self.factory.email_message(built, connection=self.backend)
         if not self.backend.send_messages([message]):
             raise TransientError("the backend accepted no message")
@@ -168,19 +342,97 @@ class Transport:
             return str(status.message_id)
         return built.message_id
 
-    def reopen(self):
-        self.close()
-        self.open()
+    def _send_smtp(self, built) -> str:
+        if self.smtp is None:
+            self._open_smtp()
+        smtp = self.smtp
+        smtp.body_sent = False
+        try:
+            refused = smtp.sendmail(self.factory.from_email, [built.to], self.factory.raw(built))
+        except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code == 421:  # "service not available, closing channel"
+                self._drop()
+                raise ConnectionDown(_describe(exc)) from exc
+            raise
+        except smtplib.SMTPRecipientsRefused:
+            raise
+        except OSError as exc:  # SMTPServerDisconnected, a timeout, a reset (SMTPException too)
+            self._drop()
+            if smtp.body_sent:
+                raise HandoffUnknown(
+                    f"The connection was lost after the message was sent, before the server "
+                    f"confirmed it ({_describe(exc)})."
+                ) from exc
+            raise ConnectionDown(_describe(exc)) from exc
+        if refused:
+            raise smtplib.SMTPRecipientsRefused(refused)
+        return built.message_id
 
+    def _drop(self) -> None:
+        if self.smtp is not None:
+            with contextlib.suppress(OSError):
+                self.smtp.close()
+            self.smtp = None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = exc.smtp_error
+        if isinstance(text, bytes):
+            text = text.decode(errors="replace")
+        return f"SMTP {exc.smtp_code} {text}"
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+@dataclass
+class Refusal:
+    """An explicit answer from the server or the ESP about one message."""
+
+    transient: bool
+    message: str
+    smtp_code: int | None = None
+
+
+def _classify(exc: Exception) -> Refusal:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, text = next(iter(exc.recipients.values()))
+        text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+        return Refusal(400 <= code < 500, f"SMTP {code} {text}", code)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return Refusal(400 <= exc.smtp_code < 500, _describe(exc), exc.smtp_code)
+    if isinstance(exc, TransientError | socket.timeout | ConnectionError):
+        return Refusal(True, _describe(exc))
+    from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+
+    if isinstance(exc, AnymailRecipientsRefused):
+        return Refusal(False, f"Refused by the ESP: {exc}")
+    if isinstance(exc, AnymailAPIError):
+        status = getattr(exc, "status_code", None)
+        return Refusal(status is None or status == 429 or status >= 500, f"ESP error: {exc}")
+    return Refusal(False, _describe(exc))
+
+
+# --------------------------------------------------------------------------------------------
+# Claims and outcomes
 
 _RECORD_SQL = """
-UPDATE campaigns_delivery SET
-  status = CASE WHEN id = %(next)s THEN 'sending' ELSE %(status)s END,
-  message_id = CASE WHEN id = %(next)s THEN message_id ELSE %(message_id)s END,
-  sent_at = CASE WHEN id = %(next)s THEN sent_at ELSE %(sent_at)s END,
-  error = CASE WHEN id = %(next)s THEN error ELSE %(error)s END,
-  not_before = CASE WHEN id = %(next)s THEN not_before ELSE %(not_before)s END
-WHERE id IN (%(prev)s, %(next)s) AND claim_token = %(token)s
+UPDATE campaigns_delivery d SET
+  status = CASE WHEN d.id = %(next)s THEN 'sending' ELSE %(status)s END,
+  message_id = CASE WHEN d.id = %(next)s THEN %(next_message_id)s
+                    ELSE COALESCE(NULLIF(%(message_id)s, ''), d.message_id) END,
+  sent_at = CASE WHEN d.id = %(next)s THEN d.sent_at ELSE %(sent_at)s END,
+  error = CASE WHEN d.id = %(next)s THEN d.error ELSE %(error)s END,
+  not_before = CASE WHEN d.id = %(next)s THEN d.not_before ELSE %(not_before)s END,
+  attempts = CASE WHEN d.id = %(next)s THEN d.attempts
+                  ELSE greatest(d.attempts + %(attempts_adjust)s, 0) END
+WHERE d.claim_token = %(token)s AND (
+  (d.id = %(prev)s AND d.status = 'sending')
+  OR (d.id = %(next)s AND d.status = 'claimed'
+      AND EXISTS (SELECT 1 FROM campaigns_sendlease l WHERE l.token = %(token)s
+                  AND l.expires_at > now() + %(margin)s * interval '1 second')
+      AND EXISTS (SELECT 1 FROM campaigns_campaign c WHERE c.id = d.campaign_id
+                  AND c.status = 'running')))
+RETURNING d.id
 """
 
 _CLAIM_SQL = """
@@ -188,6 +440,8 @@ WITH picked AS (
   SELECT id FROM campaigns_delivery
   WHERE campaign_id = %(campaign)s AND status = 'pending'
     AND (not_before IS NULL OR not_before <= now())
+    AND EXISTS (SELECT 1 FROM campaigns_sendlease l WHERE l.token = %(token)s
+                AND l.expires_at > now() + %(margin)s * interval '1 second')
   ORDER BY id LIMIT %(limit)s
   FOR UPDATE SKIP LOCKED
 ), blocked AS (
@@ -218,63 +472,121 @@ ORDER BY c.id
 """
 
 
-def claim_batch(*, campaign: Campaign, token: str, limit: int) -> list[tuple]:
+def claim_batch(*, campaign: Campaign, lease: Lease, limit: int) -> list[ClaimedRow]:
     with transaction.atomic(), db.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, {"campaign": campaign.pk, "token": token, "limit": limit})
-        return cursor.fetchall()
+        cursor.execute(
+            _CLAIM_SQL,
+            {"campaign": campaign.pk, "token": lease.token, "limit": limit, "margin": lease.margin},
+        )
+        return [ClaimedRow(*row) for row in cursor.fetchall()]
+
+
+_DEAD_TOKENS_SQL = """
+SELECT DISTINCT d.claim_token FROM campaigns_delivery d
+WHERE d.status IN ('claimed', 'sending') {campaign}
+  AND NOT EXISTS (SELECT 1 FROM campaigns_sendlease l
+                  WHERE l.token = d.claim_token AND l.expires_at > now())
+"""
 
 
 def reconcile(*, campaign_id: int | None = None) -> dict[str, int]:
-    """Rows held by dead claims: claimed -> pending, sending -> unknown (see module doc)."""
-    qs = Delivery.objects.filter(status__in=[Delivery.Status.CLAIMED, Delivery.Status.SENDING])
-    if campaign_id is not None:
-        qs = qs.filter(campaign_id=campaign_id)
-    cutoff = timezone.now() - timedelta(seconds=claim_ttl())
-    tokens = set(
-        qs.filter(claimed_at__lt=cutoff).order_by().values_list("claim_token", flat=True).distinct()
-    )
-    if not tokens:
-        return {"released": 0, "unknown": 0}
-    live = cache.get_many([_heartbeat_key(t) for t in tokens])
-    dead = [t for t in tokens if _heartbeat_key(t) not in live]
+    """Rows held by lapsed leases: claimed -> pending, sending -> unknown (see module doc)."""
+    with db.cursor() as cursor:
+        if campaign_id is None:
+            cursor.execute(_DEAD_TOKENS_SQL.format(campaign=""))
+        else:
+            cursor.execute(_DEAD_TOKENS_SQL.format(campaign="AND d.campaign_id = %s"), [campaign_id])
+        dead = [token for (token,) in cursor.fetchall()]
     if not dead:
         return {"released": 0, "unknown": 0}
-    released = qs.filter(claim_token__in=dead, status=Delivery.Status.CLAIMED).update(
-        status=Delivery.Status.PENDING, claim_token=""
+    in_flight = Delivery.objects.filter(claim_token__in=dead)
+    released = in_flight.filter(status=Delivery.Status.CLAIMED).update(
+        status=Delivery.Status.PENDING, claim_token="", attempts=Greatest(F("attempts") - 1, 0)
     )
-    unknown = qs.filter(claim_token__in=dead, status=Delivery.Status.SENDING).update(
+    unknown = in_flight.filter(status=Delivery.Status.SENDING).update(
         status=Delivery.Status.UNKNOWN,
-        error="The worker died while handing this message to the backend: it may or may not "
-        "have been sent. Check the ESP log for its Message-ID, then resend or accept it.",
+        error="Its sender stopped (crashed, or froze past its lease) while handing this "
+        "message to the server: it may or may not have been sent. Check the server's log "
+        "for its Message-ID, then resend or accept it.",
     )
+    SendLease.objects.filter(token__in=dead, expires_at__lte=timezone.now()).delete()
     if released or unknown:
-        log.warning("reconciled dead claims %s: %s released, %s unknown", dead, released, unknown)
+        log.warning("reconciled lapsed leases %s: %s released, %s unknown", dead, released, unknown)
     return {"released": released, "unknown": unknown}
 
 
-def _release(token: str, ids: list[int], *, not_before=None) -> None:
+def _release(token: str, ids: list[int], *, not_before=None) -> int:
     """Give claimed rows back untouched (they were never handed off)."""
-    from django.db.models import F
-
     if not ids:
-        return
-    Delivery.objects.filter(id__in=ids, claim_token=token).update(
+        return 0
+    return Delivery.objects.filter(
+        id__in=ids, claim_token=token, status=Delivery.Status.CLAIMED
+    ).update(
         status=Delivery.Status.PENDING,
         claim_token="",
         not_before=not_before,
-        attempts=F("attempts") - 1,
+        attempts=Greatest(F("attempts") - 1, 0),
     )
 
 
+@dataclass
 class BatchResult:
-    def __init__(self):
-        self.sent = 0
-        self.failed = 0
-        self.retried = 0
-        self.trailing_failures = 0  # consecutive failures at the end of the batch
-        self.any_success = False
-        self.last_error = ""
-        self.stopped = False
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    unknown: int = 0
+    trailing_failures: int = 0  # consecutive failures at the end of the batch
+    any_success: bool = False
+    last_error: str = ""
+    stopped: bool = False  # too many consecutive failures
+    interrupted: bool = False  # paused, cancelled, or the lease lost: nothing more was sent
+    outage: str = ""  # the server could not be reached: why
+
+
+@dataclass
+class _Outcome:
+    """What to write on the row just handed off, in the next record statement."""
+
+    prev: int = -1
+    status: str = ""
+    message_id: str = ""
+    sent_at: Any = None
+    error: str = ""
+    not_before: Any = None
+    attempts_adjust: int = 0
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "prev": self.prev,
+            "status": self.status,
+            "message_id": self.message_id,
+            "sent_at": self.sent_at,
+            "error": self.error,
+            "not_before": self.not_before,
+            "attempts_adjust": self.attempts_adjust,
+        }
+
+
+def _record(cursor, outcome: _Outcome, *, lease: Lease, next_id: int, next_message_id: str):
+    """The fenced write: returns (outcome written?, next row marked sending?)."""
+    cursor.execute(
+        _RECORD_SQL,
+        {
+            **outcome.params(),
+            "next": next_id,
+            "next_message_id": next_message_id,
+            "token": lease.token,
+            "margin": lease.margin,
+        },
+    )
+    touched = {row[0] for row in cursor.fetchall()}
+    if outcome.prev != -1 and outcome.prev not in touched:
+        log.warning(
+            "delivery %s was taken back before its outcome (%s) was written: left as found",
+            outcome.prev,
+            outcome.status,
+        )
+    return outcome.prev in touched, next_id in touched
 
 
 def send_batch(
@@ -282,108 +594,150 @@ def send_batch(
     campaign: Campaign,
     factory: MessageFactory,
     transport: Transport,
-    token: str,
-    rows: list[tuple],
+    lease: Lease,
+    rows: list[ClaimedRow],
 ) -> BatchResult:
     result = BatchResult()
     conn = campaign.connection
     streak = campaign.consecutive_failures
-    prev = {
-        "prev": -1,
-        "status": "",
-        "message_id": "",
-        "sent_at": None,
-        "error": "",
-        "not_before": None,
-    }
-    last_beat = time.monotonic()
-    pending_tokens = 0
+    outcome = _Outcome()
+    bounces: list[Fact] = []
+    token = lease.token
     with db.cursor() as cursor:
         cursor.execute("SET synchronous_commit TO off")
         try:
-            for index, (
-                delivery_id,
-                subscriber_id,
-                email,
-                _domain,
-                first,
-                last,
-                attrs,
-            ) in enumerate(rows):
-                if time.monotonic() - last_beat > 5:
-                    _beat(token, campaign.pk)
-                    last_beat = time.monotonic()
-                if conn is not None and conn.rate_per_second and pending_tokens == 0:
-                    pending_tokens = min(len(rows) - index, max(1, int(conn.rate_per_second / 10)))
-                    rate_acquire(conn, pending_tokens)
-                pending_tokens = max(pending_tokens - 1, 0)
+            for index, row in enumerate(rows):
+                try:
+                    lease.check()
+                except LeaseLost:
+                    result.interrupted = True
+                    break
+                if conn is not None and conn.rate_per_second:
+                    rate_acquire(conn)
                 built = factory.build(
-                    delivery_id=delivery_id,
-                    subscriber_id=subscriber_id,
-                    email=email,
-                    first_name=first,
-                    last_name=last,
-                    attributes=attrs,
+                    delivery_id=row.id,
+                    subscriber_id=row.subscriber_id,
+                    email=row.email,
+                    first_name=row.first_name,
+                    last_name=row.last_name,
+                    attributes=row.attributes,
                 )
                 if transport.sandbox:
-                    _record_sandbox(token, built, factory, campaign)
+                    if not _record_sandbox(token, built, factory, campaign):
+                        result.interrupted = True
+                        break
                     result.sent += 1
                     result.any_success = True
                     continue
-                cursor.execute(_RECORD_SQL, {**prev, "next": delivery_id, "token": token})
+                _, marked = _record(
+                    cursor, outcome, lease=lease, next_id=row.id, next_message_id=built.message_id
+                )
+                outcome = _Outcome()
+                if not marked:
+                    # Paused, cancelled, or the lease lapsed: not one more message.
+                    result.interrupted = True
+                    break
                 try:
+                    lease.check()
                     message_id = _send_with_reconnect(transport, built)
+                except LeaseLost:
+                    outcome = _Outcome(prev=row.id, status="pending", attempts_adjust=-1)
+                    result.interrupted = True
+                    break
+                except HandoffUnknown as exc:
+                    outcome = _Outcome(prev=row.id, status="unknown", error=str(exc))
+                    result.unknown += 1
+                    result.last_error = str(exc)
+                    continue
+                except ConnectionDown as exc:
+                    # Nothing went out: this row and the rest wait for the server to come back.
+                    wait = _outage_backoff(campaign)
+                    outcome = _Outcome(
+                        prev=row.id,
+                        status="pending",
+                        error=f"Waiting for the server: {exc}",
+                        not_before=timezone.now() + timedelta(seconds=wait),
+                        attempts_adjust=-1,
+                    )
+                    _release(
+                        token,
+                        [r.id for r in rows[index + 1 :]],
+                        not_before=timezone.now() + timedelta(seconds=wait),
+                    )
+                    result.outage = str(exc)
+                    break
                 except Exception as exc:
-                    transient, message = _classify(exc)
-                    attempts = _attempts(delivery_id)
+                    refusal = _classify(exc)
+                    attempts = _attempts(row.id)
                     streak += 1
                     result.trailing_failures += 1
-                    result.last_error = message
-                    if transient and attempts < MAX_ATTEMPTS:
+                    result.last_error = refusal.message
+                    if refusal.transient and attempts < MAX_ATTEMPTS:
                         backoff = BACKOFF_SECONDS[min(attempts - 1, len(BACKOFF_SECONDS) - 1)]
-                        prev = {
-                            "prev": delivery_id,
-                            "status": "pending",
-                            "message_id": "",
-                            "sent_at": None,
-                            "error": f"Retrying: {message}",
-                            "not_before": timezone.now() + timedelta(seconds=backoff),
-                        }
+                        outcome = _Outcome(
+                            prev=row.id,
+                            status="pending",
+                            error=f"Retrying (attempt {attempts} of {MAX_ATTEMPTS}): "
+                            f"{refusal.message}",
+                            not_before=timezone.now() + timedelta(seconds=backoff),
+                        )
                         result.retried += 1
                     else:
-                        prev = {
-                            "prev": delivery_id,
-                            "status": "failed",
-                            "message_id": "",
-                            "sent_at": None,
-                            "error": message,
-                            "not_before": None,
-                        }
+                        if refusal.transient:
+                            refusal.message = f"Gave up after {attempts} attempts: {refusal.message}"
+                        outcome = _Outcome(prev=row.id, status="failed", error=refusal.message)
                         result.failed += 1
+                        if refusal.smtp_code and refusal.smtp_code >= 500:
+                            bounces.append(_bounce_fact(row, built, refusal))
                     if streak >= campaign.max_consecutive_failures:
                         result.stopped = True
-                        cursor.execute(_RECORD_SQL, {**prev, "next": -1, "token": token})
-                        prev["prev"] = -1
-                        _release(token, [r[0] for r in rows[index + 1 :]])
+                        _release(token, [r.id for r in rows[index + 1 :]])
                         break
                     continue
                 streak = 0
                 result.trailing_failures = 0
                 result.any_success = True
                 result.sent += 1
-                prev = {
-                    "prev": delivery_id,
-                    "status": "sent",
-                    "message_id": message_id,
-                    "sent_at": timezone.now(),
-                    "error": "",
-                    "not_before": None,
-                }
-            if prev["prev"] != -1:
-                cursor.execute(_RECORD_SQL, {**prev, "next": -1, "token": token})
+                outcome = _Outcome(
+                    prev=row.id, status="sent", message_id=message_id, sent_at=timezone.now()
+                )
+            if bounces:
+                # Synchronous refusals take the same path as an ESP's bounce webhook; before
+                # the batch's last row is settled, so a finished campaign has its feedback.
+                ingest_facts(bounces)
+            if outcome.prev != -1:
+                _record(cursor, outcome, lease=lease, next_id=-1, next_message_id="")
+            if result.interrupted or result.outage:
+                _release(token, [r.id for r in rows])
         finally:
             cursor.execute("SET synchronous_commit TO DEFAULT")
     return result
+
+
+def _bounce_fact(row: ClaimedRow, built, refusal: Refusal) -> Fact:
+    enhanced = ""
+    words = refusal.message.split()
+    if len(words) > 2 and words[2][:1] in "245" and words[2].count(".") == 2:
+        enhanced = words[2]
+    return Fact(
+        uid=f"smtp:{row.id}:{uuid.uuid4().hex}",
+        kind="bounced",
+        occurred_at=timezone.now(),
+        delivery_id=row.id,
+        message_id=built.message_id,
+        recipient=row.email,
+        esp="smtp",
+        bounce_type=bounce_kind(smtp_code=refusal.smtp_code, enhanced=enhanced, text=refusal.message),
+        reason=refusal.message[:300],
+    )
+
+
+def _outage_backoff(campaign: Campaign) -> float:
+    since = Campaign.objects.filter(pk=campaign.pk).values_list("connection_down_since", flat=True)
+    down_since = since[0] if since else None
+    elapsed = (timezone.now() - down_since).total_seconds() if down_since else 0
+    low, high = OUTAGE_BACKOFF
+    return min(max(elapsed, low), high)
 
 
 def _attempts(delivery_id: int) -> int:
@@ -393,16 +747,26 @@ def _attempts(delivery_id: int) -> int:
 def _send_with_reconnect(transport: Transport, built) -> str:
     try:
         return transport.send(built)
-    except (smtplib.SMTPServerDisconnected, ConnectionError):
-        # A dropped connection is retried once on a fresh one: nothing was accepted.
-        transport.reopen()
+    except ConnectionDown:
+        # Dropped before the body went out: nothing was accepted, one fresh try.
+        transport.close()
         return transport.send(built)
 
 
-def _record_sandbox(token: str, built, factory: MessageFactory, campaign: Campaign) -> None:
+def _record_sandbox(token: str, built, factory: MessageFactory, campaign: Campaign) -> bool:
     """Test mode: the capture and the 'sent' mark commit together — exactly once, nothing out."""
     raw = factory.raw(built).decode("utf-8", errors="replace")
     with transaction.atomic():
+        marked = Delivery.objects.filter(
+            pk=built.delivery_id,
+            claim_token=token,
+            status=Delivery.Status.CLAIMED,
+            campaign__status=Campaign.Status.RUNNING,
+        ).update(
+            status=Delivery.Status.SENT, sent_at=timezone.now(), message_id=built.message_id
+        )
+        if not marked:
+            return False
         SandboxMessage.objects.create(
             campaign=campaign,
             delivery_id=built.delivery_id,
@@ -413,48 +777,45 @@ def _record_sandbox(token: str, built, factory: MessageFactory, campaign: Campai
             headers=built.headers,
             raw=raw,
         )
-        Delivery.objects.filter(pk=built.delivery_id, claim_token=token).update(
-            status=Delivery.Status.SENT, sent_at=timezone.now(), message_id=built.message_id
-        )
-
-
-def _beat(token: str, campaign_id: int) -> None:
-    ttl = claim_ttl()
-    cache.set_many({_heartbeat_key(token): 1, _alive_key(campaign_id): 1}, timeout=ttl)
+    return True
 
 
 def senders_alive(campaign_id: int) -> bool:
-    return cache.get(_alive_key(campaign_id)) is not None
+    return SendLease.objects.filter(campaign_id=campaign_id, expires_at__gt=timezone.now()).exists()
 
 
-def _apply_domain_caps(campaign: Campaign, token: str, rows: list[tuple]) -> list[tuple]:
+def _apply_domain_caps(campaign: Campaign, token: str, rows: list[ClaimedRow]) -> list[ClaimedRow]:
     conn = campaign.connection
     if conn is None or not conn.domain_caps:
         return rows
-    counts = Counter(r[3] for r in rows if r[3] in conn.domain_caps)
+    counts = Counter(r.domain for r in rows if r.domain in conn.domain_caps)
     if not counts:
         return rows
     allowed = domain_allowance(conn, dict(counts))
-    keep, defer = [], []
+    keep: list[ClaimedRow] = []
+    defer: list[int] = []
     for row in rows:
-        domain = row[3]
-        if domain in allowed:
-            if allowed[domain] > 0:
-                allowed[domain] -= 1
+        if row.domain in allowed:
+            if allowed[row.domain] > 0:
+                allowed[row.domain] -= 1
                 keep.append(row)
             else:
-                defer.append(row[0])
+                defer.append(row.id)
         else:
             keep.append(row)
     _release(token, defer, not_before=next_minute())
     return keep
 
 
+# --------------------------------------------------------------------------------------------
+# A sending task's work
+
+
 def campaign_send_work(*, campaign_id: int, time_budget: float = 60.0) -> str:
     """Claim and send batches until the campaign is done, paused, or the budget is spent.
     Returns why it stopped: 'done', 'idle' (only deferred rows left), 'stopped', 'budget',
-    'warmup'. With NFM_COUNT_QUERIES=1 (bench/send.py) the SQL statements it ran are added up
-    in the shared cache."""
+    'warmup', 'outage', 'lost'. With NFM_COUNT_QUERIES=1 (bench/send.py) the SQL statements
+    it ran are added up in the shared cache."""
     if not os.environ.get("NFM_COUNT_QUERIES"):
         return _send_work(campaign_id=campaign_id, time_budget=time_budget)
     count = [0]
@@ -472,6 +833,11 @@ def campaign_send_work(*, campaign_id: int, time_budget: float = 60.0) -> str:
         _incr(f"nfm:bench:queries:{campaign_id}", count[0], timeout=86400)
 
 
+def _running(campaign_id: int) -> bool:
+    status = Campaign.objects.filter(pk=campaign_id).values_list("status", flat=True).first()
+    return status == Campaign.Status.RUNNING
+
+
 def _send_work(*, campaign_id: int, time_budget: float) -> str:
     reconcile(campaign_id=campaign_id)
     started = time.monotonic()
@@ -482,12 +848,13 @@ def _send_work(*, campaign_id: int, time_budget: float) -> str:
         return "stopped"
     factory = MessageFactory(campaign)
     transport = Transport(campaign, factory)
-    opened = False
+    lease = Lease(campaign_id=campaign_id).acquire()
     try:
         while time.monotonic() - started < time_budget:
-            status = Campaign.objects.filter(pk=campaign_id).values_list("status", flat=True)[0]
-            if status != Campaign.Status.RUNNING:
+            if not _running(campaign_id):
                 return "stopped"
+            if lease.lost:
+                return "lost"
             limit = BATCH_SIZE
             if campaign.connection is not None:
                 limit = warmup_reserve(campaign.connection, limit)
@@ -497,12 +864,10 @@ def _send_work(*, campaign_id: int, time_budget: float) -> str:
                         "tomorrow (UTC)."
                     )
                     return "warmup"
-            token = uuid.uuid4().hex
-            _beat(token, campaign_id)
-            rows = claim_batch(campaign=campaign, token=token, limit=limit)
+            rows = claim_batch(campaign=campaign, lease=lease, limit=limit)
             if campaign.connection is not None and len(rows) < limit:
                 warmup_reserve(campaign.connection, len(rows) - limit)  # give back the unused
-            rows = _apply_domain_caps(campaign, token, rows)
+            rows = _apply_domain_caps(campaign, lease.token, rows)
             if not rows:
                 if campaign_maybe_finish(campaign_id=campaign_id):
                     return "done"
@@ -518,58 +883,82 @@ def _send_work(*, campaign_id: int, time_budget: float) -> str:
                         return "idle"
                     continue
                 return "idle"
-            if not opened:
-                transport.open()
-                opened = True
             campaign.consecutive_failures = Campaign.objects.filter(pk=campaign_id).values_list(
                 "consecutive_failures", flat=True
             )[0]
             result = send_batch(
-                campaign=campaign, factory=factory, transport=transport, token=token, rows=rows
+                campaign=campaign, factory=factory, transport=transport, lease=lease, rows=rows
             )
             _after_batch(campaign, result)
             transport.after_batch()
-            cache.delete(_heartbeat_key(token))
             if result.stopped:
                 return "stopped"
+            if result.outage:
+                return "outage"
+            if result.interrupted:
+                return "lost" if lease.lost else "stopped"
         return "budget"
     finally:
         transport.close()
+        lease.release()
 
 
 def _after_batch(campaign: Campaign, result: BatchResult) -> None:
-    from django.db.models import F
-
-    from .services import campaign_transition
-
     if result.any_success:
         Campaign.objects.filter(pk=campaign.pk).update(
             consecutive_failures=result.trailing_failures
+        )
+        Campaign.objects.filter(pk=campaign.pk, connection_down_since__isnull=False).update(
+            connection_down_since=None, status_reason=""
         )
     elif result.trailing_failures:
         Campaign.objects.filter(pk=campaign.pk).update(
             consecutive_failures=F("consecutive_failures") + result.trailing_failures
         )
-    streak = Campaign.objects.filter(pk=campaign.pk).values_list("consecutive_failures", "status")[
-        0
-    ]
-    if streak[0] >= campaign.max_consecutive_failures and streak[1] == Campaign.Status.RUNNING:
-        fresh = Campaign.objects.get(pk=campaign.pk)
-        try:
-            campaign_transition(
-                campaign=fresh,
-                to=Campaign.Status.PAUSED,
-                reason=f"Paused automatically after {streak[0]} consecutive failures. "
-                f"Last error: {result.last_error}",
-            )
-        except Exception:
-            log.info("campaign %s already left running", campaign.pk)
+    if result.outage:
+        _note_outage(campaign, result.outage)
+    streak, status = Campaign.objects.filter(pk=campaign.pk).values_list(
+        "consecutive_failures", "status"
+    )[0]
+    if streak >= campaign.max_consecutive_failures and status == Campaign.Status.RUNNING:
+        _pause(
+            campaign,
+            f"Paused automatically after {streak} consecutive failures. "
+            f"Last error: {result.last_error}",
+        )
+
+
+def _note_outage(campaign: Campaign, why: str) -> None:
+    now = timezone.now()
+    Campaign.objects.filter(pk=campaign.pk, connection_down_since__isnull=True).update(
+        connection_down_since=now
+    )
+    since = Campaign.objects.filter(pk=campaign.pk).values_list(
+        "connection_down_since", flat=True
+    )[0]
+    local = timezone.localtime(since)
+    Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.RUNNING).update(
+        status_reason=f"Waiting for the sending server since {local:%Y-%m-%d %H:%M:%S %Z}: "
+        f"{why} Nothing is lost: every message waits and is retried."
+    )
+    if now - since >= timedelta(minutes=outage_pause_minutes()):
+        _pause(
+            campaign,
+            f"Paused automatically: the sending server has been unreachable since "
+            f"{local:%Y-%m-%d %H:%M %Z} ({why}). Resume once it is back; nothing was lost.",
+        )
+
+
+def _pause(campaign: Campaign, reason: str) -> None:
+    fresh = Campaign.objects.get(pk=campaign.pk)
+    try:
+        campaign_transition(campaign=fresh, to=Campaign.Status.PAUSED, reason=reason)
+    except CampaignTransitionError:
+        log.info("campaign %s already left running", campaign.pk)
 
 
 def campaign_maybe_finish(*, campaign_id: int) -> bool:
     """Running -> finished once no row is pending, claimed, sending or unknown."""
-    from .services import campaign_transition
-
     open_rows = Delivery.objects.filter(
         campaign_id=campaign_id,
         status__in=[
@@ -592,8 +981,8 @@ def campaign_maybe_finish(*, campaign_id: int) -> bool:
         return False
     try:
         campaign_transition(campaign=campaign, to=Campaign.Status.FINISHED)
-    except Exception:
-        return False
+    except CampaignTransitionError:
+        return False  # another sender finished it a moment ago
     return True
 
 
@@ -606,32 +995,32 @@ def test_send(*, campaign: Campaign, addresses: list[str]) -> list[SandboxMessag
     sample = {s.email: s for s in Subscriber.objects.filter(email__in=addresses)}
     captured = []
     transport = Transport(campaign, factory)
-    for address in addresses:
-        sub = sample.get(address)
-        built = factory.build(
-            delivery_id=None,
-            subscriber_id=sub.pk if sub else 0,
-            email=address,
-            first_name=sub.first_name if sub else "",
-            last_name=sub.last_name if sub else "",
-            attributes=sub.attributes if sub else {},
-        )
-        built.subject = f"[TEST] {built.subject}"
-        captured.append(
-            SandboxMessage.objects.create(
-                campaign=campaign,
-                to=address,
-                subject=built.subject,
-                html=built.html,
-                text=built.text,
-                headers=built.headers,
-                raw=factory.raw(built).decode("utf-8", errors="replace"),
-                is_test_send=True,
+    try:
+        for address in addresses:
+            sub = sample.get(address)
+            built = factory.build(
+                delivery_id=None,
+                subscriber_id=sub.pk if sub else 0,
+                email=address,
+                first_name=sub.first_name if sub else "",
+                last_name=sub.last_name if sub else "",
+                attributes=sub.attributes if sub else {},
             )
-        )
-        if not transport.sandbox:
-            if transport.smtp is None and transport.backend is None:
-                transport.open()
-            transport.send(built)
-    transport.close()
+            built.subject = f"[TEST] {built.subject}"
+            captured.append(
+                SandboxMessage.objects.create(
+                    campaign=campaign,
+                    to=address,
+                    subject=built.subject,
+                    html=built.html,
+                    text=built.text,
+                    headers=built.headers,
+                    raw=factory.raw(built).decode("utf-8", errors="replace"),
+                    is_test_send=True,
+                )
+            )
+            if not transport.sandbox:
+                _send_with_reconnect(transport, built)
+    finally:
+        transport.close()
     return captured

@@ -11,50 +11,11 @@ from templates_app.rendering import compile_version
 from .models import Campaign, CampaignTransitionError, Delivery
 from .scheduling import local_to_utc, next_weekly_occurrence
 from .selectors import EmailDomain, EmailHash, audience_queryset
+from .transitions import TRANSITIONS, campaign_transition
+
+__all__ = ["TRANSITIONS", "campaign_transition"]
 
 S = Campaign.Status
-
-# Every legal move; anything else is refused with a message naming both states.
-TRANSITIONS: dict[str, set[str]] = {
-    S.DRAFT: {S.SCHEDULED, S.RUNNING, S.CANCELLED},
-    S.SCHEDULED: {S.DRAFT, S.RUNNING, S.CANCELLED},
-    S.RUNNING: {S.PAUSED, S.FINISHED, S.CANCELLED},
-    S.PAUSED: {S.RUNNING, S.CANCELLED},
-    S.FINISHED: set(),
-    S.CANCELLED: set(),
-}
-
-
-def campaign_transition(*, campaign: Campaign, to: str, reason: str = "") -> Campaign:
-    """Move a campaign to ``to`` if that move is legal from the state it is in *in the
-    database* (a conditional UPDATE, so two processes can never both make a move)."""
-    to = S(to)
-    allowed_from = [state for state, targets in TRANSITIONS.items() if to in targets]
-    current = S(campaign.status)
-    if to not in TRANSITIONS[current]:
-        raise CampaignTransitionError(
-            f"A {current.label.lower()} campaign cannot become {to.label.lower()}"
-            + (
-                f" (it can become: {', '.join(sorted(TRANSITIONS[current]))})."
-                if TRANSITIONS[current]
-                else " (it is final)."
-            )
-        )
-    now = timezone.now()
-    fields = {"status": to, "status_reason": reason, "updated_at": now}
-    if to == S.FINISHED:
-        fields["finished_at"] = now
-    updated = Campaign.objects.filter(pk=campaign.pk, status=current).update(**fields)
-    if not updated:
-        fresh = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
-        raise CampaignTransitionError(
-            f"The campaign changed meanwhile: it is {fresh}, not {current}; "
-            f"cannot become {to.label.lower()}."
-        )
-    assert current in allowed_from
-    for key, value in fields.items():
-        setattr(campaign, key, value)
-    return campaign
 
 
 def _first_run_at(campaign: Campaign, now: datetime) -> datetime:
@@ -318,26 +279,83 @@ def _tz(campaign):
 
 
 def delivery_resolve_unknown(
-    *, campaign: Campaign, resend: bool, ids: list[int] | None = None
+    *, campaign: Campaign, resend: bool, ids: list[int] | None = None, user=None
 ) -> int:
-    """Decide about deliveries whose handoff was interrupted: resend them (back to pending) or
-    accept them as sent. Nobody decides this silently."""
+    """Decide about deliveries whose handoff was interrupted, all of them or the rows in
+    ``ids``: resend them (back to pending) or accept them as sent. Nobody decides this
+    silently: the decision, who made it and when stay on the row."""
     from .tasks import campaign_kick
 
     rows = Delivery.objects.filter(campaign=campaign, status=Delivery.Status.UNKNOWN)
     if ids is not None:
         rows = rows.filter(id__in=ids)
+    now = timezone.now()
+    who = user.get_username() if user is not None else "someone"
     if resend:
         count = rows.update(
             status=Delivery.Status.PENDING,
             claim_token="",
-            error="Resent after an interrupted handoff.",
+            not_before=None,
+            resolution=Delivery.Resolution.RESENT,
+            resolved_at=now,
+            resolved_by=user,
+            error=f"Sent again after an interrupted handoff (decided by {who}).",
         )
         transaction.on_commit(lambda: campaign_kick.delay(campaign.pk))
     else:
         count = rows.update(
             status=Delivery.Status.SENT,
-            sent_at=timezone.now(),
-            error="Accepted as sent after an interrupted handoff.",
+            sent_at=now,
+            resolution=Delivery.Resolution.ACCEPTED,
+            resolved_at=now,
+            resolved_by=user,
+            error=f"Accepted as sent after an interrupted handoff (decided by {who}).",
         )
     return count
+
+
+def deliveries_settle_unknown(*, now=None) -> int:
+    """The campaigns' optional policy: unknown rows left undecided for their campaign's
+    ``unknown_settle_hours`` are counted as sent (or sent again), and the row says so."""
+    from datetime import timedelta
+
+    from django.db.models import DateTimeField, ExpressionWrapper, F
+
+    from .tasks import campaign_kick
+
+    now = now or timezone.now()
+    due = (
+        Delivery.objects.filter(
+            status=Delivery.Status.UNKNOWN, campaign__unknown_settle_hours__isnull=False
+        )
+        .annotate(
+            deadline=ExpressionWrapper(
+                F("claimed_at") + F("campaign__unknown_settle_hours") * timedelta(hours=1),
+                output_field=DateTimeField(),
+            )
+        )
+        .filter(deadline__lte=now)
+    )
+    accepted = Delivery.objects.filter(
+        pk__in=due.filter(campaign__unknown_settle_action="accept").values("pk")
+    ).update(
+        status=Delivery.Status.SENT,
+        sent_at=now,
+        resolution=Delivery.Resolution.ACCEPTED_BY_POLICY,
+        resolved_at=now,
+        error="Counted as sent by the campaign's policy: nobody decided within the set time.",
+    )
+    resend_ids = list(
+        due.filter(campaign__unknown_settle_action="resend").values_list("pk", "campaign_id")
+    )
+    resent = Delivery.objects.filter(pk__in=[pk for pk, _ in resend_ids]).update(
+        status=Delivery.Status.PENDING,
+        claim_token="",
+        not_before=None,
+        resolution=Delivery.Resolution.RESENT_BY_POLICY,
+        resolved_at=now,
+        error="Sent again by the campaign's policy: nobody decided within the set time.",
+    )
+    for campaign_id in {cid for _, cid in resend_ids}:
+        transaction.on_commit(lambda cid=campaign_id: campaign_kick.delay(cid))
+    return accepted + resent

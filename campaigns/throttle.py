@@ -1,8 +1,8 @@
 """Pace shared by every worker process: counters in the shared cache (Redis in production),
 never in process memory.
 
-- rate per connection: fixed windows of 100 ms (1 s below 10 msg/s); a sender takes tokens in
-  small chunks and sleeps to the next window when the current one is full;
+- rate per connection: GCRA in Redis (see rate_acquire), one grant per message, fractional
+  rates honoured;
 - caps per recipient domain per minute: a claimed row over its domain's cap goes back to
   pending until the next minute;
 - warm-up: a daily cap per connection that rises day after day (the connection's plan).
@@ -31,24 +31,75 @@ def _incr(key: str, amount: int, timeout: int) -> int:
         return cache.incr(key, amount)
 
 
-def rate_acquire(connection: SendingConnection, tokens: int) -> None:
-    """Block until ``tokens`` messages may go out on this connection (all workers agree)."""
+# GCRA (the generic cell rate algorithm, as in ATM networks and redis-cell): one "theoretical
+# arrival time" per connection, in Redis, moved on by 1/rate per message. A message may go
+# when that time is not in the future; so, whatever the number of workers, grants are at
+# least 1/rate apart and no one-second window holds more than the rate, fractional rates
+# (warm-up's 0.2 msg/s) included. Redis's own clock is used, so workers on several machines
+# agree without synchronised clocks.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+if tat > now then return tat - now end
+redis.call('SET', KEYS[1], string.format('%.0f', tat + interval), 'PX',
+  math.ceil(interval / 1000) + 1000)
+return 0
+"""
+_gcra_scripts: dict[int, object] = {}
+
+
+def _gcra():
+    """The GCRA script bound to the shared cache's Redis client (None when the cache is not
+    Redis: the zero-service `make run`, where windows of one second in the cache do)."""
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        return None
+    client = backend._cache.get_client(write=True)
+    script = _gcra_scripts.get(id(client))
+    if script is None:
+        script = _gcra_scripts[id(client)] = client.register_script(_GCRA)
+    return script
+
+
+def rate_acquire(connection: SendingConnection) -> float:
+    """Block until one more message may go out on this connection (all workers agree).
+    Returns the seconds waited."""
     rate = connection.rate_per_second
-    if not rate:
-        return
-    window = 0.1 if rate >= 10 else 1.0
+    if not rate or rate <= 0:
+        return 0.0
+    script = _gcra()
+    if script is None:
+        return _rate_acquire_windows(connection, rate)
+    interval_us = max(int(1_000_000 / rate), 1)
+    key = f"nfm:gcra:{_id(connection)}"
+    waited = 0.0
+    while True:
+        wait_us = int(script(keys=[key], args=[interval_us]))
+        if wait_us <= 0:
+            return waited
+        pause = wait_us / 1_000_000
+        time.sleep(pause)
+        waited += pause
+
+
+def _rate_acquire_windows(connection: SendingConnection, rate: float) -> float:
+    window = max(1.0, 1.0 / rate)
     per_window = max(1, int(rate * window))
-    while tokens > 0:
-        take = min(tokens, per_window)
-        now = time.time()
-        slot = int(now / window)
-        used = _incr(f"nfm:rate:{_id(connection)}:{slot}", take, timeout=10)
-        if used <= per_window:
-            tokens -= take
-            continue
-        # The window is full: give back what did not fit and wait for the next one.
-        _incr(f"nfm:rate:{_id(connection)}:{slot}", -take, timeout=10)
-        time.sleep(max((slot + 1) * window - time.time(), 0.001))
+    waited = 0.0
+    while True:
+        slot = int(time.time() / window)
+        key = f"nfm:rate:{_id(connection)}:{slot}"
+        if _incr(key, 1, timeout=int(window) + 10) <= per_window:
+            return waited
+        pause = max((slot + 1) * window - time.time(), 0.001)
+        time.sleep(pause)
+        waited += pause
 
 
 def domain_allowance(connection: SendingConnection, counts: dict[str, int]) -> dict[str, int]:

@@ -90,6 +90,13 @@ def audience_preview(request):
 def campaign_detail(request, pk):
     campaign = _campaign(request, pk)
     progress = campaign_progress(campaign) if campaign.started_at else None
+    unknown_rows = []
+    if progress and progress["unknown"]:
+        unknown_rows = list(
+            Delivery.objects.filter(campaign=campaign, status=Delivery.Status.UNKNOWN).order_by(
+                "id"
+            )[:200]
+        )
     estimate_days = None
     if (
         campaign.connection
@@ -103,6 +110,7 @@ def campaign_detail(request, pk):
         {
             "campaign": campaign,
             "progress": progress,
+            "unknown_rows": unknown_rows,
             "audience": audience_count(campaign) if campaign.status == "draft" else None,
             "schedule_form": ScheduleForm(
                 initial={
@@ -243,8 +251,20 @@ def campaign_duplicate(request, pk):
 @editor_required
 def campaign_resolve_unknown(request, pk):
     campaign = _campaign(request, pk)
-    resend = request.POST.get("decision") == "resend"
-    count = services.delivery_resolve_unknown(campaign=campaign, resend=resend)
+    decision = request.POST.get("decision", "")
+    if decision not in ("resend", "accept"):
+        messages.error(request, "Choose whether to resend or accept.")
+        return redirect("campaigns:detail", pk=pk)
+    ids = None
+    if request.POST.get("scope") != "all":
+        ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
+        if not ids:
+            messages.error(request, "Tick the deliveries to decide about, or decide for all.")
+            return redirect("campaigns:detail", pk=pk)
+    resend = decision == "resend"
+    count = services.delivery_resolve_unknown(
+        campaign=campaign, resend=resend, ids=ids, user=request.user
+    )
     messages.success(request, f"{count} deliveries {'queued again' if resend else 'accepted'}.")
     return redirect("campaigns:detail", pk=pk)
 

@@ -374,5 +374,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "analytics.tasks.engagement_refresh",
         "schedule": 6 * 3600.0,
     },
+    # An import whose worker died is queued again within this (its lock tells it died).
+    "subscribers-resume-stalled-imports": {
+        "task": "subscribers.tasks.imports_resume_stalled",
+        "schedule": 20.0,
+    },
 }
 # --- end of analytics settings ------------------------------------------------------------

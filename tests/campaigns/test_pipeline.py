@@ -1,4 +1,6 @@
 import pytest
+
+from analytics.models import Event
 from django.core import mail
 
 from campaigns.models import Campaign, Delivery, SandboxMessage, SendingConnection
@@ -64,6 +66,9 @@ def test_permanent_errors_fail_the_row_and_transient_ones_are_retried_with_backo
     assert campaign_send_work(campaign_id=campaign.pk) == "idle"
     bad = Delivery.objects.get(campaign=campaign, email="bad0@example.org")
     assert bad.status == "failed" and "550" in bad.error
+    # The synchronous refusal took the bounce path: suppressed, counted, on the timeline.
+    assert Suppression.objects.filter(email_hash=email_hash("bad0@example.org")).exists()
+    assert Event.objects.filter(delivery_id=bad.pk, kind="bounced", esp="smtp").count() == 1
     busy = Delivery.objects.get(campaign=campaign, email="busy0@example.org")
     assert busy.status == "pending" and "451" in busy.error and busy.not_before
     assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.RUNNING

@@ -16,7 +16,7 @@ from analytics.models import CampaignStats, Event, Link
 from analytics.services import events_reclassify
 from campaigns.gdpr import deliveries_timeline
 from campaigns.models import Campaign, Delivery, SandboxMessage
-from campaigns.pipeline import claim_batch
+from campaigns.pipeline import Lease, claim_batch
 from preferences.models import ExitSurveyReason, ExitSurveyResponse
 from signup.models import Signup, SignupForm
 from subscribers.models import ImportJob, ImportRejection, Subscriber, email_hash
@@ -266,7 +266,8 @@ def test_a_delivery_still_queued_for_an_erased_person_is_skipped_by_its_hash():
 
     subscriber_erase(subscriber=subscriber)
 
-    assert claim_batch(campaign=campaign, token="t" * 32, limit=10) == []
+    lease = Lease(campaign_id=campaign.pk).acquire()
+    assert claim_batch(campaign=campaign, lease=lease, limit=10) == []
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.SKIPPED
     assert delivery.error == "Address suppressed at sending time."

@@ -18,10 +18,16 @@ def free_port() -> int:
 
 
 class Sink:
-    """Accepts everything except recipients starting with 'bad' (550) or 'busy' (451).
+    """Accepts everything except recipients starting with 'bad' (550), 'busy' (451) or
+    'dmarc' (550 5.7.26, a sender-caused refusal), and misbehaves on purpose for others:
 
-    ``messages`` holds the parsed messages, ``envelopes`` the SMTP envelopes, ``times`` when
-    each arrived; ``delay`` slows every DATA answer down (a slow server).
+    - 'lost...': the whole message is taken (kept here, as a real server would queue it), then
+      the connection drops before the "250 OK" goes back;
+    - 'stall...': the answer to DATA comes ``stall`` seconds late.
+
+    ``down()`` closes the port (connections refused) until ``up()``. ``messages`` holds the
+    parsed messages, ``envelopes`` the SMTP envelopes, ``times`` when each arrived; ``delay``
+    slows every DATA answer down (a slow server).
     """
 
     def __init__(self):
@@ -29,19 +35,33 @@ class Sink:
         self.envelopes: list = []
         self.times: list[float] = []
         self.delay = 0.0
+        self.stall = 0.0
         self._lock = threading.Lock()
-        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+        self._port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self._port)
+        self.is_up = False
 
     @property
     def port(self) -> int:
-        return self.controller.port
+        return self._port
 
     def start(self) -> "Sink":
         self.controller.start()
+        self.is_up = True
         return self
 
     def stop(self) -> None:
-        self.controller.stop()
+        if self.is_up:
+            self.controller.stop()
+            self.is_up = False
+
+    def down(self) -> None:
+        """An outage: the port refuses connections (open ones are closed)."""
+        self.stop()
+
+    def up(self) -> None:
+        self.controller = Controller(self, hostname="127.0.0.1", port=self._port)
+        self.start()
 
     def __enter__(self) -> "Sink":
         return self.start()
@@ -54,17 +74,28 @@ class Sink:
             return "550 5.1.1 No such user"
         if address.startswith("busy"):
             return "451 4.3.0 Try again later"
+        if address.startswith("dmarc"):
+            return (
+                "550 5.7.26 This mail has been blocked because the sender is unauthenticated."
+            )
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         if self.delay:
             await asyncio.sleep(self.delay)
+        rcpt = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
+        if rcpt.startswith("stall") and self.stall:
+            await asyncio.sleep(self.stall)
         message = email.message_from_bytes(envelope.content, policy=policy.default)
         with self._lock:
             self.times.append(time.time())
             self.messages.append(message)
             self.envelopes.append(envelope)
+        if rcpt.startswith("lost"):
+            # Queued, then the line drops: the client never hears the "250".
+            server.transport.abort()
+            return "250 Message accepted (never heard)"
         return "250 Message accepted"
 
     def parsed(self) -> list[EmailMessage]:

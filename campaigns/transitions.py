@@ -1,0 +1,50 @@
+"""The one function that moves a campaign between states, and the moves it allows.
+
+Its own module so that services, the pipeline and the dispatcher all use it without
+importing each other."""
+
+from django.utils import timezone
+
+from .models import Campaign, CampaignTransitionError
+
+S = Campaign.Status
+
+# Every legal move; anything else is refused with a message naming both states.
+TRANSITIONS: dict[str, set[str]] = {
+    S.DRAFT: {S.SCHEDULED, S.RUNNING, S.CANCELLED},
+    S.SCHEDULED: {S.DRAFT, S.RUNNING, S.CANCELLED},
+    S.RUNNING: {S.PAUSED, S.FINISHED, S.CANCELLED},
+    S.PAUSED: {S.RUNNING, S.CANCELLED},
+    S.FINISHED: set(),
+    S.CANCELLED: set(),
+}
+
+
+def campaign_transition(*, campaign: Campaign, to: str, reason: str = "") -> Campaign:
+    """Move a campaign to ``to`` if that move is legal from the state it is in *in the
+    database* (a conditional UPDATE, so two processes can never both make a move)."""
+    to = S(to)
+    current = S(campaign.status)
+    if to not in TRANSITIONS[current]:
+        raise CampaignTransitionError(
+            f"A {current.label.lower()} campaign cannot become {to.label.lower()}"
+            + (
+                f" (it can become: {', '.join(sorted(TRANSITIONS[current]))})."
+                if TRANSITIONS[current]
+                else " (it is final)."
+            )
+        )
+    now = timezone.now()
+    fields = {"status": to, "status_reason": reason, "updated_at": now}
+    if to == S.FINISHED:
+        fields["finished_at"] = now
+    updated = Campaign.objects.filter(pk=campaign.pk, status=current).update(**fields)
+    if not updated:
+        fresh = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
+        raise CampaignTransitionError(
+            f"The campaign changed meanwhile: it is {fresh}, not {current}; "
+            f"cannot become {to.label.lower()}."
+        )
+    for key, value in fields.items():
+        setattr(campaign, key, value)
+    return campaign

@@ -1,5 +1,6 @@
 from django.db import models
 
+from . import bounces
 from .classification import HUMAN, PROXY, SCANNER
 
 
@@ -72,8 +73,11 @@ class Event(models.Model):
         UNKNOWN = "unknown", "Other"
 
     class BounceType(models.TextChoices):
-        HARD = "hard", "Hard"
-        SOFT = "soft", "Soft"
+        HARD = bounces.HARD, "Hard"
+        SOFT = bounces.SOFT, "Soft"
+        # Refused for a fault of the sender (authentication, policy, reputation): the address
+        # is kept; it counts against the sending domain (analytics.bounces).
+        SENDER = bounces.SENDER, "Sender-caused"
 
     # Unique by a constraint rather than unique=True, which would add a second (LIKE) index
     # on PostgreSQL that no query uses and every insert pays for.
@@ -89,7 +93,7 @@ class Event(models.Model):
     email_hash = models.CharField(max_length=64, blank=True)
     classification = models.CharField(max_length=8, choices=Classification.choices, blank=True)
     reason = models.CharField(max_length=300, blank=True)
-    bounce_type = models.CharField(max_length=4, choices=BounceType.choices, blank=True)
+    bounce_type = models.CharField(max_length=8, choices=BounceType.choices, blank=True)
     # Raw facts.
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
@@ -133,7 +137,7 @@ class DeliveryActivity(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     deferred_count = models.PositiveIntegerField(default=0)
     bounced_at = models.DateTimeField(null=True, blank=True)
-    bounce_type = models.CharField(max_length=4, blank=True)
+    bounce_type = models.CharField(max_length=8, blank=True)
     complained_at = models.DateTimeField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
     opens = models.PositiveIntegerField(default=0)
@@ -164,6 +168,8 @@ class CampaignStats(models.Model):
     deferred = models.PositiveIntegerField(default=0)
     bounced_hard = models.PositiveIntegerField(default=0)
     bounced_soft = models.PositiveIntegerField(default=0)
+    # Refused for the sender's fault; a database default too, for rows written in raw SQL.
+    bounced_sender = models.PositiveIntegerField(default=0, db_default=0)
     rejected = models.PositiveIntegerField(default=0)
     complained = models.PositiveIntegerField(default=0)
     unsubscribed = models.PositiveIntegerField(default=0)
@@ -252,6 +258,7 @@ class DomainDaily(models.Model):
     delivered = models.PositiveIntegerField(default=0)
     bounced_hard = models.PositiveIntegerField(default=0)
     bounced_soft = models.PositiveIntegerField(default=0)
+    bounced_sender = models.PositiveIntegerField(default=0, db_default=0)
     complained = models.PositiveIntegerField(default=0)
     opens_human = models.PositiveIntegerField(default=0)
     clicks_human = models.PositiveIntegerField(default=0)
@@ -272,6 +279,7 @@ class ReputationAlert(models.Model):
     class Metric(models.TextChoices):
         COMPLAINTS = "complaints", "Complaint rate"
         HARD_BOUNCES = "hard_bounces", "Hard bounce rate"
+        SENDER_BOUNCES = "sender_bounces", "Sender-caused rejection rate"
 
     class Level(models.TextChoices):
         WARNING = "warning", "Warning"

@@ -74,7 +74,6 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.core import mail
-from django.core.cache import cache
 from django.core.mail import get_connection
 from django.db import DatabaseError, transaction
 from django.db import connection as db
@@ -82,6 +81,7 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from analytics.bounces import SENDER as SENDER_CAUSED
 from analytics.bounces import bounce_kind
 from analytics.ingest import Fact, ingest_facts
 
@@ -391,6 +391,7 @@ class Refusal:
     transient: bool
     message: str
     smtp_code: int | None = None
+    sender_side: bool = False  # MAIL FROM refused: about us, never about the address
 
 
 def _classify(exc: Exception) -> Refusal:
@@ -399,7 +400,12 @@ def _classify(exc: Exception) -> Refusal:
         text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
         return Refusal(400 <= code < 500, f"SMTP {code} {text}", code)
     if isinstance(exc, smtplib.SMTPResponseException):
-        return Refusal(400 <= exc.smtp_code < 500, _describe(exc), exc.smtp_code)
+        return Refusal(
+            400 <= exc.smtp_code < 500,
+            _describe(exc),
+            exc.smtp_code,
+            sender_side=isinstance(exc, smtplib.SMTPSenderRefused),
+        )
     if isinstance(exc, TransientError | socket.timeout | ConnectionError):
         return Refusal(True, _describe(exc))
     from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
@@ -495,7 +501,9 @@ def reconcile(*, campaign_id: int | None = None) -> dict[str, int]:
         if campaign_id is None:
             cursor.execute(_DEAD_TOKENS_SQL.format(campaign=""))
         else:
-            cursor.execute(_DEAD_TOKENS_SQL.format(campaign="AND d.campaign_id = %s"), [campaign_id])
+            cursor.execute(
+                _DEAD_TOKENS_SQL.format(campaign="AND d.campaign_id = %s"), [campaign_id]
+            )
         dead = [token for (token,) in cursor.fetchall()]
     if not dead:
         return {"released": 0, "unknown": 0}
@@ -684,7 +692,9 @@ def send_batch(
                         result.retried += 1
                     else:
                         if refusal.transient:
-                            refusal.message = f"Gave up after {attempts} attempts: {refusal.message}"
+                            refusal.message = (
+                                f"Gave up after {attempts} attempts: {refusal.message}"
+                            )
                         outcome = _Outcome(prev=row.id, status="failed", error=refusal.message)
                         result.failed += 1
                         if refusal.smtp_code and refusal.smtp_code >= 500:
@@ -715,19 +725,21 @@ def send_batch(
 
 
 def _bounce_fact(row: ClaimedRow, built, refusal: Refusal) -> Fact:
-    enhanced = ""
-    words = refusal.message.split()
-    if len(words) > 2 and words[2][:1] in "245" and words[2].count(".") == 2:
-        enhanced = words[2]
+    kind = (
+        SENDER_CAUSED
+        if refusal.sender_side
+        else bounce_kind(smtp_code=refusal.smtp_code, text=refusal.message)
+    )
     return Fact(
-        uid=f"smtp:{row.id}:{uuid.uuid4().hex}",
+        # One refusal per delivery (a failed row is final): a replay counts once.
+        uid=f"smtp-refusal:{row.id}",
         kind="bounced",
         occurred_at=timezone.now(),
         delivery_id=row.id,
         message_id=built.message_id,
         recipient=row.email,
         esp="smtp",
-        bounce_type=bounce_kind(smtp_code=refusal.smtp_code, enhanced=enhanced, text=refusal.message),
+        bounce_type=kind,
         reason=refusal.message[:300],
     )
 
@@ -762,9 +774,7 @@ def _record_sandbox(token: str, built, factory: MessageFactory, campaign: Campai
             claim_token=token,
             status=Delivery.Status.CLAIMED,
             campaign__status=Campaign.Status.RUNNING,
-        ).update(
-            status=Delivery.Status.SENT, sent_at=timezone.now(), message_id=built.message_id
-        )
+        ).update(status=Delivery.Status.SENT, sent_at=timezone.now(), message_id=built.message_id)
         if not marked:
             return False
         SandboxMessage.objects.create(
@@ -933,9 +943,9 @@ def _note_outage(campaign: Campaign, why: str) -> None:
     Campaign.objects.filter(pk=campaign.pk, connection_down_since__isnull=True).update(
         connection_down_since=now
     )
-    since = Campaign.objects.filter(pk=campaign.pk).values_list(
-        "connection_down_since", flat=True
-    )[0]
+    since = Campaign.objects.filter(pk=campaign.pk).values_list("connection_down_since", flat=True)[
+        0
+    ]
     local = timezone.localtime(since)
     Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.RUNNING).update(
         status_reason=f"Waiting for the sending server since {local:%Y-%m-%d %H:%M:%S %Z}: "

@@ -6,76 +6,146 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('campaigns', '0004_local_send_hour'),
+        ("campaigns", "0004_local_send_hour"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='campaign',
-            name='connection_down_since',
+            model_name="campaign",
+            name="connection_down_since",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='unknown_settle_action',
-            field=models.CharField(choices=[('accept', 'Count them as sent'), ('resend', 'Send them again')], default='accept', help_text='A duplicate costs more reputation than one missed message.', max_length=8),
+            model_name="campaign",
+            name="unknown_settle_action",
+            field=models.CharField(
+                choices=[("accept", "Count them as sent"), ("resend", "Send them again")],
+                default="accept",
+                help_text="A duplicate costs more reputation than one missed message.",
+                max_length=8,
+            ),
         ),
         migrations.AddField(
-            model_name='campaign',
-            name='unknown_settle_hours',
-            field=models.PositiveSmallIntegerField(blank=True, help_text='Settle deliveries of unknown outcome left undecided this many hours (empty: a person always decides).', null=True),
+            model_name="campaign",
+            name="unknown_settle_hours",
+            field=models.PositiveSmallIntegerField(
+                blank=True,
+                help_text="Settle deliveries of unknown outcome left undecided this many hours (empty: a person always decides).",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='resolution',
-            field=models.CharField(blank=True, choices=[('', '—'), ('accepted', 'Accepted as sent by a person'), ('resent', 'Sent again by a person'), ('accepted_by_policy', "Counted as sent by the campaign's policy"), ('resent_by_policy', "Sent again by the campaign's policy")], db_default='', default='', max_length=24),
+            model_name="delivery",
+            name="resolution",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "—"),
+                    ("accepted", "Accepted as sent by a person"),
+                    ("resent", "Sent again by a person"),
+                    ("accepted_by_policy", "Counted as sent by the campaign's policy"),
+                    ("resent_by_policy", "Sent again by the campaign's policy"),
+                ],
+                db_default="",
+                default="",
+                max_length=24,
+            ),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(condition=models.Q(('status__in', ['claimed', 'sending'])), fields=['claim_token'], name='delivery_in_flight'),
+            model_name="delivery",
+            index=models.Index(
+                condition=models.Q(("status__in", ["claimed", "sending"])),
+                fields=["claim_token"],
+                name="delivery_in_flight",
+            ),
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='resolved_at',
+            model_name="delivery",
+            name="resolved_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='delivery',
-            name='resolved_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="delivery",
+            name="resolved_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AlterField(
-            model_name='delivery',
-            name='status',
-            field=models.CharField(choices=[('pending', 'Pending'), ('claimed', 'Claimed'), ('sending', 'Sending'), ('sent', 'Sent'), ('failed', 'Failed'), ('skipped', 'Skipped'), ('unknown', 'Unknown (handoff interrupted)')], default='pending', max_length=16),
+            model_name="delivery",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("pending", "Pending"),
+                    ("claimed", "Claimed"),
+                    ("sending", "Sending"),
+                    ("sent", "Sent"),
+                    ("failed", "Failed"),
+                    ("skipped", "Skipped"),
+                    ("unknown", "Unknown (handoff interrupted)"),
+                ],
+                default="pending",
+                max_length=16,
+            ),
         ),
         migrations.CreateModel(
-            name='DeliveryCount',
+            name="DeliveryCount",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(max_length=16)),
-                ('shard', models.PositiveSmallIntegerField()),
-                ('n', models.BigIntegerField(default=0)),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='campaigns.campaign')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("status", models.CharField(max_length=16)),
+                ("shard", models.PositiveSmallIntegerField()),
+                ("n", models.BigIntegerField(default=0)),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="campaigns.campaign",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('campaign', 'status', 'shard'), name='delivery_count_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("campaign", "status", "shard"), name="delivery_count_unique"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SendLease',
+            name="SendLease",
             fields=[
-                ('token', models.CharField(max_length=32, primary_key=True, serialize=False)),
-                ('expires_at', models.DateTimeField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('host', models.CharField(blank=True, help_text='hostname:pid of the sender', max_length=200)),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='campaigns.campaign')),
+                ("token", models.CharField(max_length=32, primary_key=True, serialize=False)),
+                ("expires_at", models.DateTimeField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "host",
+                    models.CharField(
+                        blank=True, help_text="hostname:pid of the sender", max_length=200
+                    ),
+                ),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="campaigns.campaign",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['campaign', 'expires_at'], name='lease_campaign')],
+                "indexes": [models.Index(fields=["campaign", "expires_at"], name="lease_campaign")],
             },
         ),
     ]

@@ -217,7 +217,10 @@ def test_an_smtp_outage_fails_nobody_and_everyone_gets_one_after_it(
 
         def waiting():
             dispatch_due()
-            return "Waiting for the sending server" in Campaign.objects.get(pk=campaign.pk).status_reason
+            return (
+                "Waiting for the sending server"
+                in Campaign.objects.get(pk=campaign.pk).status_reason
+            )
 
         _wait(waiting, 30, "the campaign to say it waits for the server")
         time.sleep(max(0, 8 - (time.monotonic() - down_at)))

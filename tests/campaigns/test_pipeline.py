@@ -1,8 +1,7 @@
 import pytest
-
-from analytics.models import Event
 from django.core import mail
 
+from analytics.models import Event
 from campaigns.models import Campaign, Delivery, SandboxMessage, SendingConnection
 from campaigns.pipeline import campaign_send_work, reconcile
 from campaigns.services import campaign_start

@@ -40,7 +40,8 @@ def test_two_workers_share_one_rate_limit(transactional_db, smtp_sink, own_queue
         assert re.search(r"campaign_send\[.*\] succeeded", Path(worker.log).read_text())
     times = sorted(smtp_sink.times)
     assert len(times) == 150
-    # In any one-second window, at most the rate (fixed 100 ms windows may add one slot).
+    # In any one-second window, at most the rate: grants are 1/rate apart (GCRA). Arrival at
+    # the server adds the jitter of one send, so one message's worth of slack.
     worst = max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
-    assert worst <= RATE + RATE // 10, worst
+    assert worst <= RATE + 1, worst
     assert times[-1] - times[0] >= (150 / RATE) - 1.5

@@ -1,3 +1,5 @@
+import itertools
+import time
 from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
@@ -52,3 +54,27 @@ def test_warm_up_caps_follow_the_plan_day_by_day(db):
         400,
         None,
     ]
+
+
+def test_a_rate_below_one_per_second_is_honoured_not_rounded_up(db, smtp_sink):
+    # Warm-up starts slow: 0.8 msg/s means one message every 1.25 s, not one per second.
+    topic, _ = make_audience(3)
+    connection = smtp_connection(smtp_sink, rate_per_second=0.8)
+    campaign = make_campaign(topic=topic, connection=connection)
+    campaign_start(campaign=campaign)
+    assert campaign_send_work(campaign_id=campaign.pk) == "done"
+    times = sorted(smtp_sink.times)
+    assert len(times) == 3
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(gap >= 1.2 for gap in gaps), gaps
+
+
+def test_successive_grants_are_spaced_by_the_rate_whoever_asks(db):
+    from campaigns.throttle import rate_acquire
+
+    connection = SendingConnection.objects.create(name="shared", rate_per_second=50)
+    started = time.monotonic()
+    waits = [rate_acquire(connection) for _ in range(26)]
+    elapsed = time.monotonic() - started
+    assert waits[0] == 0.0
+    assert elapsed >= 25 / 50 - 0.02, elapsed  # 25 intervals of 20 ms, whoever asks

@@ -75,9 +75,7 @@ class Sink:
         if address.startswith("busy"):
             return "451 4.3.0 Try again later"
         if address.startswith("dmarc"):
-            return (
-                "550 5.7.26 This mail has been blocked because the sender is unauthenticated."
-            )
+            return "550 5.7.26 This mail has been blocked because the sender is unauthenticated."
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

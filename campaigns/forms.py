@@ -42,6 +42,8 @@ class CampaignForm(forms.ModelForm):
             "test_mode",
             "seed_addresses",
             "max_consecutive_failures",
+            "unknown_settle_hours",
+            "unknown_settle_action",
         ]
 
     def __init__(self, *args, **kwargs):

@@ -61,7 +61,7 @@ def test_viewers_cannot_decide(db, viewer_client):
 
 
 def test_the_policy_counts_rows_left_undecided_as_sent_and_says_so(db):
-    campaign, rows = _with_unknown(2, unknown_settle_hours=1)
+    _campaign, rows = _with_unknown(2, unknown_settle_hours=1)
     fresh = rows[1]
     Delivery.objects.filter(pk=fresh.pk).update(claimed_at=timezone.now())
     assert dispatch_due()["settled"] == 1

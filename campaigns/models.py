@@ -190,10 +190,12 @@ class Campaign(models.Model):
 class Delivery(models.Model):
     """One row per recipient of a campaign: the ledger that makes sending exactly-once.
 
-    pending -> claimed (a worker took it in a batch) -> sending (handed to the backend right
-    now) -> sent | failed | skipped. A row found ``claimed`` by a dead worker was never handed
-    off and goes back to pending; a row found ``sending`` is ``unknown`` (see
-    campaigns.pipeline) until someone decides.
+    pending -> claimed (a sender took it in a batch, under its lease) -> sending (handed to
+    the backend right now) -> sent | failed | skipped | unknown. A row found ``claimed`` under
+    a lapsed lease was never handed off and goes back to pending; a row found ``sending``, or
+    whose connection died after its body went out, is ``unknown`` until a person or the
+    campaign's policy decides (see campaigns.pipeline). Counts per state are kept by a
+    trigger in DeliveryCount.
     """
 
     class Status(models.TextChoices):

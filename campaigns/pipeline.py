@@ -46,6 +46,8 @@ from django.db import connection as db
 from django.db import transaction
 from django.utils import timezone
 
+from templates_app.fields import recipient_context, recipient_contexts
+
 from .messages import MessageFactory
 from .models import Campaign, Delivery, SandboxMessage, SendingConnection
 from .throttle import domain_allowance, next_minute, rate_acquire, warmup_reserve
@@ -212,7 +214,7 @@ WITH picked AS (
   FROM picked WHERE d.id = picked.id AND d.id NOT IN (SELECT id FROM blocked)
   RETURNING d.id, d.subscriber_id, d.email, d.domain
 )
-SELECT c.id, c.subscriber_id, c.email, c.domain, s.first_name, s.last_name, s.attributes
+SELECT c.id, c.subscriber_id, c.email, c.domain
 FROM claimed c JOIN subscribers_subscriber s ON s.id = c.subscriber_id
 ORDER BY c.id
 """
@@ -298,18 +300,12 @@ def send_batch(
     }
     last_beat = time.monotonic()
     pending_tokens = 0
+    # The batch's merge values, from the one builder the preview uses too (constant queries).
+    recipients = recipient_contexts(row[1] for row in rows)
     with db.cursor() as cursor:
         cursor.execute("SET synchronous_commit TO off")
         try:
-            for index, (
-                delivery_id,
-                subscriber_id,
-                email,
-                _domain,
-                first,
-                last,
-                attrs,
-            ) in enumerate(rows):
+            for index, (delivery_id, subscriber_id, email, _domain) in enumerate(rows):
                 if time.monotonic() - last_beat > 5:
                     _beat(token, campaign.pk)
                     last_beat = time.monotonic()
@@ -321,9 +317,7 @@ def send_batch(
                     delivery_id=delivery_id,
                     subscriber_id=subscriber_id,
                     email=email,
-                    first_name=first,
-                    last_name=last,
-                    attributes=attrs,
+                    recipient=recipients.get(subscriber_id) or recipient_context(email=email),
                 )
                 if transport.sandbox:
                     _record_sandbox(token, built, factory, campaign)
@@ -603,18 +597,17 @@ def test_send(*, campaign: Campaign, addresses: list[str]) -> list[SandboxMessag
     from subscribers.models import Subscriber
 
     factory = MessageFactory(campaign, test_send=True)
-    sample = {s.email: s for s in Subscriber.objects.filter(email__in=addresses)}
+    sample = dict(Subscriber.objects.filter(email__in=addresses).values_list("email", "pk"))
+    recipients = recipient_contexts(sample.values())
     captured = []
     transport = Transport(campaign, factory)
     for address in addresses:
-        sub = sample.get(address)
+        pk = sample.get(address)
         built = factory.build(
             delivery_id=None,
-            subscriber_id=sub.pk if sub else 0,
+            subscriber_id=pk or 0,
             email=address,
-            first_name=sub.first_name if sub else "",
-            last_name=sub.last_name if sub else "",
-            attributes=sub.attributes if sub else {},
+            recipient=recipients.get(pk) or recipient_context(email=address),
         )
         built.subject = f"[TEST] {built.subject}"
         captured.append(

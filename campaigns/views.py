@@ -92,6 +92,18 @@ def campaign_detail(request, pk):
     return _detail_page(request, _campaign(request, pk))
 
 
+def _schedule_initial(campaign) -> dict:
+    return {
+        "kind": campaign.schedule_kind,
+        "timezone": campaign.schedule_timezone,
+        "weekday": campaign.recurring_weekday,
+        "hour": campaign.recurring_hour,
+        "send_at_local": campaign.send_at_local,
+        "only_new_since_last": campaign.only_new_since_last,
+        "local_send_hour": campaign.local_send_hour,
+    }
+
+
 def _detail_page(request, campaign, *, schedule_form=None):
     progress = campaign_progress(campaign) if campaign.started_at else None
     estimate_days = None
@@ -109,18 +121,7 @@ def _detail_page(request, campaign, *, schedule_form=None):
             "progress": progress,
             "audience": audience_count(campaign) if campaign.status == "draft" else None,
             "schedule_summary": schedule_summary(campaign),
-            "schedule_form": schedule_form
-            or ScheduleForm(
-                initial={
-                    "kind": campaign.schedule_kind,
-                    "timezone": campaign.schedule_timezone,
-                    "weekday": campaign.recurring_weekday,
-                    "hour": campaign.recurring_hour,
-                    "send_at_local": campaign.send_at_local,
-                    "only_new_since_last": campaign.only_new_since_last,
-                    "local_send_hour": campaign.local_send_hour,
-                }
-            ),
+            "schedule_form": schedule_form or ScheduleForm(initial=_schedule_initial(campaign)),
             "test_form": TestSendForm(initial={"addresses": campaign.seed_addresses}),
             "estimate_days": estimate_days,
             "occurrences": campaign.occurrences.all()[:20],
@@ -149,9 +150,8 @@ def campaign_preflight(request, pk):
             "campaign": campaign,
             "findings": findings,
             "blocking": [f for f in findings if f.severity == BLOCKING],
-            "schedule_form": ScheduleForm(
-                initial={"kind": campaign.schedule_kind, "timezone": campaign.schedule_timezone}
-            ),
+            # The whole saved schedule, so an override posted from here keeps the chosen time.
+            "schedule_form": ScheduleForm(initial=_schedule_initial(campaign)),
         },
     )
 

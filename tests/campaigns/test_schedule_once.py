@@ -200,3 +200,24 @@ def test_every_week_on_a_weekday_and_hour_still_schedules_from_the_page(browser,
     local = campaign.next_run_at.astimezone(ZoneInfo("Europe/Paris"))
     assert (local.weekday(), local.hour, local.minute) == (1, 10, 0)
     assert "Every Tuesday at 10:00 (Europe/Paris)" in _page(browser, campaign)
+
+
+def test_an_admin_override_from_the_preflight_page_keeps_the_chosen_time(admin_user):
+    topic, _ = make_audience(1)
+    blocked = make_campaign(
+        topic=topic,
+        template=make_template(html="<p>Hi {{ nickname }}</p>", subject="News"),
+        schedule_kind="once",
+        schedule_timezone="Asia/Kolkata",
+        send_at_local=datetime(2027, 6, 15, 9, 30),
+    )
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    page = client.get(reverse("campaigns:preflight", args=[blocked.pk])).content.decode()
+    form = _schedule_form(page, blocked)
+    assert form.fields["send_at_local"] == "2027-06-15T09:30"
+    form.fields["override"] = True
+    assert client.post(form.action, dict(form.form_values())).status_code == 302
+    blocked.refresh_from_db()
+    assert blocked.status == Campaign.Status.SCHEDULED
+    assert blocked.next_run_at == datetime(2027, 6, 15, 4, 0, tzinfo=UTC)

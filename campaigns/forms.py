@@ -1,13 +1,19 @@
-from zoneinfo import available_timezones
+from datetime import datetime
+from zoneinfo import ZoneInfo, available_timezones
 
 from django import forms
+from django.forms.fields import BaseTemporalField
+from django.utils.dateparse import parse_datetime
 
 from subscribers.models import Segment, Topic
 from templates_app.models import Template
 
 from .models import Campaign, SendingConnection
+from .scheduling import SkippedLocalTime, resolve_local_time
 
 TIMEZONES = sorted(available_timezones())
+# Far enough on both sides that converting between zones never leaves datetime's range.
+MIN_YEAR, MAX_YEAR = 2000, 9998
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
@@ -61,12 +67,34 @@ class CampaignForm(forms.ModelForm):
         return cleaned
 
 
+class WallClockField(forms.DateTimeField):
+    """A date and time as read on a clock in a zone chosen by another field (the form places
+    it there). Django's DateTimeField would read it in the server's time zone instead, and
+    refuse, in that zone's name, a time that is only ambiguous there."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        if isinstance(value, datetime):
+            return value
+        try:
+            # What a datetime-local input sends ("2027-03-28T02:30"), seconds optional.
+            result = parse_datetime(str(value).strip())
+        except ValueError:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+        if result is None:
+            result = BaseTemporalField.to_python(self, value)  # the input formats
+        return result
+
+
 class ScheduleForm(forms.Form):
     kind = forms.ChoiceField(choices=Campaign.ScheduleKind.choices)
-    send_at_local = forms.DateTimeField(
+    send_at_local = WallClockField(
         required=False,
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        help_text="Wall-clock time in the time zone below.",
+        label="Send at (local time)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text="Wall-clock time in the time zone below. A time the clocks skip (spring "
+        "forward) is refused; one that happens twice (fall back) means the first.",
     )
     timezone = forms.ChoiceField(choices=[(tz, tz) for tz in TIMEZONES], initial="UTC")
     weekday = forms.TypedChoiceField(
@@ -91,13 +119,35 @@ class ScheduleForm(forms.Form):
         cleaned = super().clean()
         kind = cleaned.get("kind")
         if kind == Campaign.ScheduleKind.ONCE and not cleaned.get("send_at_local"):
-            self.add_error("send_at_local", "Choose the date and time.")
+            if "send_at_local" not in self.errors:
+                self.add_error("send_at_local", "Choose the date and time.")
+        elif kind == Campaign.ScheduleKind.ONCE and cleaned.get("timezone"):
+            self._place(cleaned)
         if kind == Campaign.ScheduleKind.RECURRING:
             if cleaned.get("weekday") is None:
                 self.add_error("weekday", "Choose the weekday.")
             if cleaned.get("hour") is None:
                 self.add_error("hour", "Choose the hour.")
         return cleaned
+
+    def _place(self, cleaned) -> None:
+        """Read the time in the chosen zone: ``send_at_local`` stays the wall-clock time,
+        ``send_at`` is its instant and ``repeated`` tells a fall-back time taken the first."""
+        zone = cleaned["timezone"]
+        local = cleaned["send_at_local"]
+        if local.tzinfo is not None:  # an offset typed by hand: the same instant, read there
+            local = local.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+        if not MIN_YEAR <= local.year <= MAX_YEAR:
+            self.add_error("send_at_local", f"Choose a date between {MIN_YEAR} and {MAX_YEAR}.")
+            return
+        try:
+            resolved = resolve_local_time(local, zone)
+        except SkippedLocalTime as exc:
+            self.add_error("send_at_local", str(exc))
+            return
+        cleaned["send_at_local"] = local
+        cleaned["send_at"] = resolved.instant
+        cleaned["repeated"] = resolved.repeated
 
 
 class TestSendForm(forms.Form):

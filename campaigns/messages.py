@@ -10,6 +10,7 @@ printable bodies: about ten times cheaper than serializing Django's EmailMultiAl
 import binascii
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate
@@ -125,16 +126,16 @@ class MessageFactory:
             "postal_address": settings.COMPANY_POSTAL_ADDRESS,
         }
 
-    def context(self, *, delivery_id, subscriber_id, email, first_name, last_name, attributes):
+    def context(self, *, delivery_id, subscriber_id, recipient: Mapping) -> dict:
+        """``recipient`` comes from templates_app.fields.recipient_contexts (or
+        recipient_context), the one builder of a recipient's merge values; this adds what
+        belongs to the message: signed links, tracked link URLs, the sender's identity."""
         token = recipient_token(UNSUBSCRIBE, subscriber_id=subscriber_id, delivery_id=delivery_id)
         unsubscribe = self.unsubscribe_prefix + token + self.unsubscribe_suffix
         context = {
+            **recipient,
             # Merge tags cannot name underscore keys: this one is for the mailto: header only.
             "_unsubscribe_token": token,
-            "first_name": first_name,
-            "last_name": last_name,
-            "email": email,
-            "attr": attributes or {},
             "unsubscribe_url": unsubscribe,
             "preferences_url": (
                 self.preferences_prefix
@@ -152,16 +153,11 @@ class MessageFactory:
             )
         return context
 
-    def build(
-        self, *, delivery_id, subscriber_id, email, first_name="", last_name="", attributes=None
-    ) -> BuiltMessage:
+    def build(self, *, delivery_id, subscriber_id, email, recipient: Mapping) -> BuiltMessage:
+        """One recipient's message to ``email`` (the delivery's address), filled from the
+        ``recipient`` merge values (see ``context``)."""
         context = self.context(
-            delivery_id=delivery_id,
-            subscriber_id=subscriber_id,
-            email=email,
-            first_name=first_name,
-            last_name=last_name,
-            attributes=attributes,
+            delivery_id=delivery_id, subscriber_id=subscriber_id, recipient=recipient
         )
         rendered = self.compiled.render(context)
         subject = self.subject_plan.render(context)

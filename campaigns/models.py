@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 
@@ -113,8 +115,14 @@ class Campaign(models.Model):
         max_length=16, choices=ScheduleKind.choices, default=ScheduleKind.NOW
     )
     schedule_timezone = models.CharField(max_length=64, default="UTC")
-    send_at_local = models.DateTimeField(
-        null=True, blank=True, help_text="Naive wall-clock time in schedule_timezone (once)."
+    # "Once": the wall-clock date and time the marketer chose, in schedule_timezone. Kept as a
+    # local date and time (not a DateTimeField, which holds instants) so what they typed is
+    # what they see again; the UTC instant is worked out when scheduling (next_run_at).
+    send_date = models.DateField(
+        null=True, blank=True, help_text="Once: the local date, in schedule_timezone."
+    )
+    send_time = models.TimeField(
+        null=True, blank=True, help_text="Once: the local wall-clock time, in schedule_timezone."
     )
     recurring_weekday = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="0 = Monday ... 6 = Sunday"
@@ -181,6 +189,22 @@ class Campaign(models.Model):
         if self.template_version_id:
             return self.template_version.subject
         return self.template.subject if self.template_id else ""
+
+    @property
+    def send_at_local(self) -> datetime | None:
+        """The "once" wall-clock time as one naive datetime, read in schedule_timezone."""
+        if self.send_date is None or self.send_time is None:
+            return None
+        return datetime.combine(self.send_date, self.send_time)
+
+    @send_at_local.setter
+    def send_at_local(self, value: datetime | None) -> None:
+        if value is not None and value.tzinfo is not None:
+            # An instant has no single wall-clock reading: convert it in schedule_timezone
+            # before handing it over (campaigns.forms.ScheduleForm does).
+            raise ValueError("send_at_local is a wall-clock time: pass a naive datetime.")
+        self.send_date = value.date() if value is not None else None
+        self.send_time = value.time() if value is not None else None
 
     @property
     def is_test(self) -> bool:

@@ -84,6 +84,7 @@ from django.utils import timezone
 from analytics.bounces import SENDER as SENDER_CAUSED
 from analytics.bounces import bounce_kind
 from analytics.ingest import Fact, ingest_facts
+from templates_app.fields import recipient_context, recipient_contexts
 
 from .messages import MessageFactory
 from .models import Campaign, CampaignTransitionError, Delivery, SandboxMessage, SendLease
@@ -131,9 +132,6 @@ class ClaimedRow(NamedTuple):
     subscriber_id: int
     email: str
     domain: str
-    first_name: str
-    last_name: str
-    attributes: dict[str, Any]
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,7 +470,7 @@ WITH picked AS (
   FROM picked WHERE d.id = picked.id AND d.id NOT IN (SELECT id FROM blocked)
   RETURNING d.id, d.subscriber_id, d.email, d.domain
 )
-SELECT c.id, c.subscriber_id, c.email, c.domain, s.first_name, s.last_name, s.attributes
+SELECT c.id, c.subscriber_id, c.email, c.domain
 FROM claimed c JOIN subscribers_subscriber s ON s.id = c.subscriber_id
 ORDER BY c.id
 """
@@ -611,6 +609,8 @@ def send_batch(
     outcome = _Outcome()
     bounces: list[Fact] = []
     token = lease.token
+    # Every recipient's merge values in a constant number of queries (the preview's builder).
+    recipients = recipient_contexts(row.subscriber_id for row in rows)
     with db.cursor() as cursor:
         cursor.execute("SET synchronous_commit TO off")
         try:
@@ -626,9 +626,8 @@ def send_batch(
                     delivery_id=row.id,
                     subscriber_id=row.subscriber_id,
                     email=row.email,
-                    first_name=row.first_name,
-                    last_name=row.last_name,
-                    attributes=row.attributes,
+                    recipient=recipients.get(row.subscriber_id)
+                    or recipient_context(email=row.email),
                 )
                 if transport.sandbox:
                     if not _record_sandbox(token, built, factory, campaign):
@@ -1002,19 +1001,18 @@ def test_send(*, campaign: Campaign, addresses: list[str]) -> list[SandboxMessag
     from subscribers.models import Subscriber
 
     factory = MessageFactory(campaign, test_send=True)
-    sample = {s.email: s for s in Subscriber.objects.filter(email__in=addresses)}
+    sample = dict(Subscriber.objects.filter(email__in=addresses).values_list("email", "pk"))
+    recipients = recipient_contexts(sample.values())
     captured = []
     transport = Transport(campaign, factory)
     try:
         for address in addresses:
-            sub = sample.get(address)
+            pk = sample.get(address)
             built = factory.build(
                 delivery_id=None,
-                subscriber_id=sub.pk if sub else 0,
+                subscriber_id=pk or 0,
                 email=address,
-                first_name=sub.first_name if sub else "",
-                last_name=sub.last_name if sub else "",
-                attributes=sub.attributes if sub else {},
+                recipient=recipients.get(pk) or recipient_context(email=address),
             )
             built.subject = f"[TEST] {built.subject}"
             captured.append(

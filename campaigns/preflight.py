@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Q
 
+from templates_app.fields import is_recipient_data, recipient_context, recipient_empty_q
 from templates_app.rendering import compile_version
 
 from .messages import GMAIL_CLIP_BYTES, MessageFactory
@@ -129,12 +129,9 @@ def personalization_findings(campaign: Campaign) -> list[Finding]:
     audience = audience_queryset(campaign)
     out = []
     for path, tag in sorted(tags.items()):
-        if path in ("first_name", "last_name"):
-            empty = Q(**{path: ""})
-        elif path.startswith("attr.") and path.count(".") == 1:
-            key = path.split(".", 1)[1]
-            empty = Q(**{f"attributes__{key}__isnull": True}) | Q(**{f"attributes__{key}": ""})
-        else:
+        # Empty exactly when recipient_context would leave it empty (templates_app.fields).
+        empty = recipient_empty_q(path) if is_recipient_data(path) else None
+        if empty is None:
             out.append(
                 Finding(
                     "personalization.unknown_field",
@@ -367,9 +364,7 @@ def sample_message(campaign: Campaign):
         delivery_id=None,
         subscriber_id=sub.pk or 0,
         email=sub.email,
-        first_name=sub.first_name,
-        last_name=sub.last_name,
-        attributes=sub.attributes,
+        recipient=recipient_context(sub),
     )
 
 

@@ -23,14 +23,12 @@ def _first_run_at(campaign: Campaign, now: datetime) -> datetime:
     if kind == Campaign.ScheduleKind.NOW:
         return now
     if kind == Campaign.ScheduleKind.ONCE:
-        if not campaign.send_at_local:
+        # A wall-clock date and time in the campaign's zone (the form has already refused a
+        # time the clocks skip; local_to_utc documents what it does with one from elsewhere).
+        local = campaign.send_at_local
+        if local is None:
             raise CampaignTransitionError("Choose the date and time to send at.")
-        naive = (
-            timezone.make_naive(campaign.send_at_local, timezone.UTC)
-            if timezone.is_aware(campaign.send_at_local)
-            else campaign.send_at_local
-        )
-        return local_to_utc(naive, campaign.schedule_timezone)
+        return local_to_utc(local, campaign.schedule_timezone)
     if campaign.recurring_weekday is None or campaign.recurring_hour is None:
         raise CampaignTransitionError("Choose the weekday and hour of the recurring campaign.")
     return next_weekly_occurrence(
@@ -239,7 +237,8 @@ _COPIED = [
     "seed_addresses",
     "schedule_kind",
     "schedule_timezone",
-    "send_at_local",
+    "send_date",
+    "send_time",
     "recurring_weekday",
     "recurring_hour",
     "only_new_since_last",

@@ -11,6 +11,7 @@ from . import services
 from .forms import CampaignForm, ConnectionForm, ScheduleForm, TestSendForm
 from .models import Campaign, CampaignTransitionError, Delivery, SandboxMessage, SendingConnection
 from .preflight import BLOCKING, run_preflight
+from .scheduling import describe_instant, schedule_summary
 from .selectors import (
     audience_count,
     audience_for,
@@ -79,7 +80,22 @@ def audience_preview(request):
 
 @viewer_required
 def campaign_detail(request, pk):
-    campaign = _campaign(request, pk)
+    return _detail_page(request, _campaign(request, pk))
+
+
+def _schedule_initial(campaign) -> dict:
+    return {
+        "kind": campaign.schedule_kind,
+        "timezone": campaign.schedule_timezone,
+        "weekday": campaign.recurring_weekday,
+        "hour": campaign.recurring_hour,
+        "send_at_local": campaign.send_at_local,
+        "only_new_since_last": campaign.only_new_since_last,
+        "local_send_hour": campaign.local_send_hour,
+    }
+
+
+def _detail_page(request, campaign, *, schedule_form=None):
     progress = campaign_progress(campaign) if campaign.started_at else None
     unknown_rows = []
     if progress and progress["unknown"]:
@@ -103,16 +119,8 @@ def campaign_detail(request, pk):
             "progress": progress,
             "unknown_rows": unknown_rows,
             "audience": audience_count(campaign) if campaign.status == "draft" else None,
-            "schedule_form": ScheduleForm(
-                initial={
-                    "kind": campaign.schedule_kind,
-                    "timezone": campaign.schedule_timezone,
-                    "weekday": campaign.recurring_weekday,
-                    "hour": campaign.recurring_hour,
-                    "send_at_local": campaign.send_at_local,
-                    "only_new_since_last": campaign.only_new_since_last,
-                }
-            ),
+            "schedule_summary": schedule_summary(campaign),
+            "schedule_form": schedule_form or ScheduleForm(initial=_schedule_initial(campaign)),
             "test_form": TestSendForm(initial={"addresses": campaign.seed_addresses}),
             "estimate_days": estimate_days,
             "occurrences": campaign.occurrences.all()[:20],
@@ -150,9 +158,8 @@ def campaign_preflight(request, pk):
             "campaign": campaign,
             "findings": findings,
             "blocking": [f for f in findings if f.severity == BLOCKING],
-            "schedule_form": ScheduleForm(
-                initial={"kind": campaign.schedule_kind, "timezone": campaign.schedule_timezone}
-            ),
+            # The whole saved schedule, so an override posted from here keeps the chosen time.
+            "schedule_form": ScheduleForm(initial=_schedule_initial(campaign)),
         },
     )
 
@@ -174,9 +181,9 @@ def campaign_schedule(request, pk):
     campaign = _campaign(request, pk)
     form = ScheduleForm(request.POST)
     if not form.is_valid():
-        for field, errors in form.errors.items():
-            messages.error(request, f"{field}: {' '.join(errors)}")
-        return redirect("campaigns:detail", pk=pk)
+        # The page again, with what was typed and each error next to its field.
+        messages.error(request, "Not scheduled: see the schedule form below.")
+        return _detail_page(request, campaign, schedule_form=form)
     data = form.cleaned_data
     override = data["override"]
     if override and not has_role(request.user, Role.ADMIN):
@@ -189,6 +196,12 @@ def campaign_schedule(request, pk):
     campaign.recurring_hour = data["hour"]
     campaign.only_new_since_last = data["only_new_since_last"]
     campaign.local_send_hour = data["local_send_hour"]
+    success = "Scheduled."
+    if campaign.schedule_kind == Campaign.ScheduleKind.ONCE:
+        success = f"Scheduled for {describe_instant(data['send_at'], campaign.schedule_timezone)}"
+        if data["repeated"]:
+            success += f", the first of the two {data['send_at_local']:%H:%M}s that night"
+        success += f", {data['send_at']:%Y-%m-%d %H:%M} UTC."
 
     def schedule():
         campaign.save()
@@ -200,7 +213,7 @@ def campaign_schedule(request, pk):
 
             transaction.on_commit(campaigns_dispatch.delay)
 
-    return _act(request, campaign, schedule, "Scheduled.")
+    return _act(request, campaign, schedule, success)
 
 
 @require_POST

@@ -14,16 +14,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 
 from .fields import (
-    ATTRIBUTE_PREFIX,
     COMPANY_FIELDS,
     LAYOUT_FIELDS,
     URL_FIELDS,
     is_known_field,
     is_recipient_data,
     known_fields,
+    recipient_empty_q,
 )
 from .merge import MergeSyntaxError, Plan, Tag, parse
 
@@ -267,20 +267,11 @@ def _audience_findings(plans, layout_plan, audience) -> list[Finding]:
     return out
 
 
-def _empty_q(path: str) -> Q:
-    if path.startswith(ATTRIBUTE_PREFIX):
-        key = path[len(ATTRIBUTE_PREFIX) :]
-        return (
-            ~Q(attributes__has_key=key)
-            | Q(**{f"attributes__{key}": ""})
-            | Q(**{f"attributes__{key}": None})
-        )
-    return Q(**{path: ""})
-
-
 def _empty_counts_sql(queryset: QuerySet, paths: list[str]) -> dict[str, int]:
     """One aggregate query over the audience, however large (set-based, no row fetched)."""
-    aggregates = {f"n{i}": Count("pk", filter=_empty_q(path)) for i, path in enumerate(paths)}
+    aggregates = {
+        f"n{i}": Count("pk", filter=recipient_empty_q(path)) for i, path in enumerate(paths)
+    }
     row = queryset.order_by().aggregate(**aggregates)
     return {path: row[f"n{i}"] for i, path in enumerate(paths)}
 

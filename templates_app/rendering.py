@@ -4,10 +4,12 @@
     compiled.links                                           # destinations, for Link rows
     message = compiled.render(context)                       # per recipient
 
-The context is a plain dict: subscriber fields (first_name, last_name, email), ``attr`` (custom
-attributes), the per-recipient URLs (unsubscribe_url, preferences_url, view_in_browser_url)
-and, when links are tracked, ``link_urls``: one URL per entry of ``compiled.links``, in order.
-Values are HTML-escaped in the HTML part only. ``fields.subscriber_context`` builds one.
+The context is a plain dict: subscriber fields (first_name, last_name, email, language,
+topics), ``attr`` (custom attributes, as text), the per-recipient URLs (unsubscribe_url,
+preferences_url, view_in_browser_url) and, when links are tracked, ``link_urls``: one URL per
+entry of ``compiled.links``, in order. Values are HTML-escaped in the HTML part only. The
+recipient's part always comes from ``fields.recipient_contexts`` / ``recipient_context``;
+``fields.subscriber_context`` adds the URLs for previews and transactional mail.
 
 ``compile_version`` produces the final email: the authored body sanitized by nh3 (Outlook
 conditional comments kept), wrapped in the version's layout snapshot (``{{ content }}``,

@@ -69,16 +69,12 @@ def test_non_ascii_subjects_and_names_are_encoded(db, smtp_sink):
 def test_recipient_urls_are_exactly_what_core_recipient_links_builds(db):
     from campaigns.messages import MessageFactory
     from core.recipient_links import preferences_url, unsubscribe_url
+    from templates_app.fields import recipient_context
 
     topic, subs = make_audience(1)
     campaign = make_campaign(topic=topic)
     context = MessageFactory(campaign, test_send=True).context(
-        delivery_id=77,
-        subscriber_id=subs[0].pk,
-        email=subs[0].email,
-        first_name="",
-        last_name="",
-        attributes={},
+        delivery_id=77, subscriber_id=subs[0].pk, recipient=recipient_context(subs[0])
     )
     assert context["unsubscribe_url"] == unsubscribe_url(subscriber_id=subs[0].pk, delivery_id=77)
     assert context["preferences_url"] == preferences_url(subscriber_id=subs[0].pk, delivery_id=77)

@@ -10,6 +10,10 @@ from campaigns.services import campaign_schedule
 
 from .conftest import make_audience, make_campaign
 
+# A naive datetime reaching a DateTimeField makes Django warn: fail instead (the "once" time is
+# a local date and time now, never an instant stored from a wall-clock reading).
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
+
 TUESDAY = 1
 
 

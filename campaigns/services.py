@@ -5,6 +5,7 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
+from analytics.guardrail import campaign_hold_check
 from analytics.models import Link
 from templates_app.rendering import compile_version
 
@@ -40,6 +41,10 @@ def campaign_transition(*, campaign: Campaign, to: str, reason: str = "") -> Cam
                 else " (it is final)."
             )
         )
+    if to in (S.SCHEDULED, S.RUNNING):
+        # Every way to send (schedule, Send now, the dispatcher, resume) comes through here:
+        # an unacknowledged critical reputation alert of its domain refuses them all.
+        campaign_hold_check(campaign=campaign)
     now = timezone.now()
     fields = {"status": to, "status_reason": reason, "updated_at": now}
     if to == S.FINISHED:
@@ -231,6 +236,8 @@ def campaign_start(*, campaign: Campaign, now=None) -> Campaign:
             )
         if not campaign.from_email:
             raise CampaignTransitionError("Set the From address before sending.")
+        # Before the snapshot: a held campaign must not copy its audience on every retry.
+        campaign_hold_check(campaign=campaign)
         campaign_pin_content(campaign=campaign)
         total = _snapshot(campaign)
         _hold_until_local_hour(campaign)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 
 from . import bounces
@@ -308,6 +309,45 @@ class ReputationAlert(models.Model):
 
     def __str__(self):
         return self.message
+
+
+class AlertAcknowledgement(models.Model):
+    """An admin's decision to let campaigns run while a critical alert stays open: who, when,
+    why, and at which rate. It is in force until it lapses (analytics.guardrail says when);
+    lapsed ones stay as the record."""
+
+    alert = models.ForeignKey(
+        ReputationAlert, on_delete=models.CASCADE, related_name="acknowledgements"
+    )
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField()
+    note = models.CharField(max_length=500)
+    rate = models.FloatField(help_text="The alert's rate when it was acknowledged.")
+    campaign = models.ForeignKey(
+        "campaigns.Campaign",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The campaign page it was acknowledged from.",
+    )
+    lapsed_at = models.DateTimeField(null=True, blank=True)
+    lapsed_reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-acknowledged_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["alert"],
+                condition=models.Q(lapsed_at__isnull=True),
+                name="alert_acknowledged_once",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.alert_id} acknowledged at {self.rate:.2%}: {self.note}"
 
 
 class SendingDomain(models.Model):

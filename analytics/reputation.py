@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignTransitionError
 
+from .guardrail import acknowledgement_covers
 from .models import CampaignStats, DomainDaily, ReputationAlert
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,20 @@ def _pause(campaigns: list[Campaign], reason: str) -> list[int]:
     return paused
 
 
+def _hold_again(alert: ReputationAlert, *, level: str, rate: float, to_pause) -> None:
+    """An open critical alert keeps its campaigns paused until an admin acknowledges it
+    (analytics.guardrail): evaluated again, it pauses whatever runs without that cover."""
+    covered, why = acknowledgement_covers(alert=alert, level=level, rate=rate)
+    if covered:
+        return
+    reason = f"{why}: paused again." if why else f"{alert.message} Not acknowledged: paused again."
+    paused = _pause(to_pause(), reason)
+    if paused:
+        A.objects.filter(pk=alert.pk).update(
+            paused_campaigns=sorted(set(alert.paused_campaigns) | set(paused))
+        )
+
+
 def _raise(
     *,
     scope: str,
@@ -107,6 +122,8 @@ def _raise(
     alert = A.objects.filter(scope=scope, key=key, metric=metric, resolved_at__isnull=True).first()
     if alert and (alert.level == A.Level.CRITICAL or level == A.Level.WARNING):
         A.objects.filter(pk=alert.pk).update(rate=rate, volume=volume)
+        if alert.level == A.Level.CRITICAL:
+            _hold_again(alert, level=level, rate=rate, to_pause=to_pause)
         return alert
     paused = _pause(to_pause(), message) if level == A.Level.CRITICAL else []
     try:

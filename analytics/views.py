@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Campaign, Delivery
-from core.roles import admin_required, editor_required, viewer_required
+from core.roles import Role, admin_required, editor_required, has_role, viewer_required
 
 from . import buffer, reports
 from .dns_checks import sending_domain_check
@@ -140,6 +140,11 @@ def campaign_csv(request, pk: int):
 @require_POST
 def alert_resolve_view(request, pk: int):
     alert = get_object_or_404(ReputationAlert, pk=pk)
+    # A critical alert holds its campaigns until an admin acknowledges it (guardrail):
+    # resolving it would lift that hold, so it takes an admin too.
+    if alert.level == ReputationAlert.Level.CRITICAL and not has_role(request.user, Role.ADMIN):
+        messages.error(request, "Only an admin can mark a critical alert as handled.")
+        return redirect("analytics:home")
     alert_resolve(alert=alert)
     messages.success(request, "Alert marked as handled. Paused campaigns stay paused.")
     return redirect("analytics:home")

@@ -12,6 +12,8 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from analytics.guardrail import ReputationHold, campaign_hold_check
+
 from .models import Campaign, SendLease
 from .pipeline import campaign_maybe_finish, reconcile
 from .scheduling import next_weekly_occurrence
@@ -19,14 +21,25 @@ from .scheduling import next_weekly_occurrence
 log = logging.getLogger(__name__)
 
 
-def _take_one_due(now):
+def _take_one_due(now, *, skip=()):
     """Lock one due scheduled campaign (or None); the caller's transaction holds the lock."""
     return (
         Campaign.objects.select_for_update(skip_locked=True)
         .filter(status=Campaign.Status.SCHEDULED, next_run_at__lte=now)
+        .exclude(pk__in=skip)
         .order_by("next_run_at")
         .first()
     )
+
+
+def _hold(campaign: Campaign, exc: ReputationHold) -> None:
+    """Not a failure: it stays scheduled (and due), its page says why, and a later tick
+    starts it once an admin has acknowledged the alert."""
+    reason = str(exc)[:500]
+    Campaign.objects.filter(pk=campaign.pk).exclude(status_reason=reason).update(
+        status_reason=reason
+    )
+    log.info("campaign %s held by a reputation alert", campaign.pk)
 
 
 def dispatch_due(*, now=None) -> dict:
@@ -34,15 +47,18 @@ def dispatch_due(*, now=None) -> dict:
     from .tasks import campaign_kick
 
     now = now or timezone.now()
-    started, occurrences, errors = [], [], []
+    started, occurrences, errors, held = [], [], [], []
     for _ in range(100):
         with transaction.atomic():
-            campaign = _take_one_due(now)
+            # Held ones stay due: skipped for the rest of this tick, tried again on the next.
+            campaign = _take_one_due(now, skip=held)
             if campaign is None:
                 break
             try:
                 with transaction.atomic():
                     if campaign.schedule_kind == Campaign.ScheduleKind.RECURRING:
+                        # Its occurrence would be held like it: check before creating one.
+                        campaign_hold_check(campaign=campaign)
                         child = campaign_occurrence_create(parent=campaign, now=now)
                         campaign_start(campaign=child, now=now)
                         occurrences.append(child.pk)
@@ -59,6 +75,9 @@ def dispatch_due(*, now=None) -> dict:
                     else:
                         campaign_start(campaign=campaign, now=now)
                         started.append(campaign.pk)
+            except ReputationHold as exc:
+                _hold(campaign, exc)
+                held.append(campaign.pk)
             except Exception as exc:
                 log.exception("could not start campaign %s", campaign.pk)
                 Campaign.objects.filter(pk=campaign.pk).update(
@@ -81,6 +100,7 @@ def dispatch_due(*, now=None) -> dict:
         "started": started,
         "occurrences": occurrences,
         "errors": errors,
+        "held": held,
         "running": running,
         "settled": settled,
     }

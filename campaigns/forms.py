@@ -5,6 +5,7 @@ from django import forms
 from django.forms.fields import BaseTemporalField
 from django.utils.dateparse import parse_datetime
 
+from analytics.models import ReputationAlert
 from subscribers.models import Segment, Topic
 from templates_app.models import Template
 
@@ -209,3 +210,26 @@ class ConnectionForm(forms.ModelForm):
         ):
             raise forms.ValidationError('Per-minute caps by domain, e.g. {"gmail.com": 600}.')
         return {k.lower(): v for k, v in caps.items()}
+
+
+class AlertAcknowledgeForm(forms.Form):
+    """An admin's acknowledgement of the critical alerts shown on the campaign page (their
+    ids come with the form: an alert opened since the page was shown is not acknowledged
+    unseen)."""
+
+    alert = forms.ModelMultipleChoiceField(
+        queryset=ReputationAlert.objects.filter(
+            resolved_at__isnull=True, level=ReputationAlert.Level.CRITICAL
+        ),
+        error_messages={
+            "required": "No alert to acknowledge.",
+            "invalid_choice": "That alert is no longer open: reload the page.",
+            "invalid_pk_value": "That is not an alert.",
+        },
+    )
+    note = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Why sending may go on (recorded with your name), e.g. the list was cleaned.",
+        error_messages={"required": "Write a note: why sending may go on despite the alert."},
+    )

@@ -350,6 +350,122 @@ def size_findings(html: str) -> list[Finding]:
     return []
 
 
+# --- sender: reputation alerts, the From domain ----------------------------------------------
+
+
+def reputation_findings(campaign: Campaign) -> list[Finding]:
+    """Open reputation alerts of the campaign's sending domain (and of the campaign itself).
+    Warnings here: the hold itself is enforced by the transition (and explained on the page),
+    not by the pre-flight, so an admin's pre-flight override never lifts it."""
+    from analytics.guardrail import campaign_alerts
+
+    out = []
+    for alert in campaign_alerts(campaign):
+        details = [
+            f"Open since {alert.created_at:%Y-%m-%d %H:%M} UTC over {alert.volume} message(s)."
+        ]
+        if alert.level != "critical":
+            message = alert.message
+        elif alert.acknowledgement is None:
+            message = (
+                f"{alert.message} Sending is held: scheduling, starting and resuming are "
+                "refused until an admin acknowledges this alert on the campaign page."
+            )
+        else:
+            ack = alert.acknowledgement
+            message = f"{alert.message} Acknowledged: sending may go on."
+            details.append(
+                f"Acknowledged by {ack.acknowledged_by or 'a deleted user'} on "
+                f"{ack.acknowledged_at:%Y-%m-%d %H:%M} UTC at {ack.rate:.2%}: “{ack.note}”"
+            )
+        out.append(Finding(f"reputation.{alert.metric}", WARNING, message, details))
+    return out
+
+
+def _aligned(a: str, b: str) -> bool:
+    """Relaxed DMARC alignment, approximated: the same domain, or one inside the other."""
+    return a == b or a.endswith("." + b) or b.endswith("." + a)
+
+
+def from_domain_findings(campaign: Campaign) -> list[Finding]:
+    """The From domain: a mailbox provider's (cannot be authenticated), not one this app
+    sends as, or one whose stored DNS checks fail."""
+    from analytics.models import SendingDomain
+
+    from .mailbox_providers import mailbox_provider_of
+    from .models import SendingConnection
+
+    domain = campaign.from_email.rpartition("@")[2].strip().lower()
+    if not domain:
+        return []
+    if mailbox_provider_of(domain):
+        return [
+            Finding(
+                "from.mailbox_provider",
+                WARNING,
+                f"The From address is at {domain}, a mailbox provider: mail sent from here "
+                f"cannot be authenticated as {domain}, and its DMARC policy has receivers "
+                "reject or junk mail that claims to be from it but comes from elsewhere. "
+                "Send from a domain of your own.",
+            )
+        ]
+    out = []
+    configured = {
+        d.strip().lower()
+        for d in SendingConnection.objects.exclude(sending_domain="").values_list(
+            "sending_domain", flat=True
+        )
+    } | {d.lower() for d in SendingDomain.objects.values_list("domain", flat=True)}
+    connection_domain = (
+        campaign.connection.sending_domain.strip().lower() if campaign.connection_id else ""
+    )
+    if not any(_aligned(domain, d) for d in configured):
+        out.append(
+            Finding(
+                "from.unconfigured",
+                WARNING,
+                f"{domain} is not a configured sending domain: no connection sends as it and "
+                "its DNS (SPF, DKIM, DMARC) is not checked. Add it on the sending domains page, "
+                "or send from one that is.",
+                [f"Configured: {', '.join(sorted(configured))}."]
+                if configured
+                else ["No sending domain is configured yet."],
+            )
+        )
+    elif connection_domain and not _aligned(domain, connection_domain):
+        out.append(
+            Finding(
+                "from.misaligned",
+                WARNING,
+                f"The connection “{campaign.connection}” sends as {connection_domain}, but the "
+                f"From address is at {domain}: DMARC checks the From domain, so receivers see "
+                "mail it does not authenticate.",
+            )
+        )
+    checked = (
+        SendingDomain.objects.filter(domain__iexact=domain, checked_at__isnull=False)
+        .only("domain", "results", "checked_at")
+        .first()
+    )
+    failing = [r for r in (checked.results if checked else []) if r.get("status") == "fail"]
+    if failing:
+        out.append(
+            Finding(
+                "from.dns",
+                WARNING,
+                f"{len(failing)} DNS check(s) of {domain} fail (checked "
+                f"{checked.checked_at:%Y-%m-%d %H:%M} UTC): receivers may reject or junk this "
+                "mail. Fix them, then check again on the sending domains page.",
+                [
+                    f"{r.get('name', '?')}: {r.get('detail', '')}"
+                    + (f" Fix: {r['fix']}" if r.get("fix") else "")
+                    for r in failing
+                ],
+            )
+        )
+    return out
+
+
 # --- all --------------------------------------------------------------------------------------
 
 
@@ -378,6 +494,8 @@ def run_preflight(campaign: Campaign, *, check_links: bool = True) -> list[Findi
         findings.append(Finding("settings.from", BLOCKING, "Set the From address."))
     if not audience_queryset(campaign).exists():
         findings.append(Finding("audience.empty", BLOCKING, "The audience is empty."))
+    findings += reputation_findings(campaign)
+    findings += from_domain_findings(campaign)
     findings += lint_findings(campaign)
     findings += personalization_findings(campaign)
     message = sample_message(campaign)

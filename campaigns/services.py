@@ -5,6 +5,7 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
+from analytics.guardrail import campaign_hold_check
 from analytics.models import Link
 from templates_app.rendering import compile_version
 
@@ -190,6 +191,8 @@ def campaign_start(*, campaign: Campaign, now=None) -> Campaign:
             )
         if not campaign.from_email:
             raise CampaignTransitionError("Set the From address before sending.")
+        # Before the snapshot: a held campaign must not copy its audience on every retry.
+        campaign_hold_check(campaign=campaign)
         campaign_pin_content(campaign=campaign)
         total = _snapshot(campaign)
         _hold_until_local_hour(campaign)

@@ -5,6 +5,8 @@ importing each other."""
 
 from django.utils import timezone
 
+from analytics.guardrail import campaign_hold_check
+
 from .models import Campaign, CampaignTransitionError
 
 S = Campaign.Status
@@ -34,6 +36,10 @@ def campaign_transition(*, campaign: Campaign, to: str, reason: str = "") -> Cam
                 else " (it is final)."
             )
         )
+    if to in (S.SCHEDULED, S.RUNNING):
+        # Every way to send (schedule, Send now, the dispatcher, resume) comes through here:
+        # an unacknowledged critical reputation alert of its domain refuses them all.
+        campaign_hold_check(campaign=campaign)
     now = timezone.now()
     fields = {"status": to, "status_reason": reason, "updated_at": now}
     if to == S.FINISHED:

@@ -21,6 +21,7 @@ urlpatterns = [
     path("<int:pk>/unschedule/", views.campaign_unschedule, name="unschedule"),
     path("<int:pk>/pause/", views.campaign_pause, name="pause"),
     path("<int:pk>/resume/", views.campaign_resume, name="resume"),
+    path("<int:pk>/acknowledge/", views.campaign_acknowledge, name="acknowledge"),
     path("<int:pk>/cancel/", views.campaign_cancel, name="cancel"),
     path("<int:pk>/duplicate/", views.campaign_duplicate, name="duplicate"),
     path("<int:pk>/resolve/", views.campaign_resolve_unknown, name="resolve"),

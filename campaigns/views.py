@@ -4,11 +4,12 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from analytics.guardrail import alert_acknowledge, campaign_alerts, holding_alerts
 from core.roles import Role, admin_required, editor_required, has_role, viewer_required
 from subscribers.models import Segment
 
 from . import services
-from .forms import CampaignForm, ConnectionForm, ScheduleForm, TestSendForm
+from .forms import AlertAcknowledgeForm, CampaignForm, ConnectionForm, ScheduleForm, TestSendForm
 from .models import Campaign, CampaignTransitionError, Delivery, SandboxMessage, SendingConnection
 from .preflight import BLOCKING, run_preflight
 from .scheduling import describe_instant, schedule_summary
@@ -111,11 +112,17 @@ def _detail_page(request, campaign, *, schedule_form=None):
         and campaign.status in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED)
     ):
         estimate_days = warmup_days_needed(campaign.connection, audience_count(campaign))
+    final = (Campaign.Status.FINISHED, Campaign.Status.CANCELLED)
+    alerts = campaign_alerts(campaign) if campaign.status not in final else []
+    held = [a for a in alerts if a.level == "critical" and a.acknowledgement is None]
     return render(
         request,
         "campaigns/detail.html",
         {
             "campaign": campaign,
+            "alerts": alerts,
+            "held": held,
+            "acknowledge_form": AlertAcknowledgeForm(),
             "progress": progress,
             "unknown_rows": unknown_rows,
             "audience": audience_count(campaign) if campaign.status == "draft" else None,
@@ -158,6 +165,7 @@ def campaign_preflight(request, pk):
             "campaign": campaign,
             "findings": findings,
             "blocking": [f for f in findings if f.severity == BLOCKING],
+            "held": holding_alerts(campaign),
             # The whole saved schedule, so an override posted from here keeps the chosen time.
             "schedule_form": ScheduleForm(initial=_schedule_initial(campaign)),
         },
@@ -237,6 +245,43 @@ def campaign_pause(request, pk):
 def campaign_resume(request, pk):
     campaign = _campaign(request, pk)
     return _act(request, campaign, lambda: services.campaign_resume(campaign=campaign), "Resumed.")
+
+
+@require_POST
+@admin_required
+def campaign_acknowledge(request, pk):
+    """An admin acknowledges the critical alerts holding the campaign (a note is required),
+    then a paused campaign resumes; a draft may be scheduled, a due scheduled one starts."""
+    campaign = _campaign(request, pk)
+    form = AlertAcknowledgeForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            messages.error(request, " ".join(errors))
+        return redirect("campaigns:detail", pk=pk)
+    holding = {alert.pk for alert in holding_alerts(campaign)}
+    chosen = [alert for alert in form.cleaned_data["alert"] if alert.pk in holding]
+    if not chosen:
+        messages.error(request, "Nothing to acknowledge: no alert shown holds this campaign now.")
+        return redirect("campaigns:detail", pk=pk)
+    note = form.cleaned_data["note"]
+    for alert in chosen:
+        alert_acknowledge(alert=alert, user=request.user, note=note, campaign=campaign)
+    done = f"{len(chosen)} alert(s) acknowledged"
+    if campaign.status == Campaign.Status.PAUSED:
+        return _act(
+            request,
+            campaign,
+            lambda: services.campaign_resume(campaign=campaign),
+            done + "; resumed.",
+        )
+    if campaign.status == Campaign.Status.SCHEDULED:
+        from .tasks import campaigns_dispatch
+
+        transaction.on_commit(campaigns_dispatch.delay)
+        messages.success(request, done + ": it starts when due.")
+    else:
+        messages.success(request, done + ".")
+    return redirect("campaigns:detail", pk=pk)
 
 
 @require_POST

@@ -357,6 +357,9 @@ REPUTATION_COMPLAINT_WARN_BP = env_int("REPUTATION_COMPLAINT_WARN_BP", 10)
 REPUTATION_COMPLAINT_CRITICAL_BP = env_int("REPUTATION_COMPLAINT_CRITICAL_BP", 30)
 REPUTATION_BOUNCE_WARN_BP = env_int("REPUTATION_BOUNCE_WARN_BP", 200)
 REPUTATION_BOUNCE_CRITICAL_BP = env_int("REPUTATION_BOUNCE_CRITICAL_BP", 500)
+# An admin's acknowledgement of a critical alert lets its campaigns run until the rate rises
+# more than this many percent above the rate acknowledged (or a window after it was given).
+REPUTATION_ACK_TOLERANCE_PERCENT = env_int("REPUTATION_ACK_TOLERANCE_PERCENT", 10)
 # DNS checks of the sending domains: how often, and which resolvers (empty: the system's).
 DNS_CHECK_HOURS = env_int("DNS_CHECK_HOURS", 24)
 DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])

@@ -172,6 +172,7 @@ class Campaign(models.Model):
         max_length=8,
         choices=[("accept", "Count them as sent"), ("resend", "Send them again")],
         default="accept",
+        blank=True,
         help_text="A duplicate costs more reputation than one missed message.",
     )
 

@@ -21,6 +21,7 @@ class Migration(migrations.Migration):
             model_name="campaign",
             name="unknown_settle_action",
             field=models.CharField(
+                blank=True,
                 choices=[("accept", "Count them as sent"), ("resend", "Send them again")],
                 default="accept",
                 help_text="A duplicate costs more reputation than one missed message.",

@@ -77,19 +77,30 @@ def subscriber_timeline(subscriber_id: int, *, limit: int = 100) -> list[dict]:
         .order_by("-id")
         .values("sent_at", "created_at", "status", "campaign_id", "campaign__name")[:limit]
     ]
+    leaving = (Event.Kind.UNSUBSCRIBED, Event.Kind.RESUBSCRIBED)
     events = [
         {
             "at": e["occurred_at"],
-            "what": e["kind"].capitalize(),
+            # A leave or come-back from the preference views says what it was (a pause, some
+            # topics, everything) in its reason; the kind alone would call a pause "Unsubscribed".
+            "what": (
+                e["reason"]
+                if e["kind"] in leaving and not e["esp"] and e["reason"]
+                else e["kind"].capitalize()
+            ),
             "kind": e["kind"],
             "campaign_id": e["campaign_id"],
-            "detail": " ".join(filter(None, [e["classification"], e["bounce_type"], e["reason"]])),
+            "detail": (
+                ""
+                if e["kind"] in leaving and not e["esp"]
+                else " ".join(filter(None, [e["classification"], e["bounce_type"], e["reason"]]))
+            ),
         }
         for e in Event.objects.filter(subscriber_id=subscriber_id)
         .order_by("-occurred_at")
-        .values("occurred_at", "kind", "campaign_id", "classification", "bounce_type", "reason")[
-            :limit
-        ]
+        .values(
+            "occurred_at", "kind", "campaign_id", "classification", "bounce_type", "reason", "esp"
+        )[:limit]
     ]
     return sorted(deliveries + events, key=lambda row: row["at"], reverse=True)[:limit]
 

@@ -232,6 +232,12 @@ def subscriber_detail(request, subscriber_id: int):
             "consents": subscriber.consent_records.all(),
             "timeline": subscriber_timeline(subscriber),
             "suppressed": services.is_suppressed(subscriber.email),
+            # A pause the recipient chose (preference center): campaigns skip them until then.
+            "paused_until": (
+                subscriber.paused_until
+                if subscriber.paused_until and subscriber.paused_until > timezone.now()
+                else None
+            ),
         },
     )
 

@@ -493,8 +493,10 @@ def _builder_fields() -> list[dict]:
         {"field": "confirmed_at", "label": "Confirmed",
          "ops": ["within_days", "before", "after", "is_set"], "kind": "date"},
     ]  # fmt: skip
-    from .segments import OPS_BY_TYPE
+    from .segments import BUILDER_FIELDS, OPS_BY_TYPE
 
+    # Fields other apps registered (analytics: human engagement, opens, clicks, score).
+    fields += BUILDER_FIELDS.values()
     for f in CustomField.objects.all():
         fields.append(
             {

@@ -21,6 +21,15 @@ def clean_buffer():
     yield
 
 
+@pytest.fixture
+def short_lived_connections(monkeypatch):
+    # The live server thread must not keep a connection open past the test: it would stop the
+    # test database from being dropped at the end of the session.
+    from django.db import connections
+
+    monkeypatch.setitem(connections["default"].settings_dict, "CONN_MAX_AGE", 0)
+
+
 def _captured(site_url: str) -> SandboxMessage:
     """A campaign really sent through a test-mode connection, its links pointing back at
     ``site_url`` so that a browser following one stays on the test server."""
@@ -59,7 +68,7 @@ def test_the_sandbox_view_serves_the_message_without_its_tracking_urls(viewer_cl
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_viewing_and_clicking_in_the_sandbox_records_no_event(
-    live_server, chromium, viewer_user, settings, clean_buffer
+    live_server, chromium, viewer_user, settings, clean_buffer, short_lived_connections
 ):
     settings.SITE_URL = live_server.url
     message = _captured(live_server.url)

@@ -45,6 +45,15 @@ def readers(db):
     return ann, bob, cat
 
 
+@pytest.fixture
+def short_lived_connections(monkeypatch):
+    # The live server thread must not keep a connection open past the test: it would stop the
+    # test database from being dropped at the end of the session.
+    from django.db import connections
+
+    monkeypatch.setitem(connections["default"].settings_dict, "CONN_MAX_AGE", 0)
+
+
 def _count(client, *conditions) -> str:
     """What the builder's live count shows for these conditions (its htmx POST)."""
     rules = {"match": "all", "conditions": list(conditions)}
@@ -157,7 +166,7 @@ def test_a_segment_with_engagement_rules_is_saved_and_compiles_to_one_query(
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_builder_picks_not_engaged_in_180_days_and_counts_it(
-    live_server, chromium, editor_user, readers
+    live_server, chromium, editor_user, readers, short_lived_connections
 ):
     page = chromium.new_page()
     page.goto(f"{live_server.url}/login/")

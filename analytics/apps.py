@@ -11,10 +11,24 @@ class AnalyticsConfig(AppConfig):
         from subscribers.services import ERASE_HOOKS, EXPORT_SECTIONS
 
         from . import gdpr, webhooks  # noqa: F401  (webhooks connects the anymail receiver)
-        from .selectors import engagement_condition_q
+        from .selectors import (
+            ENGAGEMENT_BUILDER,
+            ENGAGEMENT_NUMBERS,
+            engagement_condition_q,
+            engagement_number_q,
+            last_engaged_q,
+        )
 
-        # Segment rules gain {"field": "engagement", ...}: human opens / clicks only.
-        register_condition("engagement", engagement_condition_q)
+        # Segment rules gain {"field": "engagement", ...} and the engagement numbers and date,
+        # offered by the segment builder: human opens / clicks only.
+        register_condition(
+            "engagement", engagement_condition_q, builder=ENGAGEMENT_BUILDER["engagement"]
+        )
+        register_condition(
+            "last_engaged", last_engaged_q, builder=ENGAGEMENT_BUILDER["last_engaged"]
+        )
+        for field in ENGAGEMENT_NUMBERS:
+            register_condition(field, engagement_number_q, builder=ENGAGEMENT_BUILDER[field])
 
         EXPORT_SECTIONS["events"] = gdpr.events_export
         EXPORT_SECTIONS["engagement"] = gdpr.engagement_export

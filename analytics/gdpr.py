@@ -8,6 +8,7 @@ from subscribers.models import Subscriber, email_hash
 
 from .classification import PROXY, SCANNER
 from .models import Classification, Event, Link, SubscriberEngagement
+from .services import leaving_description
 
 TIMELINE_LIMIT = 200
 # Delivered / deferred / unknown are the ESP's bookkeeping; the campaign entry already says it
@@ -19,6 +20,7 @@ TIMELINE_KINDS = [
     Event.Kind.REJECTED,
     Event.Kind.COMPLAINED,
     Event.Kind.UNSUBSCRIBED,
+    Event.Kind.RESUBSCRIBED,
     Event.Kind.FAILED,
 ]
 
@@ -108,6 +110,17 @@ _MACHINE = {
 }
 
 
+def _is_leaving(row: dict) -> bool:
+    """A leave or come-back recorded by the preference views (an ESP's has its name in esp;
+    erasure empties the payload, and the plain wording is used then)."""
+    return (
+        row["kind"] in (Event.Kind.UNSUBSCRIBED, Event.Kind.RESUBSCRIBED)
+        and not row["esp"]
+        and isinstance(row["payload"], dict)
+        and "what" in row["payload"]
+    )
+
+
 def events_timeline(subscriber: Subscriber) -> list[dict]:
     """The latest opens, clicks, bounces, complaints and unsubscribes, saying which opens and
     clicks were machines. Two queries: the events, then their campaigns' names."""
@@ -127,6 +140,8 @@ def events_timeline(subscriber: Subscriber) -> list[dict]:
             "reason",
             "url",
             "link_url",
+            "esp",
+            "payload",
         )[:TIMELINE_LIMIT]
     )
     names = dict(
@@ -151,8 +166,20 @@ def events_timeline(subscriber: Subscriber) -> list[dict]:
             text = f"Rejected by the sending service{about}"
         elif kind == Event.Kind.COMPLAINED:
             text = f"Marked{about or ' a campaign'} as spam"
+        elif _is_leaving(row):
+            # The recipient's own change (preference center, unsubscribe link): its own words.
+            items.append(
+                {
+                    "at": row["occurred_at"],
+                    "kind": kind,
+                    "text": leaving_description(kind, row["payload"], campaign_name=name or ""),
+                }
+            )
+            continue
         elif kind == Event.Kind.UNSUBSCRIBED:
             text = f"Unsubscribed through{about or ' a campaign'}"
+        elif kind == Event.Kind.RESUBSCRIBED:
+            text = f"Subscribed again{about}"
         else:
             text = f"Delivery failed{about}"
         if kind in (Event.Kind.OPENED, Event.Kind.CLICKED):

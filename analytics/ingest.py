@@ -64,6 +64,10 @@ class Fact:
     reason: str = ""
     recipient: str = ""
     payload: dict | None = None
+    # The recipient's own action (the preference center, the unsubscribe link): its effect on
+    # the audience is already done, so ingestion records and counts it, and the feedback loop
+    # must not act on it again (a pause or a topic change is no unsubscribe from everything).
+    already_applied: bool = False
     # Filled in by ingestion:
     campaign_id: int | None = None
     subscriber_id: int | None = None
@@ -73,6 +77,16 @@ class Fact:
     classification: str = ""
     anonymous: bool = False
     extra: dict = field(default_factory=dict)
+
+
+def ingestion_lock() -> None:
+    """Take ingestion's lock for the rest of the current transaction (re-entrant).
+
+    A writer that changes subscribers and then ingests (the preference center) takes it
+    first, in the order ingestion itself goes (this lock, then subscriber rows in the feedback
+    loop), so that the two can never deadlock.
+    """
+    _lock()
 
 
 def _lock() -> None:
@@ -578,6 +592,8 @@ def _apply(facts: list[Fact]) -> dict:
         cid = f.campaign_id
         if cid is None:
             continue  # unknown message id: the Event is the record
+        if f.kind == K.RESUBSCRIBED:
+            continue  # coming back is for the timeline: an unsubscribe is never un-counted
         domain = domains.get(cid, "")
         day = f.occurred_at.date()
         human = f.classification == rules.HUMAN
@@ -668,7 +684,7 @@ def _apply(facts: list[Fact]) -> dict:
     for counters in (series, breakdown, daily, links):
         counters.save()
     _save_engagement(engagement)
-    feedback_apply(facts=[f for f in facts if f.kind not in ENGAGEMENT])
+    feedback_apply(facts=[f for f in facts if f.kind not in ENGAGEMENT and not f.already_applied])
     return {
         "domains": reputation_domains,
         "campaigns": reputation_campaigns,

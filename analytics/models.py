@@ -68,6 +68,9 @@ class Event(models.Model):
         REJECTED = "rejected", "Rejected"
         COMPLAINED = "complained", "Complained"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        # The recipient came back (re-subscribed, resumed a pause, a topic switched back on):
+        # recorded for the timeline, never counted.
+        RESUBSCRIBED = "resubscribed", "Re-subscribed"
         OPENED = "opened", "Opened"
         CLICKED = "clicked", "Clicked"
         FAILED = "failed", "Failed"

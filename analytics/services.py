@@ -1,13 +1,15 @@
 """Writes of the analytics capability that are not the ingestion path itself."""
 
+import uuid
 from collections import defaultdict
 
 from django.db import transaction
 from django.db.models import Count, Min, Q
 from django.db.models.functions import TruncHour
+from django.utils import timezone
 
 from . import classification as rules
-from .ingest import Fact, _classify, _lock
+from .ingest import Fact, _classify, _lock, ingest_facts
 from .models import (
     CampaignBreakdown,
     CampaignSeries,
@@ -67,11 +69,21 @@ def events_reclassify(*, campaign_id: int) -> int:
 
 
 def campaign_rollups_rebuild(*, campaign_id: int) -> None:
-    """Recompute a campaign's open and click rollups from its events (maintenance path:
-    after a rule change, never on a page view)."""
+    """Recompute a campaign's open, click and unsubscribe rollups from its events
+    (maintenance path: after a rule change, never on a page view).
+
+    An unsubscribe counts once per delivery, from its first unsubscribe event, as ingestion
+    counts it: one-click then the page, or a pause then a topic change, is one recipient lost.
+    """
     human = Q(classification=rules.HUMAN)
     opened, clicked = Q(kind=K.OPENED), Q(kind=K.CLICKED)
     events = Event.objects.filter(campaign_id=campaign_id)
+    left_at = dict(
+        events.filter(kind=K.UNSUBSCRIBED, delivery_id__isnull=False)
+        .values("delivery_id")
+        .annotate(at=Min("occurred_at"))
+        .values_list("delivery_id", "at")
+    )
     per_delivery = {
         row["delivery_id"]: row
         for row in events.filter(delivery_id__isnull=False, kind__in=[K.OPENED, K.CLICKED])
@@ -96,6 +108,20 @@ def campaign_rollups_rebuild(*, campaign_id: int) -> None:
     ):
         human_links[delivery_id].add(link_id)
     activity = list(DeliveryActivity.objects.filter(campaign_id=campaign_id))
+    # A delivery whose activity row is gone (rollups wiped) gets it back from its events.
+    missing = (set(per_delivery) | set(left_at)) - {a.delivery_id for a in activity}
+    if missing:
+        activity += DeliveryActivity.objects.bulk_create(
+            [
+                DeliveryActivity(
+                    delivery_id=delivery_id, campaign_id=campaign_id, subscriber_id=sid
+                )
+                for delivery_id, sid in events.filter(delivery_id__in=missing)
+                .values_list("delivery_id", "subscriber_id")
+                .distinct("delivery_id")
+                .order_by("delivery_id")
+            ]
+        )
     fields = [
         "opens",
         "human_opens",
@@ -111,7 +137,10 @@ def campaign_rollups_rebuild(*, campaign_id: int) -> None:
         for name in fields:
             setattr(a, name, row.get(name) or (0 if "_at" not in name else None))
         a.human_link_ids = sorted(human_links.get(a.delivery_id, ()))
-    DeliveryActivity.objects.bulk_update(activity, [*fields, "human_link_ids"], batch_size=2000)
+        a.unsubscribed_at = left_at.get(a.delivery_id)
+    DeliveryActivity.objects.bulk_update(
+        activity, [*fields, "human_link_ids", "unsubscribed_at"], batch_size=2000
+    )
 
     totals = events.aggregate(
         opens=Count("id", filter=opened),
@@ -127,6 +156,7 @@ def campaign_rollups_rebuild(*, campaign_id: int) -> None:
         "unique_human_opens": sum(1 for a in activity if a.first_human_open_at),
         "unique_clicks": sum(1 for a in activity if a.first_click_at),
         "unique_human_clicks": sum(1 for a in activity if a.first_human_click_at),
+        "unsubscribed": sum(1 for a in activity if a.unsubscribed_at),
     }
     CampaignStats.objects.update_or_create(campaign_id=campaign_id, defaults=totals | uniques)
 
@@ -195,3 +225,81 @@ def campaign_tracking_set(
         },
     )
     return tracking
+
+
+# How a recipient left or came back, as the preference views name it, for the timeline.
+LEAVING_WAYS = {
+    "one_click": "one-click unsubscribe",
+    "unsubscribe_page": "the unsubscribe page",
+    "preferences": "the preference center",
+    "exit_survey": "the exit survey",
+    "mailto": "an unsubscribe email",
+}
+
+
+def leaving_record(
+    *,
+    subscriber_id: int,
+    email: str,
+    delivery_id: int | None,
+    kind: str,
+    what: str,
+    how: str,
+    months: int | None = None,
+    topics: list[str] | None = None,
+) -> int:
+    """Record that a recipient left (``kind`` unsubscribed: everything, a pause, some topics)
+    or came back (resubscribed), through the one ingestion path, so the campaign whose link was
+    used counts it once in its report, export and rollups and the timelines show it.
+
+    The caller has already changed the audience (``already_applied``) and holds
+    ``ingestion_lock()`` taken before touching the subscriber. Returns the events stored.
+    """
+    if kind not in (K.UNSUBSCRIBED, K.RESUBSCRIBED):
+        raise ValueError(f"not a leaving event: {kind!r}")
+    if what not in ("all", "pause", "resume", "topics"):
+        raise ValueError(f"unknown way of leaving {what!r}")
+    detail = {"what": what, "how": how}
+    if months:
+        detail["months"] = months
+    if topics:
+        detail["topics"] = topics
+    fact = Fact(
+        # Each change is recorded once by the service that made it (under the subscriber's
+        # row lock), so a fresh id per change; the same delivery still counts once.
+        uid=f"leave:{uuid.uuid4().hex}",
+        kind=kind,
+        occurred_at=timezone.now(),
+        delivery_id=delivery_id,
+        subscriber_id=subscriber_id,
+        recipient=email,
+        method="POST",
+        reason=leaving_description(kind, detail)[:300],
+        payload=detail,
+        already_applied=True,
+    )
+    return ingest_facts([fact])
+
+
+def leaving_description(kind: str, detail: dict, *, campaign_name: str = "") -> str:
+    """The words of a leaving event for people, e.g. 'Paused all email for 3 months, from
+    “Spring sale” (through the preference center)'."""
+    what = detail.get("what")
+    topics = ", ".join(detail.get("topics") or ())
+    months = detail.get("months") or 0
+    if kind == K.RESUBSCRIBED:
+        text = {
+            "all": "Subscribed again",
+            "resume": "Resumed email before the end of a pause",
+            "topics": f"Subscribed again to {topics}",
+        }.get(what, "Subscribed again")
+    else:
+        text = {
+            "all": "Unsubscribed from all email",
+            "pause": f"Paused all email for {months} month{'s' if months != 1 else ''}",
+            "topics": f"Unsubscribed from {topics}",
+        }.get(what, "Unsubscribed")
+    if campaign_name:
+        text += f", from “{campaign_name}”"
+    how = LEAVING_WAYS.get(detail.get("how"), detail.get("how") or "")
+    return f"{text} (through {how})" if how else text

@@ -10,9 +10,11 @@ valid after a rotation.
 import base64
 import hashlib
 import hmac
+import re
 from functools import lru_cache
 
 from django.conf import settings
+from django.utils.html import escape
 
 CLICK_PATH = "/t/c/"  # served by analytics:click
 OPEN_PATH = "/t/o/"  # served by analytics:open
@@ -117,3 +119,44 @@ def read_open_token(token: str) -> int:
         return int(delivery, 36)
     except (ValueError, TypeError) as exc:
         raise BadTrackingToken(str(exc)) from exc
+
+
+# A tracking URL in a message, whatever host it was built with: /t/o/<token> or /t/c/<token>.
+_TRACKING_URL_RE = re.compile(
+    r"(?:https?:)?(?://[^/\s\"'<>]+)?(?P<path>"
+    + re.escape(OPEN_PATH)
+    + "|"
+    + re.escape(CLICK_PATH)
+    + r")(?P<token>[0-9a-z]+(?:\.[0-9a-z]+)?\.[A-Za-z0-9_=-]+)",
+    re.IGNORECASE,
+)
+BLANK_GIF = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
+
+
+def _click_link_id(token: str) -> int | None:
+    try:
+        return read_click_token(token)[1]
+    except BadTrackingToken:
+        return None
+
+
+def untracked_html(html: str) -> str:
+    """The message as its recipient would see it, minus its tracking: the open pixel becomes
+    a blank inline image and each click URL the link's own destination. For the marketer's
+    views of captured messages (the sandbox inbox), where loading the pixel or following a
+    link would be recorded as the recipient's open or click (one query for the links)."""
+    from .models import Link
+
+    matches = list(_TRACKING_URL_RE.finditer(html))
+    link_ids = {_click_link_id(m["token"]) for m in matches if m["path"].lower() == CLICK_PATH} - {
+        None
+    }
+    urls = dict(Link.objects.filter(pk__in=link_ids).values_list("pk", "url")) if link_ids else {}
+
+    def replace(match: re.Match) -> str:
+        if match["path"].lower() == OPEN_PATH:
+            return BLANK_GIF
+        url = urls.get(_click_link_id(match["token"]))
+        return escape(url) if url else "#"
+
+    return _TRACKING_URL_RE.sub(replace, html) if matches else html

@@ -82,6 +82,10 @@ class MessageFactory:
             by_index = dict(Link.objects.filter(campaign=campaign).values_list("index", "id"))
             link_ids = [by_index[i] for i in range(len(self.compiled.links))]
         self.tracking = ClickUrls(link_ids) if link_ids else None
+        # Opens are tracked whether or not the message has a tracked link.
+        self.pixel = self.tracking or (
+            ClickUrls([]) if campaign.track_opens and not test_send else None
+        )
         self.untracked_links = list(self.compiled.links)
         # Most layouts carry the unsubscribe / preferences footer; a bare template gets ours.
         self.has_footer = "unsubscribe_url" in self.compiled.html.paths
@@ -165,10 +169,8 @@ class MessageFactory:
         extra = ""
         if not self.has_footer:
             extra = self.footer_html.render(context, escape=True)
-        if self.tracking and self.campaign.track_opens and delivery_id:
-            extra += (
-                f'<img src="{self.tracking.open_url(delivery_id)}" width="1" height="1" alt="">'
-            )
+        if self.pixel and self.campaign.track_opens and delivery_id:
+            extra += f'<img src="{self.pixel.open_url(delivery_id)}" width="1" height="1" alt="">'
         if extra:
             html = _insert_before_body_end(html, extra)
         text = (

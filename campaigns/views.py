@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from analytics.guardrail import alert_acknowledge, campaign_alerts, holding_alerts
+from analytics.tracking import untracked_html
 from core.roles import Role, admin_required, editor_required, has_role, viewer_required
 from subscribers.models import Segment
 
@@ -386,7 +387,13 @@ def sandbox_inbox(request):
 @viewer_required
 def sandbox_message(request, pk):
     message = get_object_or_404(SandboxMessage, pk=pk)
-    return render(request, "campaigns/sandbox_message.html", {"message": message})
+    # Viewing a captured message must record nothing: its pixel and tracked links would count
+    # as the recipient's open and click (and a machine's, on their timeline).
+    return render(
+        request,
+        "campaigns/sandbox_message.html",
+        {"message": message, "html": untracked_html(message.html)},
+    )
 
 
 @admin_required

@@ -54,8 +54,18 @@ class ProfileForm(forms.Form):
         return {key: self.cleaned_data.get(f"attr_{key}") for key in self.attribute_keys}
 
 
+class KnownChoicesField(forms.MultipleChoiceField):
+    """Keeps the ticked choices it knows and drops the others, instead of refusing the whole
+    answer: a reason the marketer removed while the page was open, or a forged one, must not
+    cost the recipient the reasons they did give."""
+
+    def to_python(self, value):
+        known = {str(key) for key, _label in self.choices}
+        return [item for item in super().to_python(value) if item in known]
+
+
 class ExitSurveyForm(forms.Form):
-    reasons = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple)
+    reasons = KnownChoicesField(required=False, widget=forms.CheckboxSelectMultiple)
     other_text = forms.CharField(
         label=_("Anything else you would like to tell us?"),
         required=False,

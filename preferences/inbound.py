@@ -33,19 +33,21 @@ def _addressed_to_us(message) -> bool:
     return False
 
 
-def _subscriber_for(message) -> Subscriber | None:
+def _subscriber_for(message) -> tuple[Subscriber | None, int | None]:
+    """The subscriber, and the delivery whose header carried the token (its campaign counts
+    the leave), or only the sender with no delivery."""
     match = _TOKEN_RE.search(message.subject or "")
     if match:
         try:
-            subscriber_id, _ = read_recipient_token(UNSUBSCRIBE, match.group(1))
+            subscriber_id, delivery_id = read_recipient_token(UNSUBSCRIBE, match.group(1))
         except BadToken:
             logger.info("inbound unsubscribe: bad token in subject, using the sender")
         else:
-            return Subscriber.objects.filter(pk=subscriber_id).first()
+            return Subscriber.objects.filter(pk=subscriber_id).first(), delivery_id
     sender = message.from_email.addr_spec if message.from_email else ""
     if not sender:
-        return None
-    return subscribers_with_email(sender).first()
+        return None, None
+    return subscribers_with_email(sender).first(), None
 
 
 @receiver(inbound, dispatch_uid="preferences.inbound_unsubscribe")
@@ -53,8 +55,8 @@ def handle_inbound_unsubscribe(sender, event, esp_name, **kwargs):
     message = event.message
     if message is None or not _addressed_to_us(message):
         return
-    subscriber = _subscriber_for(message)
+    subscriber, delivery_id = _subscriber_for(message)
     if subscriber is None:
         logger.info("inbound unsubscribe from an unknown sender (%s)", esp_name)
         return
-    subscriber_leave(subscriber=subscriber, source="mailto")
+    subscriber_leave(subscriber=subscriber, source="mailto", delivery_id=delivery_id)

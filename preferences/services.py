@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from analytics.models import Event
 from subscribers import services as subscriber_services
 from subscribers.models import (
     ConsentRecord,
@@ -24,26 +25,113 @@ FREQUENCY_CHOICES = (1, 2, 4)  # "send me less": at most this many campaigns a m
 PAUSE_MONTHS = (1, 3)
 
 
+def _record(
+    subscriber: Subscriber, *, delivery_id: int | None, kind: str, what: str, how: str, **detail
+) -> None:
+    """The change, as an Event through analytics ingestion: the campaign whose link was used
+    counts the leave once (report, export, rollups) and the timelines show it."""
+    from analytics.services import leaving_record
+
+    leaving_record(
+        subscriber_id=subscriber.pk,
+        email=subscriber.email,
+        delivery_id=delivery_id,
+        kind=kind,
+        what=what,
+        how=how,
+        **detail,
+    )
+
+
+def _lock_for_recording() -> None:
+    # Ingestion's lock before the subscriber's rows, in the order ingestion itself takes them
+    # (its feedback loop updates subscribers under this lock): the two can never deadlock.
+    from analytics.ingest import ingestion_lock
+
+    ingestion_lock()
+
+
 @transaction.atomic
-def preferences_set_topics(*, subscriber: Subscriber, topic_ids: set[int]) -> None:
-    """Subscribe to exactly these topics; other topics the subscriber had are turned off."""
-    for topic in Topic.objects.all():
+def preferences_set_topics(
+    *,
+    subscriber: Subscriber,
+    topic_ids: set[int],
+    delivery_id: int | None = None,
+    how: str = "preferences",
+) -> None:
+    """Subscribe to exactly these topics; other topics the subscriber had are turned off.
+    Topics turned off count as leaving from the campaign whose link was used."""
+    _lock_for_recording()
+    before = dict(
+        Subscription.objects.filter(subscriber=subscriber).values_list("topic_id", "status")
+    )
+    left, back = [], []
+    for topic in Topic.objects.order_by("name", "id"):
+        status = before.get(topic.pk)
         if topic.pk in topic_ids:
-            subscriber_services.topic_subscribe(subscriber=subscriber, topic=topic)
-        elif Subscription.objects.filter(subscriber=subscriber, topic=topic).exists():
+            if status != Subscription.Status.ACTIVE:
+                subscriber_services.topic_subscribe(subscriber=subscriber, topic=topic)
+            if status == Subscription.Status.UNSUBSCRIBED:
+                back.append(topic.name)
+        elif status == Subscription.Status.ACTIVE:
             subscriber_services.topic_unsubscribe(subscriber=subscriber, topic=topic)
+            left.append(topic.name)
+    if left:
+        _record(
+            subscriber,
+            delivery_id=delivery_id,
+            kind=Event.Kind.UNSUBSCRIBED,
+            what="topics",
+            how=how,
+            topics=left,
+        )
+    if back:
+        _record(
+            subscriber,
+            delivery_id=delivery_id,
+            kind=Event.Kind.RESUBSCRIBED,
+            what="topics",
+            how=how,
+            topics=back,
+        )
 
 
-def subscriber_pause(*, subscriber: Subscriber, months: int) -> None:
+@transaction.atomic
+def subscriber_pause(
+    *, subscriber: Subscriber, months: int, delivery_id: int | None = None, how: str = "preferences"
+) -> None:
+    """No email for a while: a way of leaving, counted against the campaign whose link it was."""
     if months not in PAUSE_MONTHS:
         raise ValueError(f"pause must be one of {PAUSE_MONTHS} months")
+    _lock_for_recording()
     subscriber.paused_until = timezone.now() + timedelta(days=30 * months)
     subscriber.save(update_fields=["paused_until", "updated_at"])
+    _record(
+        subscriber,
+        delivery_id=delivery_id,
+        kind=Event.Kind.UNSUBSCRIBED,
+        what="pause",
+        how=how,
+        months=months,
+    )
 
 
-def subscriber_resume(*, subscriber: Subscriber) -> None:
+@transaction.atomic
+def subscriber_resume(
+    *, subscriber: Subscriber, delivery_id: int | None = None, how: str = "preferences"
+) -> None:
+    _lock_for_recording()
+    was_paused = bool(subscriber.paused_until and subscriber.paused_until > timezone.now())
     subscriber.paused_until = None
     subscriber.save(update_fields=["paused_until", "updated_at"])
+    if was_paused:
+        _record(
+            subscriber,
+            delivery_id=delivery_id,
+            kind=Event.Kind.RESUBSCRIBED,
+            what="resume",
+            how=how,
+        )
 
 
 def subscriber_set_frequency(*, subscriber: Subscriber, per_month: int | None) -> None:
@@ -66,12 +154,19 @@ def subscriber_update_profile(
 
 
 @transaction.atomic
-def subscriber_leave(*, subscriber: Subscriber, source: str) -> bool:
-    """Unsubscribe from everything. Returns False when they had already left (idempotent)."""
+def subscriber_leave(
+    *, subscriber: Subscriber, source: str, delivery_id: int | None = None
+) -> bool:
+    """Unsubscribe from everything. Returns False when they had already left (idempotent:
+    the one-click POST then the page's button is one leave, recorded and counted once)."""
+    _lock_for_recording()
     subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
     if subscriber.status == Subscriber.Status.UNSUBSCRIBED:
         return False
     subscriber_services.subscriber_unsubscribe(subscriber=subscriber, source=source)
+    _record(
+        subscriber, delivery_id=delivery_id, kind=Event.Kind.UNSUBSCRIBED, what="all", how=source
+    )
     if PreferenceCenterSettings.load().send_goodbye_email:
         transaction.on_commit(lambda: _send_goodbye(subscriber))
     return True
@@ -97,16 +192,24 @@ def _send_goodbye(subscriber: Subscriber) -> None:
 
 @transaction.atomic
 def subscriber_resubscribe(
-    *, subscriber: Subscriber, ip: str | None, user_agent: str, consent_text: str
-) -> None:
+    *,
+    subscriber: Subscriber,
+    ip: str | None,
+    user_agent: str,
+    consent_text: str,
+    delivery_id: int | None = None,
+    how: str = "preferences",
+) -> bool:
     """They asked to come back themselves: new consent, suppression lifted, status active, and
-    the topics they had when they left switched back on.
+    the topics they had when they left switched back on. True when they had left.
 
     Only an 'unsubscribed' suppression is lifted: bounces and complaints are not the
     recipient's to undo from a link.
     """
+    _lock_for_recording()
     subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
-    if subscriber.status == Subscriber.Status.UNSUBSCRIBED:
+    came_back = subscriber.status == Subscriber.Status.UNSUBSCRIBED
+    if came_back:
         # Leaving switched every active topic off in one statement, with one timestamp.
         left_at = (
             subscriber.subscriptions.filter(status=Subscription.Status.UNSUBSCRIBED)
@@ -132,6 +235,11 @@ def subscriber_resubscribe(
         ip=ip,
         user_agent=user_agent,
     )
+    if came_back:
+        _record(
+            subscriber, delivery_id=delivery_id, kind=Event.Kind.RESUBSCRIBED, what="all", how=how
+        )
+    return came_back
 
 
 def exit_survey_answer(

@@ -133,7 +133,9 @@ def topics(request, token, subscriber, delivery_id):
     form = TopicsForm(request.POST)
     if form.is_valid():
         services.preferences_set_topics(
-            subscriber=subscriber, topic_ids={t.pk for t in form.cleaned_data["topics"]}
+            subscriber=subscriber,
+            topic_ids={t.pk for t in form.cleaned_data["topics"]},
+            delivery_id=delivery_id,
         )
         messages.success(request, _("Your topics are saved."))
     return _back(token)
@@ -155,12 +157,14 @@ def frequency(request, token, subscriber, delivery_id):
 @public_view(PREFERENCES)
 def pause(request, token, subscriber, delivery_id):
     if request.POST.get("resume"):
-        services.subscriber_resume(subscriber=subscriber)
+        services.subscriber_resume(subscriber=subscriber, delivery_id=delivery_id)
         messages.success(request, _("Emails are back on."))
         return _back(token)
     form = PauseForm(request.POST)
     if form.is_valid():
-        services.subscriber_pause(subscriber=subscriber, months=form.cleaned_data["months"])
+        services.subscriber_pause(
+            subscriber=subscriber, months=form.cleaned_data["months"], delivery_id=delivery_id
+        )
         messages.success(
             request,
             _("All email is paused until %(date)s.")
@@ -217,14 +221,16 @@ def erase(request, token, subscriber, delivery_id):
 @require_POST
 @public_view(PREFERENCES)
 def resubscribe(request, token, subscriber, delivery_id):
-    _resubscribe(request, subscriber)
+    _resubscribe(request, subscriber, delivery_id, how="preferences")
     messages.success(request, _("Welcome back! You are subscribed again."))
     return _back(token)
 
 
-def _resubscribe(request, subscriber: Subscriber) -> None:
+def _resubscribe(request, subscriber: Subscriber, delivery_id: int | None, *, how: str) -> None:
     services.subscriber_resubscribe(
         subscriber=subscriber,
+        delivery_id=delivery_id,
+        how=how,
         ip=_client_ip(request),
         user_agent=request.headers.get("User-Agent", "")[:500],
         consent_text=_("I want to receive emails again (re-subscribed from the preference page)."),
@@ -256,7 +262,9 @@ def unsubscribe(request, token, subscriber, delivery_id):
         )
     one_click = request.POST.get("List-Unsubscribe") == "One-Click"
     services.subscriber_leave(
-        subscriber=subscriber, source="one_click" if one_click else "unsubscribe_page"
+        subscriber=subscriber,
+        source="one_click" if one_click else "unsubscribe_page",
+        delivery_id=delivery_id,
     )
     if one_click:
         return HttpResponse(_("You are unsubscribed."), content_type="text/plain; charset=utf-8")
@@ -299,7 +307,7 @@ def survey(request, token, subscriber, delivery_id):
 def stay(request, token, subscriber, delivery_id):
     """The alternatives to leaving: fewer emails, or choose topics in the preference center."""
     choice = request.POST.get("choice")
-    _resubscribe(request, subscriber)
+    _resubscribe(request, subscriber, delivery_id, how="exit_survey")
     center = preferences_path(subscriber_id=subscriber.pk, delivery_id=delivery_id)
     if choice == "less":
         per_month = int(request.POST.get("per_month") or 1)
@@ -325,6 +333,6 @@ def done(request, token, subscriber, delivery_id):
 @require_POST
 @public_view(UNSUBSCRIBE)
 def come_back(request, token, subscriber, delivery_id):
-    _resubscribe(request, subscriber)
+    _resubscribe(request, subscriber, delivery_id, how="exit_survey")
     messages.success(request, _("Welcome back! You are subscribed again."))
     return redirect(preferences_path(subscriber_id=subscriber.pk, delivery_id=delivery_id))

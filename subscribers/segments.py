@@ -23,10 +23,12 @@ Fields and their operators:
                     date    eq, before, after, within_days, is_set
                     boolean eq (true/false), is_set
                     choice  eq, neq, in, is_set
-    engagement      reserved for the analytics app (opened / clicked [campaign] within N days,
-                    never opened). It plugs in with ``register_condition("engagement", fn)``
-                    where ``fn(condition) -> Q`` over Subscriber; until then such a condition
-                    raises SegmentRuleError with a clear message.
+    engagement, last_engaged, human_opens, human_clicks, engagement_score
+                    from the analytics app (human opens and clicks only: "not engaged in 180
+                    days", "at least 3 human opens", ...). Apps plug fields in with
+                    ``register_condition(field, fn, builder={...})`` where ``fn(condition) -> Q``
+                    over Subscriber and ``builder`` is how the segment builder offers it; until
+                    then an engagement condition raises SegmentRuleError with a clear message.
 
 ``is_set`` takes a boolean value (``false`` means "is not set").
 """
@@ -47,12 +49,18 @@ class SegmentRuleError(ValueError):
     pass
 
 
-# Later apps add their own condition fields here (analytics: "engagement").
+# Later apps add their own condition fields here (analytics: "engagement" and its numbers).
 CONDITION_COMPILERS: dict[str, Callable[[dict], Q]] = {}
+# What the segment builder offers for them: {"field", "label", "ops", "kind"[, "default"]}.
+BUILDER_FIELDS: dict[str, dict] = {}
 
 
-def register_condition(field: str, compiler: Callable[[dict], Q]) -> None:
+def register_condition(
+    field: str, compiler: Callable[[dict], Q], *, builder: dict | None = None
+) -> None:
     CONDITION_COMPILERS[field] = compiler
+    if builder is not None:
+        BUILDER_FIELDS[field] = {"field": field, **builder}
 
 
 STRING_FIELDS = {"email", "first_name", "last_name", "language"}

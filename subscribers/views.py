@@ -232,6 +232,12 @@ def subscriber_detail(request, subscriber_id: int):
             "consents": subscriber.consent_records.all(),
             "timeline": subscriber_timeline(subscriber),
             "suppressed": services.is_suppressed(subscriber.email),
+            # A pause the recipient chose (preference center): campaigns skip them until then.
+            "paused_until": (
+                subscriber.paused_until
+                if subscriber.paused_until and subscriber.paused_until > timezone.now()
+                else None
+            ),
         },
     )
 
@@ -487,8 +493,10 @@ def _builder_fields() -> list[dict]:
         {"field": "confirmed_at", "label": "Confirmed",
          "ops": ["within_days", "before", "after", "is_set"], "kind": "date"},
     ]  # fmt: skip
-    from .segments import OPS_BY_TYPE
+    from .segments import BUILDER_FIELDS, OPS_BY_TYPE
 
+    # Fields other apps registered (analytics: human engagement, opens, clicks, score).
+    fields += BUILDER_FIELDS.values()
     for f in CustomField.objects.all():
         fields.append(
             {

@@ -65,3 +65,37 @@ def test_small_volumes_raise_no_alert(db, settings):
     _feed(deliveries, "delivered", 10)
     _feed(deliveries, "complained", 1)
     assert not ReputationAlert.objects.exists()
+
+
+def test_a_hard_bounce_rate_exactly_on_the_critical_line_pauses(db, settings):
+    # The default line: 5 % (500 bp). 5 hard bounces in 100 is on it, and the line is inclusive.
+    settings.REPUTATION_MIN_VOLUME = 100
+    assert settings.REPUTATION_BOUNCE_CRITICAL_BP == 500
+    campaign, _, deliveries = make_campaign(
+        name="On the line", status="running", n=100, domain="line.example"
+    )
+    _feed(deliveries, "delivered", 95)
+    _feed(deliveries, "bounced", 4, start=95, bounce_type="hard")  # 4 / 99: a warning
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.RUNNING
+    _feed(deliveries, "bounced", 1, start=99, bounce_type="hard")  # 5 / 100 = 5.00 %
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.PAUSED
+    alert = ReputationAlert.objects.get(scope="campaign", metric="hard_bounces")
+    assert (alert.level, alert.rate, alert.volume) == ("critical", 0.05, 100)
+
+
+def test_a_complaint_rate_exactly_on_the_critical_line_pauses(db, settings):
+    settings.REPUTATION_MIN_VOLUME = 100
+    settings.REPUTATION_COMPLAINT_WARN_BP = 50
+    settings.REPUTATION_COMPLAINT_CRITICAL_BP = 100  # 1 %
+    campaign, _, deliveries = make_campaign(
+        name="One in a hundred", status="running", n=100, domain="complaints.example"
+    )
+    _feed(deliveries, "delivered", 100)
+    _feed(deliveries, "complained", 1)  # 1 / 100 = 1.00 %
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.PAUSED
+    levels = set(ReputationAlert.objects.values_list("scope", "metric", "level"))
+    assert ("domain", "complaints", "critical") in levels
+    assert ("campaign", "complaints", "critical") in levels

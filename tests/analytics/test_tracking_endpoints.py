@@ -141,3 +141,59 @@ def test_tracking_modes_record_nothing_or_no_identity(client, sent_campaign, mod
         assert not Event.objects.exclude(subscriber_id=None).exists()
         assert not DeliveryActivity.objects.exists()
         assert (stats.opens, stats.clicks, stats.unique_human_opens) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("mode", ["individual", "off"])
+def test_the_click_redirect_ignores_every_query_parameter(client, sent_campaign, mode):
+    campaign, links, deliveries = sent_campaign
+    CampaignTracking.objects.create(campaign=campaign, mode=mode)
+    token = click_token(deliveries[0].pk, links[1].pk)
+    query = (
+        "url=https%3A%2F%2Fevil.example%2F&next=%2F%2Fevil.example&redirect=javascript:alert(1)"
+        "&to=https://evil.example&x=2&utm_source=evil&l=1&d=2"
+    )
+    response = client.get(f"/t/c/{token}?{query}")
+    assert response.status_code == 302
+    assert response["Location"] == "https://example.org/blog?x=1"
+    # Nor does anything after the token.
+    response = client.get(f"/t/c/{token}/https://evil.example/")
+    assert response.status_code == 404 and "Location" not in response
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(document.cookie)",
+        "JavaScript:alert(1)",
+        " javascript:alert(1)",
+        "java\tscript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "vbscript:msgbox(1)",
+        "ftp://files.example.org/x",
+        "mailto:someone@example.org",
+        "//evil.example/path",
+        "/relative/path",
+        "evil.example",
+    ],
+)
+@pytest.mark.parametrize("mode", ["individual", "off"])
+def test_a_link_that_is_not_http_or_https_is_never_redirected_to(client, sent_campaign, url, mode):
+    from analytics.models import Link
+
+    campaign, _links, deliveries = sent_campaign
+    CampaignTracking.objects.create(campaign=campaign, mode=mode)
+    # Not through the template compiler (it only tracks http(s)): a row made some other way.
+    link = Link.objects.create(campaign=campaign, index=7, url=url)
+    response = client.get(f"/t/c/{click_token(deliveries[0].pk, link.pk)}")
+    assert response.status_code == 404
+    assert "Location" not in response
+    assert b"This link is not valid" in response.content
+
+
+def test_an_uppercase_https_link_is_still_redirected(client, sent_campaign):
+    from analytics.models import Link
+
+    campaign, _links, deliveries = sent_campaign
+    link = Link.objects.create(campaign=campaign, index=8, url="HTTPS://Shop.example.org/x")
+    response = client.get(f"/t/c/{click_token(deliveries[0].pk, link.pk)}")
+    assert response.status_code == 302 and response["Location"] == "HTTPS://Shop.example.org/x"

@@ -33,10 +33,26 @@ def test_answers_are_stored_once_per_link(client, subscriber, unsub_token):
 
 def test_unknown_reasons_are_dropped_and_text_trimmed(client, subscriber, unsub_token):
     url = reverse("preferences:survey", args=[unsub_token])
-    client.post(url, {"reasons": ["too_many", "other"], "other_text": "  Too long  "})
+    response = client.post(
+        url, {"reasons": ["too_many", "made_up", "other"], "other_text": "  Too long  "}
+    )
+    assert response.status_code == 302
     answer = ExitSurveyResponse.objects.get()
     assert answer.reasons == ["too_many", "other"]
     assert answer.other_text == "Too long"
+
+
+def test_a_reason_withdrawn_while_the_page_was_open_keeps_the_others(
+    client, subscriber, unsub_token
+):
+    from preferences.models import ExitSurveyReason
+
+    url = reverse("preferences:survey", args=[unsub_token])
+    client.get(url)
+    ExitSurveyReason.objects.filter(key="not_relevant").update(active=False)
+    response = client.post(url, {"reasons": ["not_relevant", "too_many", "too_many"]})
+    assert response.status_code == 302
+    assert ExitSurveyResponse.objects.get().reasons == ["too_many"]
 
 
 def test_skipping_the_survey_stores_nothing(client, subscriber, unsub_token):

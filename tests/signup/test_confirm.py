@@ -303,3 +303,30 @@ def test_a_lead_magnet_file_is_stored_under_an_unguessable_path(db, magnet):
     directory = magnet.file.name.split("/")[1]
     assert magnet.file.name.startswith("lead-magnets/") and len(directory) >= 16
     assert magnet.file.name.endswith("/checklist.pdf")
+
+
+def _days_later(monkeypatch, days: float) -> None:
+    """The clock the signed link is checked against, moved forward."""
+    import time
+
+    from django.core import signing
+
+    now = time.time() + days * 86400
+    monkeypatch.setattr(signing.time, "time", lambda: now)
+
+
+def test_the_confirmation_link_expires(client, started, monkeypatch, settings):
+    assert settings.SIGNUP_PURGE_DAYS == 14
+    _days_later(monkeypatch, 14 + 0.01)
+    assert client.get(_path(started)).status_code == 404
+    response = client.post(_path(started))
+    assert response.status_code == 404
+    assert Subscriber.objects.get().status == Subscriber.Status.UNCONFIRMED
+    assert Signup.objects.get().confirmed_at is None
+    assert not ConsentRecord.objects.exists()
+
+
+def test_the_confirmation_link_still_works_until_it_expires(client, started, monkeypatch):
+    _days_later(monkeypatch, 13.9)
+    assert client.post(_path(started)).status_code == 200
+    assert Subscriber.objects.get().status == Subscriber.Status.ACTIVE

@@ -242,3 +242,38 @@ def test_a_job_already_running_elsewhere_is_not_imported_twice(db):
         job = import_run(job=job)
     assert job.status == ImportJob.Status.QUEUED
     assert not Subscriber.objects.exists()
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_rejected_record_over_several_lines_is_reported_at_its_first_line(
+    custom_fields, admin_client, newline
+):
+    from django.urls import reverse
+
+    rows = [
+        "email,first_name,score,plan",  # 1
+        "good@example.com,Good,1,free",  # 2
+        'not-an-address,"two{nl}lines",1,free',  # 3-4
+        "a..b@example.com,Dots,1,free",  # 5
+        'wide@example.com,"three{nl}physical{nl}lines",1,free,surprise',  # 6-8
+        'multi@example.com,"kept{nl}over two",2,pro',  # 9-10
+        'MULTI@example.com,"again{nl}and again",2,pro',  # 11-12: duplicate of line 9
+        "nan@example.com,N,abc,free",  # 13
+    ]
+    data = newline.join(rows).format(nl=newline) + newline
+    job = run_import(data.encode())
+    assert job.status == ImportJob.Status.DONE, job.error
+    reasons = rejections(job)
+    assert set(reasons) == {3, 5, 6, 11, 13}
+    assert "not a valid email" in reasons[3]
+    assert "5 columns" in reasons[6]
+    assert reasons[11] == "duplicate of line 9"
+    assert "not a number" in reasons[13]
+    # As the marketer downloads them from the import's page.
+    response = admin_client.get(reverse("subscribers:import_rejections", args=[job.pk]))
+    import csv
+    import io
+
+    download = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [row[0] for row in download] == ["line", "3", "5", "6", "11", "13"]
+    assert download[1][2] == f"not-an-address,two{newline}lines,1,free"

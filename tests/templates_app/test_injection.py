@@ -62,3 +62,46 @@ def test_values_typed_by_a_sender_are_never_parsed_as_tags(db, settings):
     )
     assert "{{ settings.SECRET_KEY }} &lt;script&gt;" in message.html
     assert settings.SECRET_KEY not in message.html + message.text + message.subject
+
+
+HOSTILE = {
+    "first_name": '" onmouseover="alert(1)" x="',
+    "last_name": "' onload='alert(2)' y='",
+    "attr": {"city": '"><script>alert(3)</script>'},
+}
+
+
+def _attributes(html: str) -> list[tuple[str, dict]]:
+    from html.parser import HTMLParser
+
+    found = []
+
+    class Collect(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.append((tag, dict(attrs)))
+
+    Collect().feed(html)
+    return found
+
+
+def test_a_merge_value_inside_an_attribute_cannot_leave_it():
+    """Quotes in a value are escaped, so it stays the attribute's value: no new attribute, no
+    new tag, whichever quotes the author used (or none)."""
+    body = (
+        '<p><a href="https://example.com/?n={{ first_name }}" title="{{ first_name }}">a</a>'
+        "<a href='https://example.com/' title='{{ last_name }}'>b</a>"
+        '<img alt={{ attr.city }} src="https://example.com/a.png"></p>'
+    )
+    compiled = compile_email(subject="s", preheader="", html_body=body)
+    html = compiled.render(HOSTILE).html
+    tags = _attributes(html)
+    assert [t for t, _ in tags if t == "script"] == []
+    links = [a for t, a in tags if t == "a"]
+    assert links[0] == {
+        "href": 'https://example.com/?n=" onmouseover="alert(1)" x="',
+        "title": HOSTILE["first_name"],
+    }
+    assert links[1] == {"href": "https://example.com/", "title": HOSTILE["last_name"]}
+    image = next(a for t, a in tags if t == "img")
+    assert image == {"alt": HOSTILE["attr"]["city"], "src": "https://example.com/a.png"}
+    assert all(not name.startswith("on") for _t, a in tags for name in a)

@@ -67,3 +67,10 @@ def test_injection_attempts_render_nothing_dangerous(text, settings):
     rendered = plan.render({"settings": settings, "request": object()})
     assert rendered == ""
     assert settings.SECRET_KEY not in rendered
+
+
+def test_html_rendering_escapes_both_quote_characters():
+    # Values may land inside attributes of either quote: "..." or '...'.
+    plan = parse("<a title=\"{{ first_name }}\" data-x='{{ last_name }}'>")
+    rendered = plan.render({"first_name": 'a" b="c', "last_name": "d' e='f"}, escape=True)
+    assert rendered == "<a title=\"a&quot; b=&quot;c\" data-x='d&#x27; e=&#x27;f'>"

@@ -76,6 +76,10 @@ def _get(value, *path):
     return value
 
 
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def _str(value) -> str:
     return value if isinstance(value, str) else "" if value is None else str(value)
 
@@ -135,8 +139,8 @@ SENDGRID_CLASSIFICATIONS = {
 
 
 def _ses_like(bounce: dict) -> str | None:
-    kind = bounce.get("bounceType") or bounce.get("type")
-    subtype = bounce.get("bounceSubType") or bounce.get("subType")
+    kind = _str(bounce.get("bounceType") or bounce.get("type"))
+    subtype = _str(bounce.get("bounceSubType") or bounce.get("subType"))
     if kind == "Undetermined" or subtype in SES_SENDER_SUBTYPES:
         return B.SENDER
     return {"Permanent": B.HARD, "Transient": B.SOFT}.get(kind)
@@ -147,18 +151,19 @@ def esp_bounce_facts(esp: str, raw, event) -> tuple[str | None, int | None, str,
     recipient = _str(event.recipient).lower()
     reply = _str(event.mta_response)
     if esp == "amazon_ses":
-        bounce = _get(raw, "bounce") or {}
+        bounce = _dict(_get(raw, "bounce"))
+        recipients = bounce.get("bouncedRecipients")
         mine = next(
             (
                 r
-                for r in bounce.get("bouncedRecipients") or []
+                for r in (recipients if isinstance(recipients, list) else [])
                 if isinstance(r, dict) and _str(r.get("emailAddress")).lower() == recipient
             ),
             {},
         )
         return _ses_like(bounce), None, _str(mine.get("status")), reply
     if esp == "resend":
-        bounce = _get(raw, "data", "bounce") or {}
+        bounce = _dict(_get(raw, "data", "bounce"))
         message = _str(bounce.get("message"))
         verdict = _ses_like(bounce)
         if verdict is None and "inbox was full" in message:
@@ -174,8 +179,7 @@ def esp_bounce_facts(esp: str, raw, event) -> tuple[str | None, int | None, str,
     if esp == "mailgun":
         data = _get(raw, "event-data")
         if isinstance(data, dict):  # the JSON webhooks
-            status = data.get("delivery-status") or {}
-            status = status if isinstance(status, dict) else {}
+            status = _dict(data.get("delivery-status"))
             reason = _str(data.get("reason"))
             if reason == "espblock":
                 verdict = B.SENDER
@@ -198,7 +202,7 @@ def esp_bounce_facts(esp: str, raw, event) -> tuple[str | None, int | None, str,
         verdict = {"hard_bounced": B.HARD, "soft_bounced": B.SOFT}.get(
             _str(_get(raw, "data", "type"))
         )
-        morph = _get(raw, "data", "morph") or {}
+        morph = _dict(_get(raw, "data", "morph"))
         text = _str(_get(morph, "readable_reason")) or _str(_get(morph, "reason"))
         return verdict, None, "", text
     if esp == "mailtrap":
@@ -210,7 +214,7 @@ def esp_bounce_facts(esp: str, raw, event) -> tuple[str | None, int | None, str,
             verdict = B.HARD
         return verdict, _int(_get(raw, "response_code")), "", reply
     if esp == "mandrill":
-        msg = _get(raw, "msg") or {}
+        msg = _dict(_get(raw, "msg"))
         verdict = SPARKPOST_CLASSES.get(_int(_get(msg, "bgtools_code")))
         if verdict != B.SENDER:
             description = _str(_get(msg, "bounce_description"))
@@ -222,7 +226,7 @@ def esp_bounce_facts(esp: str, raw, event) -> tuple[str | None, int | None, str,
                 )
         return verdict, None, "", reply
     if esp == "sparkpost":
-        inner = _get(raw, "msys", "message_event") or {}
+        inner = _dict(_get(raw, "msys", "message_event"))
         verdict = SPARKPOST_CLASSES.get(_int(_get(inner, "bounce_class")))
         return verdict, _int(_get(inner, "error_code")), "", reply
     if esp == "sendgrid":

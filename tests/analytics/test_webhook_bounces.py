@@ -141,13 +141,6 @@ def _delivered(deliveries):
     )
 
 
-def _numbered(delivery, n=0):
-    # A numeric id: Mailjet's MessageID and Postal's message id are integers.
-    delivery.message_id = str(13792286917004336 + delivery.pk * 10 + n)
-    delivery.save(update_fields=["message_id"])
-    return delivery
-
-
 @pytest.mark.parametrize(
     ("esp", "variant", "reply", "extra", "expected"),
     CASES,
@@ -157,7 +150,7 @@ def test_each_esps_bounces_are_filed_as_the_esp_and_the_receiver_say(
     client, sent_campaign, esp, variant, reply, extra, expected
 ):
     campaign, _, deliveries = sent_campaign
-    d = _numbered(deliveries[0])
+    d = esps.numbered(deliveries[0])
     payload = esps.bounce(esp, d, variant=variant, reply=reply, **extra)
     response = esps.post(client, esp, payload)
     assert response.status_code == 200, response.content
@@ -183,7 +176,7 @@ def test_each_esps_bounces_are_filed_as_the_esp_and_the_receiver_say(
 
 def test_a_mailjet_soft_bounce_after_a_brevo_one_counts_once_as_soft(client, sent_campaign):
     campaign, _, deliveries = sent_campaign
-    d = _numbered(deliveries[0])
+    d = esps.numbered(deliveries[0])
     soft = esps.bounce("brevo", d, variant="soft_bounce", reply=LATER)
     assert esps.post(client, "brevo", soft).status_code == 200
     mailjet = esps.bounce(
@@ -211,7 +204,7 @@ def test_a_hard_bounce_after_another_esps_soft_bounce_moves_the_count_to_hard(
     # the hard one arrives, and its -1 used to break the counters' >= 0 check in the upsert
     # (IntegrityError, the event lost, the ESP retrying for ever).
     campaign, _, deliveries = sent_campaign
-    d = _numbered(deliveries[0])
+    d = esps.numbered(deliveries[0])
     soft = esps.bounce("brevo", d, variant="soft_bounce", reply=LATER)
     assert esps.post(client, "brevo", soft).status_code == 200
     hard = esps.bounce(
@@ -233,7 +226,7 @@ def test_a_soft_bounce_that_turns_into_a_block_of_the_sender_counts_once_as_send
     client, sent_campaign
 ):
     campaign, _, deliveries = sent_campaign
-    d = _numbered(deliveries[0])
+    d = esps.numbered(deliveries[0])
     soft = esps.bounce("sparkpost", d, variant="bounce", reply=FULL, bounce_class="22")
     block = esps.bounce("sparkpost", d, variant="bounce", reply=SPAMHAUS, bounce_class="51")
     block[0]["msys"]["message_event"]["event_id"] = "another-event"
@@ -252,7 +245,7 @@ def test_refusals_of_the_sender_alert_and_pause_the_domains_running_campaigns(cl
     assert not ReputationAlert.objects.exists()
 
     # 1 in 20 refused for DMARC: 5 %, over the 2 % critical line.
-    d = _numbered(deliveries[19])
+    d = esps.numbered(deliveries[19])
     assert (
         esps.post(client, "postmark", esps.bounce("postmark", d, variant="DMARCPolicy")).status_code
         == 200
@@ -278,7 +271,7 @@ def test_a_few_refusals_of_the_sender_only_warn(client, settings, db):
     settings.REPUTATION_MIN_VOLUME = 10
     campaign, _, deliveries = make_campaign(name="Running", status="running", n=100)
     _delivered(deliveries[:99])
-    d = _numbered(deliveries[99])
+    d = esps.numbered(deliveries[99])
     blocked = esps.bounce("postmark", d, variant="Blocked", reply="smtp;" + SPAMHAUS)
     assert esps.post(client, "postmark", blocked).status_code == 200  # 1 %: a warning
     assert {(a.metric, a.level) for a in ReputationAlert.objects.all()} == {

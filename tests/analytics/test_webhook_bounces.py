@@ -237,7 +237,9 @@ def test_a_soft_bounce_that_turns_into_a_block_of_the_sender_counts_once_as_send
     assert not Suppression.objects.exists()
 
 
-def test_refusals_of_the_sender_alert_and_pause_the_domains_running_campaigns(client, settings, db):
+def test_refusals_of_the_sender_alert_and_pause_the_domains_running_campaigns(
+    client, settings, viewer_user
+):
     settings.REPUTATION_MIN_VOLUME = 10
     campaign, _, deliveries = make_campaign(name="Running", status="running", n=20)
     elsewhere, _, _ = make_campaign(name="Elsewhere", status="running", n=1, domain="other.example")
@@ -265,6 +267,13 @@ def test_refusals_of_the_sender_alert_and_pause_the_domains_running_campaigns(cl
     # The address did nothing wrong: it stays on the list.
     assert not Suppression.objects.exists()
     assert Subscriber.objects.get(pk=d.subscriber_id).status == Subscriber.Status.ACTIVE
+
+    # What the marketer sees: the alert, the domain's rate, the campaign's count.
+    client.force_login(viewer_user)
+    home = client.get("/analytics/").content.decode()
+    assert "Sender-caused rejection rate" in home and "Refused as sender <strong>5.00" in home
+    report = client.get(f"/analytics/campaigns/{campaign.pk}/").content.decode()
+    assert "<strong>1</strong> refused for the sender" in report
 
 
 def test_a_few_refusals_of_the_sender_only_warn(client, settings, db):

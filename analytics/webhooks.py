@@ -242,6 +242,19 @@ def esp_bounce_facts(esp: str, raw, event) -> tuple[str | None, int | None, str,
     return None, None, "", reply  # Postal, and any ESP anymail adds: the reply alone
 
 
+def _is_bounce(event, esp: str, raw: dict) -> bool:
+    if event.event_type == EventType.BOUNCED:
+        return True
+    if esp == "postmark":
+        # anymail reports Postmark's "Blocked", "DMARCPolicy" and "BadEmailAddress" bounces
+        # as rejections (as if Postmark had not sent them): the receiver refused them.
+        return _get(raw, "RecordType") == "Bounce" and _str(_get(raw, "Type")) in POSTMARK_TYPES
+    if esp == "postal":
+        # anymail's "failed": the receiving server refused the message for good.
+        return _get(raw, "payload", "status") == "HardFail"
+    return False
+
+
 def bounce_type(event, esp: str) -> str | None:
     """hard / soft / sender if this event is a receiving server's refusal, else None.
 
@@ -250,17 +263,7 @@ def bounce_type(event, esp: str) -> str | None:
     bounce nobody explains is hard, as it always was).
     """
     raw = event.esp_event if isinstance(event.esp_event, dict) else {}
-    if event.event_type == EventType.BOUNCED:
-        pass
-    elif (
-        esp == "postmark"
-        and _get(raw, "RecordType") == "Bounce"
-        and (_str(_get(raw, "Type")) in POSTMARK_TYPES)
-    ):
-        pass  # anymail reports Postmark's "Blocked" and "DMARCPolicy" bounces as rejections
-    elif esp == "postal" and _get(raw, "payload", "status") == "HardFail":
-        pass  # the receiving server refused the message for good: a bounce, not a failure
-    else:
+    if not _is_bounce(event, esp, raw):
         return None
     verdict, code, enhanced, text = esp_bounce_facts(esp, raw, event)
     reply = bounce_kind(smtp_code=code, enhanced=enhanced, text=text) if (code or text) else None

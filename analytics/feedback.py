@@ -2,8 +2,9 @@
 
 Hard bounce or complaint: the address is suppressed and the subscriber's status set (bounced /
 complained). Soft bounces only count: SOFT_BOUNCE_LIMIT of them within SOFT_BOUNCE_DAYS
-suppress too. An ESP-reported unsubscribe unsubscribes from everything, like the one-click
-link would.
+suppress too. A sender-caused rejection (authentication, policy, reputation: see
+analytics.bounces) leaves the address alone: it counts against the sending domain instead.
+An ESP-reported unsubscribe unsubscribes from everything, like the one-click link would.
 """
 
 from datetime import timedelta
@@ -33,6 +34,8 @@ def feedback_apply(*, facts: list) -> None:
         address = (f.recipient or "").strip().lower()
         if not address:
             continue
+        if f.kind == K.BOUNCED and f.bounce_type == Event.BounceType.SENDER:
+            continue  # refused for our fault, not the address's: reputation.py deals with it
         if f.kind == K.BOUNCED and f.bounce_type == Event.BounceType.SOFT:
             soft_candidates[f.email_hash or email_hash(address)] = f
         elif f.kind == K.BOUNCED:

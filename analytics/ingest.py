@@ -289,9 +289,26 @@ class Counters:
         self.assigned.setdefault(key, {}).update(values)
 
     def save(self, **everywhere) -> None:
-        """Write the deltas; ``everywhere`` assigns the same value on every row."""
+        """Write the deltas; ``everywhere`` assigns the same value on every row.
+
+        A negative delta (a soft bounce that turned hard moves one count from bounced_soft to
+        bounced_hard) is never part of the INSERT: PostgreSQL checks the proposed row's
+        constraints before it looks for a conflict, so a -1 in VALUES breaks the counters'
+        ``>= 0`` check even though the row exists and the sum would be fine. The increments
+        are upserted first, then the decrements applied to the rows, now sure to exist.
+        """
         if not self.rows:
             return
+        decrements = {
+            key: {n: -v for n, v in deltas.items() if v < 0}
+            for key, deltas in self.rows.items()
+            if any(v < 0 for v in deltas.values())
+        }
+        self._upsert(everywhere)
+        if decrements:
+            self._decrement(decrements)
+
+    def _upsert(self, everywhere: dict) -> None:
         meta, quote = self.model._meta, connection.ops.quote_name
         assigned = sorted({n for v in self.assigned.values() for n in v} | set(everywhere))
         plain = [meta.get_field(n) for n in (*self.key_fields, *assigned)]
@@ -305,7 +322,7 @@ class Counters:
             fixed = [*key, *(values[n] for n in assigned)]
             rows.append(
                 [f.get_db_prep_value(v, connection) for f, v in zip(plain, fixed, strict=True)]
-                + [deltas.get(n, 0) for n in self.counter_fields]
+                + [max(deltas.get(n, 0), 0) for n in self.counter_fields]
             )
         row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
         keys = ", ".join(columns[: len(self.key_fields)])
@@ -316,6 +333,33 @@ class Counters:
                     f"INSERT INTO {quote(meta.db_table)} AS t ({', '.join(columns)}) "  # noqa: S608
                     f"VALUES {', '.join([row_sql] * len(chunk))} "
                     f"ON CONFLICT ({keys}) DO UPDATE SET {', '.join(updates)}",
+                    [v for row in chunk for v in row],
+                )
+
+    def _decrement(self, decrements: dict[tuple, dict]) -> None:
+        """Subtract, never below zero: a counter that is already wrong (an older bug, a
+        manual edit) must not make the ESP's event fail, and be retried, for ever."""
+        meta, quote = self.model._meta, connection.ops.quote_name
+        keys = [meta.get_field(n) for n in self.key_fields]
+        names = sorted({n for d in decrements.values() for n in d})
+        columns = [quote(meta.get_field(n).column) for n in names]
+        key_columns = [quote(f.column) for f in keys]
+        alias = [f"k{i}" for i in range(len(keys))] + [f"c{i}" for i in range(len(names))]
+        sets = ", ".join(f"{c} = GREATEST(t.{c} - v.c{i}, 0)" for i, c in enumerate(columns))
+        match = " AND ".join(f"t.{c} = v.k{i}" for i, c in enumerate(key_columns))
+        rows = [
+            [f.get_db_prep_value(v, connection) for f, v in zip(keys, key, strict=True)]
+            + [d.get(n, 0) for n in names]
+            for key, d in decrements.items()
+        ]
+        row_sql = "(" + ", ".join(["%s"] * len(alias)) + ")"
+        with connection.cursor() as cursor:
+            for start in range(0, len(rows), 500):
+                chunk = rows[start : start + 500]
+                cursor.execute(
+                    f"UPDATE {quote(meta.db_table)} AS t SET {sets} "  # noqa: S608
+                    f"FROM (VALUES {', '.join([row_sql] * len(chunk))}) "
+                    f"AS v({', '.join(alias)}) WHERE {match}",
                     [v for row in chunk for v in row],
                 )
 
@@ -577,6 +621,7 @@ def _apply(facts: list[Fact]) -> dict:
             "delivered",
             "bounced_hard",
             "bounced_soft",
+            "bounced_sender",
             "complained",
             "opens_human",
             "clicks_human",
@@ -692,6 +737,13 @@ def _apply(facts: list[Fact]) -> dict:
     }
 
 
+BOUNCE_COUNTERS = {
+    Event.BounceType.HARD: "bounced_hard",
+    Event.BounceType.SOFT: "bounced_soft",
+    Event.BounceType.SENDER: "bounced_sender",
+}
+
+
 def _apply_delivery_event(f, a, stats, daily, breakdown, domain, day) -> None:
     cid = f.campaign_id
     if f.kind == K.DELIVERED:
@@ -707,18 +759,21 @@ def _apply_delivery_event(f, a, stats, daily, breakdown, domain, day) -> None:
         stats.add((cid,), deferred=1)
         a.esp_status = a.esp_status or "deferred"
     elif f.kind == K.BOUNCED:
-        hard = f.bounce_type != Event.BounceType.SOFT
+        kind = f.bounce_type or Event.BounceType.HARD
+        counter = BOUNCE_COUNTERS.get(kind, "bounced_hard")
         if a.bounced_at is None:
             a.bounced_at = f.occurred_at
-            a.bounce_type = f.bounce_type or "hard"
-            stats.add((cid,), **{"bounced_hard" if hard else "bounced_soft": 1})
-            daily.add((domain, day), **{"bounced_hard" if hard else "bounced_soft": 1})
+            a.bounce_type = kind
+            stats.add((cid,), **{counter: 1})
+            daily.add((domain, day), **{counter: 1})
             breakdown.add((cid, "domain", f.recipient_domain), bounced=1)
-        elif hard and a.bounce_type == "soft":
-            # A soft bounce that turned permanent counts once, as hard.
-            a.bounce_type = "hard"
-            stats.add((cid,), bounced_soft=-1, bounced_hard=1)
-            daily.add((domain, day), bounced_hard=1)
+        elif kind != Event.BounceType.SOFT and a.bounce_type == Event.BounceType.SOFT:
+            # A soft bounce that turned final (hard, or a block of the sender) counts once,
+            # as what it turned into. The day's row counts events: the soft one may be
+            # another day's.
+            a.bounce_type = kind
+            stats.add((cid,), bounced_soft=-1, **{counter: 1})
+            daily.add((domain, day), **{counter: 1})
         a.esp_status = "bounced"
     elif f.kind == K.REJECTED:
         if a.esp_status != "rejected":

@@ -160,6 +160,8 @@ def reputation_tiles() -> list[dict]:
                 "hard_bounces": rates[ReputationAlert.Metric.HARD_BOUNCES],
                 "complaints_level": reputation.level_of("complaints", rates["complaints"]),
                 "bounces_level": reputation.level_of("hard_bounces", rates["hard_bounces"]),
+                "sender_bounces": rates[ReputationAlert.Metric.SENDER_BOUNCES],
+                "sender_level": reputation.level_of("sender_bounces", rates["sender_bounces"]),
                 "dns": dns_status.get(domain, "unchecked"),
             }
         )

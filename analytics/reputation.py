@@ -1,7 +1,10 @@
 """Reputation guardrails: rolling bounce and complaint rates, alerts, and the auto-pause.
 
 Rates per sending domain over the last REPUTATION_WINDOW_DAYS (from the DomainDaily rollup)
-and per campaign (from CampaignStats), both against delivered + bounced. Crossing a warning
+and per campaign (from CampaignStats), all against delivered + hard-bounced + refused for the
+sender's fault. Three rates: complaints, hard bounces (dead addresses: the list's hygiene),
+and sender-caused rejections (authentication, policy, reputation blocks: the connection's and
+the domain's fault, which suppressing subscribers would not fix). Crossing a warning
 line raises a visible alert; crossing a critical line also pauses every running campaign that
 sends from that domain (or that campaign), through the campaigns' transition function.
 """
@@ -34,7 +37,19 @@ def thresholds() -> dict[str, tuple[float, float]]:
             settings.REPUTATION_BOUNCE_WARN_BP / 10_000,
             settings.REPUTATION_BOUNCE_CRITICAL_BP / 10_000,
         ),
+        A.Metric.SENDER_BOUNCES: (
+            settings.REPUTATION_SENDER_BOUNCE_WARN_BP / 10_000,
+            settings.REPUTATION_SENDER_BOUNCE_CRITICAL_BP / 10_000,
+        ),
     }
+
+
+METRICS = (A.Metric.COMPLAINTS, A.Metric.HARD_BOUNCES, A.Metric.SENDER_BOUNCES)
+LABELS = {
+    A.Metric.COMPLAINTS: "Complaint rate",
+    A.Metric.HARD_BOUNCES: "Hard bounce rate",
+    A.Metric.SENDER_BOUNCES: "Sender-caused rejection rate (authentication, policy, reputation)",
+}
 
 
 def level_of(metric: str, rate: float) -> str | None:
@@ -50,21 +65,37 @@ def domain_rates(domain: str, *, today=None) -> dict:
     today = today or timezone.now().date()
     since = today - timedelta(days=settings.REPUTATION_WINDOW_DAYS - 1)
     totals = DomainDaily.objects.filter(domain=domain, day__gte=since).aggregate(
-        delivered=Sum("delivered"), hard=Sum("bounced_hard"), complained=Sum("complained")
+        delivered=Sum("delivered"),
+        hard=Sum("bounced_hard"),
+        sender=Sum("bounced_sender"),
+        complained=Sum("complained"),
     )
-    return _rates(totals["delivered"] or 0, totals["hard"] or 0, totals["complained"] or 0)
+    return _rates(
+        delivered=totals["delivered"] or 0,
+        hard=totals["hard"] or 0,
+        sender=totals["sender"] or 0,
+        complained=totals["complained"] or 0,
+    )
 
 
 def campaign_rates(stats: CampaignStats) -> dict:
-    return _rates(stats.delivered, stats.bounced_hard, stats.complained)
+    return _rates(
+        delivered=stats.delivered,
+        hard=stats.bounced_hard,
+        sender=stats.bounced_sender,
+        complained=stats.complained,
+    )
 
 
-def _rates(delivered: int, hard: int, complained: int) -> dict:
-    volume = delivered + hard
+def _rates(*, delivered: int, hard: int, sender: int, complained: int) -> dict:
+    # Refusals of the sender are part of the volume: a domain Gmail refuses outright has
+    # nothing delivered, and must still reach a verdict.
+    volume = delivered + hard + sender
     return {
         "volume": volume,
         A.Metric.COMPLAINTS: complained / volume if volume else 0.0,
         A.Metric.HARD_BOUNCES: hard / volume if volume else 0.0,
+        A.Metric.SENDER_BOUNCES: sender / volume if volume else 0.0,
     }
 
 
@@ -150,17 +181,16 @@ def _raise(
 def reputation_evaluate(*, domains=(), campaign_ids=()) -> list[ReputationAlert]:
     """Check the rates of these domains and campaigns; raise alerts, pause when critical."""
     raised = []
-    labels = {A.Metric.COMPLAINTS: "Complaint rate", A.Metric.HARD_BOUNCES: "Hard bounce rate"}
     for domain in {d for d in domains if d}:
         rates = domain_rates(domain)
         if rates["volume"] < settings.REPUTATION_MIN_VOLUME:
             continue
-        for metric in (A.Metric.COMPLAINTS, A.Metric.HARD_BOUNCES):
+        for metric in METRICS:
             level = level_of(metric, rates[metric])
             if level is None:
                 continue
             message = (
-                f"{labels[metric]} of {domain} is {rates[metric]:.2%} over the last "
+                f"{LABELS[metric]} of {domain} is {rates[metric]:.2%} over the last "
                 f"{settings.REPUTATION_WINDOW_DAYS} days ({level})"
                 + ("; its running campaigns were paused." if level == A.Level.CRITICAL else ".")
             )
@@ -182,13 +212,13 @@ def reputation_evaluate(*, domains=(), campaign_ids=()) -> list[ReputationAlert]
         rates = campaign_rates(stats)
         if rates["volume"] < settings.REPUTATION_MIN_VOLUME:
             continue
-        for metric in (A.Metric.COMPLAINTS, A.Metric.HARD_BOUNCES):
+        for metric in METRICS:
             level = level_of(metric, rates[metric])
             if level is None:
                 continue
             campaign = stats.campaign
             message = (
-                f"{labels[metric]} of campaign “{campaign.name}” is {rates[metric]:.2%} ({level})"
+                f"{LABELS[metric]} of campaign “{campaign.name}” is {rates[metric]:.2%} ({level})"
                 + ("; it was paused." if level == A.Level.CRITICAL else ".")
             )
             alert = _raise(

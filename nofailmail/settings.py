@@ -360,6 +360,14 @@ REPUTATION_BOUNCE_CRITICAL_BP = env_int("REPUTATION_BOUNCE_CRITICAL_BP", 500)
 # An admin's acknowledgement of a critical alert lets its campaigns run until the rate rises
 # more than this many percent above the rate acknowledged (or a window after it was given).
 REPUTATION_ACK_TOLERANCE_PERCENT = env_int("REPUTATION_ACK_TOLERANCE_PERCENT", 10)
+# Rejections for the sender's fault (failed authentication / DMARC, policy and reputation
+# blocks: analytics.bounces): 0.5 % / 2 %, lower than hard bounces, because every further
+# message into a block deepens it, and no list cleaning fixes it.
+REPUTATION_SENDER_BOUNCE_WARN_BP = env_int("REPUTATION_SENDER_BOUNCE_WARN_BP", 50)
+REPUTATION_SENDER_BOUNCE_CRITICAL_BP = env_int("REPUTATION_SENDER_BOUNCE_CRITICAL_BP", 200)
+# The largest ESP tracking webhook body accepted (SparkPost's batches of ~1,000 events are
+# under 2 MB); a larger one is refused with a 400 before it is read.
+WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 4 * 1024 * 1024)
 # DNS checks of the sending domains: how often, and which resolvers (empty: the system's).
 DNS_CHECK_HOURS = env_int("DNS_CHECK_HOURS", 24)
 DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])

@@ -19,7 +19,8 @@ urlpatterns = [
     path("leaving/", include("preferences.dashboard_urls")),
     path("t/", include("analytics.tracking_urls")),
     path("forms/", include("signup.urls")),
-    path("anymail/", include("anymail.urls")),
+    # anymail's ESP webhooks, the tracking ones guarded against malformed bodies.
+    path("anymail/", include("analytics.webhook_urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,0 +1,36 @@
+"""anymail's webhook URLs, each tracking view behind ``webhooks.TrackingGuard``.
+
+The same paths and names as ``anymail.urls`` (namespace "anymail"), built from it, so an ESP
+anymail adds is routed, and guarded, with no change here.
+"""
+
+from anymail import urls as anymail_urls
+from anymail.signals import tracking
+from anymail.webhooks.mandrill import MandrillCombinedWebhookView
+from django.urls import URLPattern
+
+from .webhooks import TrackingGuard
+
+
+def _guarded(pattern):
+    view_class = getattr(getattr(pattern, "callback", None), "view_class", None)
+    if view_class is None:
+        return pattern
+    combined = issubclass(view_class, MandrillCombinedWebhookView)
+    if not (combined or getattr(view_class, "signal", None) is tracking):
+        return pattern  # inbound mail: not ours to guard
+    guarded = type(
+        view_class.__name__,
+        (TrackingGuard, view_class),
+        {"__module__": __name__, "limit_body": not combined},
+    )
+    return URLPattern(
+        pattern.pattern,
+        guarded.as_view(**pattern.callback.view_initkwargs),
+        pattern.default_args,
+        pattern.name,
+    )
+
+
+app_name = "anymail"
+urlpatterns = [_guarded(p) for p in anymail_urls.urlpatterns]

@@ -9,6 +9,22 @@ from tests.support.smtp import Sink
 from tests.support.workers import Worker, purge_queue
 
 
+def pytest_collection_modifyitems(items):
+    """Every transactional test restores the migrated rows (role groups, exit-survey reasons,
+    the dispatcher's periodic task) with a serialized rollback. Mixing the two kinds breaks
+    either way: a plain flush re-creates content types through post_migrate, and the next
+    serialized test then inserts them twice (IntegrityError at its set-up)."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        kwargs = dict(marker.kwargs) if marker else {}
+        if marker and marker.args:
+            kwargs.setdefault("transaction", marker.args[0])
+        transactional = kwargs.get("transaction") or "transactional_db" in item.fixturenames
+        if transactional and not kwargs.get("serialized_rollback"):
+            kwargs.update(transaction=True, serialized_rollback=True)
+            item.add_marker(pytest.mark.django_db(**kwargs), append=False)
+
+
 def pytest_collection_finish(session):
     if connection.vendor != "postgresql":
         pytest.exit("The suite runs on PostgreSQL: use `make test` (it sets DATABASE_URL).", 2)

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,8 +67,15 @@ class Worker:
         token = uuid.uuid4().hex
         worker_ping.delay(token)
         deadline = time.monotonic() + timeout
+        # The ping task proves some worker consumes the queue; a control ping addressed to
+        # this one proves that *this* worker does (another one may have answered the task).
+        from nofailmail.celery import app
+
+        me = f"{self.name}@{socket.gethostname()}"
+        answered = False
         while time.monotonic() < deadline:
-            if cache.get(f"worker-ping:{token}") == "pong":
+            answered = answered or cache.get(f"worker-ping:{token}") == "pong"
+            if answered and app.control.ping(destination=[me], timeout=0.5):
                 return
             if self.process.poll() is not None:
                 break

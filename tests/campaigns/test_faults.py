@@ -26,19 +26,7 @@ from .conftest import (
     make_campaign,
     smtp_connection,
 )
-
-
-def _wait(condition, timeout, what, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _counts(campaign):
-    return Counter(Delivery.objects.filter(campaign=campaign).values_list("status", flat=True))
+from .test_worker_kill import _counts, _wait
 
 
 def _settled(campaign):

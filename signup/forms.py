@@ -89,6 +89,8 @@ class SignupFormForm(forms.ModelForm):
             "welcome_templates": "Sent after confirmation, with {{ download_url }} for the lead "
             "magnet. None: the built-in text (sent when there is a lead magnet).",
             "consent_version": "Change it whenever the consent text changes.",
+            "success_message": "Shown when the form is sent. With double opt-in the address is "
+            "not confirmed yet: say so (“Check your inbox to confirm”). Empty: the built-in text.",
         }
 
     def __init__(self, *args, **kwargs):

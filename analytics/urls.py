@@ -13,6 +13,12 @@ urlpatterns = [
     path("domains/add/", views.domain_save, name="domain-add"),
     path("domains/<int:pk>/", views.domain_save, name="domain-save"),
     path("domains/<int:pk>/check/", views.domain_check, name="domain-check"),
+    path("domains/<int:pk>/dkim/", views.dkim_key_add, name="dkim-add"),
+    path(
+        "dkim/<int:pk>/<str:action>/",
+        views.dkim_key_action,
+        name="dkim-action",
+    ),
     path(
         "subscribers/<int:pk>/timeline/",
         views.subscriber_timeline_view,

@@ -3,7 +3,7 @@ from campaigns.pipeline import campaign_send_work
 from campaigns.services import campaign_start
 from core.recipient_links import read_recipient_token
 
-from .conftest import make_audience, make_campaign, smtp_connection
+from .conftest import make_audience, make_campaign, message_id, smtp_connection
 
 
 def test_the_message_the_smtp_sink_received_carries_every_required_header(db, smtp_sink):
@@ -25,9 +25,10 @@ def test_the_message_the_smtp_sink_received_carries_every_required_header(db, sm
     assert read_recipient_token("unsubscribe", token) == (subs[0].pk, delivery.pk)
     assert mailto.startswith("mailto:unsubscribe@sender.example")
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert message["List-Id"] == f"Launch <campaign-{campaign.pk}.sender.example>"
+    # Stable per list (the topic), not the campaign's internal name.
+    assert message["List-Id"] == '"Weekly" <weekly.topics.sender.example>'
     assert message["Feedback-ID"] == f"{campaign.pk}:weekly:newsletter:nofailmail"
-    assert message["Message-ID"] == f"<d{delivery.pk}.c{campaign.pk}@sender.example>"
+    assert message["Message-ID"] == message_id(delivery.pk, campaign)
     assert message["Message-ID"] == delivery.message_id
     assert message["X-NFM-Delivery"] == str(delivery.pk)
     assert message["From"] == "Sender <news@sender.example>"

@@ -117,13 +117,7 @@ class MessageFactory:
         # ASCII only: a French tag ("été") becomes "ete".
         tag = slugify(str(campaign.tags[0])) if campaign.tags else ""
         self.feedback_id = f"{campaign.pk}:{tag or 'none'}:newsletter:nofailmail"
-        # Message-IDs must not repeat across installs or after a database reset, when
-        # delivery and campaign ids start again from 1: a tag keyed by this install's secret
-        # and the campaign's creation time.
-        created = campaign.created_at.isoformat() if campaign.created_at else ""
-        self.id_tag = hmac.new(
-            settings.SECRET_KEY.encode(), f"{campaign.pk}:{created}".encode(), hashlib.sha256
-        ).hexdigest()[:10]
+        self.id_tag = message_id_tag(campaign)
         self._signers: list[dkim.Signer] | None = None
         self.boundary = "=_nfm_" + uuid.uuid4().hex
         self.common_headers = (
@@ -274,6 +268,9 @@ class MessageFactory:
         email.tags = [str(t) for t in self.campaign.tags]
         email.track_clicks = False
         email.track_opens = False
+        extra = bulk_stream(self.campaign.connection)
+        if extra:
+            email.esp_extra = extra
         return email
 
 
@@ -282,6 +279,29 @@ def _url_around(name: str) -> tuple[str, str]:
     url = settings.SITE_URL + reverse(name, args=[marker])
     prefix, _, suffix = url.partition(marker)
     return prefix, suffix
+
+
+def bulk_stream(connection) -> dict:
+    """anymail ``esp_extra`` that puts campaign mail on the ESP's broadcast stream, apart
+    from transactional mail (whose reputation it must not drag down)."""
+    if connection is None:
+        return {}
+    backend = connection.backend.lower()
+    options = connection.options or {}
+    if ".postmark." in backend:
+        return {"MessageStream": options.get("message_stream") or "broadcast"}
+    if ".sparkpost." in backend:
+        return {"options": {"transactional": False}}
+    return {}
+
+
+def message_id_tag(campaign: Campaign) -> str:
+    """Keyed by this install's secret and the campaign's creation time: Message-IDs do not
+    repeat across installs, nor after a database reset starts the ids from 1 again."""
+    created = campaign.created_at.isoformat() if campaign.created_at else ""
+    return hmac.new(
+        settings.SECRET_KEY.encode(), f"{campaign.pk}:{created}".encode(), hashlib.sha256
+    ).hexdigest()[:10]
 
 
 def list_id(campaign: Campaign, domain: str) -> str:

@@ -432,6 +432,40 @@ class DkimKey(models.Model):
         return f"v=DKIM1; k={self.algorithm}; p={self.public_key}"
 
 
+class BounceMessage(models.Model):
+    """One message read from the bounce mailbox, so each is processed once (by its IMAP UID
+    within the folder's UIDVALIDITY); unparseable ones stay in the mailbox and are listed."""
+
+    class Kind(models.TextChoices):
+        DSN = "dsn", "Delivery status notification"
+        ARF = "arf", "Feedback-loop complaint"
+        AUTO_REPLY = "auto-reply", "Automatic reply (not a bounce)"
+        LEGACY = "legacy", "Non-standard bounce"
+        UNPARSEABLE = "unparseable", "Could not be read"
+
+    mailbox = models.CharField(max_length=300)
+    uidvalidity = models.BigIntegerField()
+    uid = models.BigIntegerField()
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    subject = models.CharField(max_length=300, blank=True)
+    sender = models.CharField(max_length=300, blank=True)
+    facts = models.PositiveIntegerField(default=0)
+    note = models.CharField(max_length=500, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-uid"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox", "uidvalidity", "uid"], name="bounce_message_once"
+            )
+        ]
+        indexes = [models.Index(fields=["kind", "-received_at"], name="bounce_message_kind")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.subject}"
+
+
 class SubscriberEngagement(models.Model):
     """Human engagement per subscriber, maintained as events arrive: score and sunset input."""
 

@@ -24,6 +24,7 @@ urlpatterns = [
         views.subscriber_timeline_view,
         name="subscriber-timeline",
     ),
+    path("bounces/", views.bounce_messages, name="bounces"),
     path("hygiene/", views.hygiene, name="hygiene"),
     path("hygiene/policy/", views.hygiene_save, name="hygiene-save"),
     path("hygiene/preview/", views.hygiene_preview, name="hygiene-preview"),

@@ -3,6 +3,7 @@ import csv
 import dns.exception
 from django.conf import settings
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -16,6 +17,7 @@ from .dns_checks import dkim_record, resolver, sending_domain_check
 from .forms import CampaignTrackingForm, SendingDomainForm, SunsetPolicyForm
 from .hygiene import sunset_policy, sunset_preview_refresh, sunset_run
 from .models import (
+    BounceMessage,
     CampaignTracking,
     DkimKey,
     ReputationAlert,
@@ -259,6 +261,30 @@ def domain_check(request, pk: int):
     sending_domain_check(domain=domain)
     messages.success(request, f"{domain.domain} checked.")
     return redirect("analytics:domains")
+
+
+@viewer_required
+def bounce_messages(request):
+    """What the bounce mailbox held: unreadable messages first (they wait for a person)."""
+    kind = request.GET.get("kind", "")
+    rows = BounceMessage.objects.all()
+    if kind in BounceMessage.Kind.values:
+        rows = rows.filter(kind=kind)
+    page = Paginator(rows.order_by("-received_at", "-uid"), 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "analytics/bounces.html",
+        {
+            "page": page,
+            "kind": kind,
+            "kinds": BounceMessage.Kind.choices,
+            "unparseable": BounceMessage.objects.filter(
+                kind=BounceMessage.Kind.UNPARSEABLE
+            ).count(),
+            "configured": bool(settings.BOUNCE_IMAP_URL),
+            "bounce_domain": settings.BOUNCE_DOMAIN,
+        },
+    )
 
 
 @viewer_required

@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils.text import slugify
 
 from analytics import dkim
+from analytics.bounce_mail import verp_address
 from analytics.dkim_keys import signers_for
 from analytics.models import Link
 from analytics.tracking import ClickUrls
@@ -119,6 +120,9 @@ class MessageFactory:
         self.feedback_id = f"{campaign.pk}:{tag or 'none'}:newsletter:nofailmail"
         self.id_tag = message_id_tag(campaign)
         self._signers: list[dkim.Signer] | None = None
+        self.bounce_domain = (
+            (connection.options or {}).get("bounce_domain") if connection else ""
+        ) or settings.BOUNCE_DOMAIN
         self.boundary = "=_nfm_" + uuid.uuid4().hex
         self.common_headers = (
             f"From: {_encode_header(self.from_header)}\r\n"
@@ -245,6 +249,14 @@ class MessageFactory:
         if self._signers is None:
             self._signers = signers_for(self.from_email)
         return self._signers
+
+    def envelope_sender(self, message: BuiltMessage) -> str:
+        """MAIL FROM: a VERP address naming the delivery when a bounce domain is set (the
+        connection's ``bounce_domain`` option, else BOUNCE_DOMAIN), so DSNs come back to the
+        bounce mailbox saying whose message it was; else the From address."""
+        if self.bounce_domain and message.delivery_id:
+            return verp_address(message.delivery_id, self.bounce_domain)
+        return self.from_email
 
     def signed_raw(self, message: BuiltMessage) -> bytes:
         """``raw()`` with the From domain's DKIM signatures on top (SMTP and the sandbox;

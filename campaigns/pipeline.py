@@ -304,7 +304,7 @@ class Transport:
         smtp.body_sent = False
         try:
             refused = smtp.sendmail(
-                self.factory.from_email, [built.to], self.factory.signed_raw(built)
+                self.factory.envelope_sender(built), [built.to], self.factory.signed_raw(built)
             )
         except smtplib.SMTPResponseException as exc:
             if isinstance(exc, smtplib.SMTPSenderRefused) and is_setup_refusal(exc):

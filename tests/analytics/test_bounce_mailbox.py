@@ -257,3 +257,71 @@ def test_the_bounce_page_lists_what_the_mailbox_held_unreadable_ones_flagged(
         viewer_client.get("/analytics/bounces/?kind=dsn").content.decode().count('data-kind="') == 0
     )
     assert viewer_client.get("/analytics/bounces/?kind=%00&page=x").status_code == 200
+
+
+def test_through_a_real_postfix_relay_mail_arrives_signed_and_its_dsn_comes_back(
+    db, settings, smtp_sink, admin_client
+):
+    """Postfix relays to the sink; when the sink refuses a recipient after Postfix took the
+    message, Postfix writes the DSN and delivers it to the VERP address: the Maildir that
+    Dovecot serves. A domain Postfix refuses itself (error transport) is refused at RCPT,
+    synchronously, and filed the same way."""
+    import time
+
+    from analytics.models import DkimKey, SendingDomain
+    from tests.analytics.dns_server import FixedZoneServer
+    from tests.campaigns.test_dkim import publish, verify_all
+    from tests.support.postfix import Postfix
+
+    dovecot = Dovecot().start()
+    postfix = Postfix(
+        sink_port=smtp_sink.port,
+        mailbox_root=dovecot.root / "mail",
+        mailbox_user=Dovecot.user,
+        bounce_domain="bounces.sender.example",
+    )
+    try:
+        postfix.start()
+        settings.BOUNCE_IMAP_URL = dovecot.url
+        settings.BOUNCE_DOMAIN = "bounces.sender.example"
+        domain = SendingDomain.objects.create(domain="sender.example")
+        admin_client.post(f"/analytics/domains/{domain.pk}/dkim/", {"algorithm": "rsa"})
+        key = DkimKey.objects.get(domain=domain)
+
+        topic, _ = make_audience(2)
+        make_audience(1, topic=topic, prefix="bad")  # the sink answers 550 5.1.1 to Postfix
+        make_audience(1, topic=topic, prefix="gone", domain="gone.example")
+        connection = smtp_connection(smtp_sink, name="postfix")
+        connection.options = {"host": "127.0.0.1", "port": postfix.port}
+        connection.save()
+        campaign = make_campaign(topic=topic, connection=connection)
+        campaign_start(campaign=campaign)
+        assert campaign_send_work(campaign_id=campaign.pk) == "done"
+
+        received = smtp_sink.wait_for(2, timeout=30)
+        assert sorted(m["To"] for m in received) == ["user0@example.org", "user1@example.org"]
+        with FixedZoneServer({}) as zone:
+            publish(zone, key.record_name, key.record_value)
+            assert verify_all([e.content for e in smtp_sink.envelopes], zone)
+
+        bad = Delivery.objects.get(campaign=campaign, email="bad0@example.org")
+        gone = Delivery.objects.get(campaign=campaign, email="gone0@gone.example")
+        assert bad.status == "sent" and gone.status == "failed"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            bounce_mailbox_poll()
+            if Event.objects.filter(delivery_id=bad.pk, kind="bounced").exists():
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(postfix.log()[-3000:])
+    finally:
+        postfix.stop()
+        dovecot.stop()
+    event = Event.objects.get(delivery_id=bad.pk, kind="bounced")
+    assert (event.esp, event.bounce_type) == ("smtp-dsn", "hard") and "5.1.1" in event.reason
+    refused = Event.objects.get(delivery_id=gone.pk, kind="bounced")
+    assert (refused.esp, refused.bounce_type) == ("smtp", "hard")
+    for address in ("bad0@example.org", "gone0@gone.example"):
+        assert Suppression.objects.filter(email_hash=email_hash(address)).exists()
+    assert BounceMessage.objects.get().kind == "dsn"

@@ -112,6 +112,12 @@ def claim_ttl() -> int:
     return int(os.environ.get("CAMPAIGN_CLAIM_TTL", "30"))
 
 
+def send_time_budget() -> float:
+    """Seconds one sending task works before it hands its place to a fresh task (so other
+    campaigns and other workers get their turn)."""
+    return float(os.environ.get("CAMPAIGN_SEND_TIME_BUDGET", "60"))
+
+
 def outage_pause_minutes() -> int:
     """An unreachable server pauses the campaign after this long (it waits until then)."""
     return int(os.environ.get("CAMPAIGN_OUTAGE_PAUSE_MINUTES", "30"))
@@ -791,11 +797,13 @@ def _apply_domain_caps(campaign: Campaign, token: str, rows: list[ClaimedRow]) -
 # A sending task's work
 
 
-def campaign_send_work(*, campaign_id: int, time_budget: float = 60.0) -> str:
+def campaign_send_work(*, campaign_id: int, time_budget: float | None = None) -> str:
     """Claim and send batches until the campaign is done, paused, or the budget is spent.
     Returns why it stopped: 'done', 'idle' (only deferred rows left), 'stopped', 'budget',
     'warmup', 'outage', 'lost'. With NFM_COUNT_QUERIES=1 (bench/send.py) the SQL statements
     it ran are added up in the shared cache."""
+    if time_budget is None:
+        time_budget = send_time_budget()
     if not os.environ.get("NFM_COUNT_QUERIES"):
         return _send_work(campaign_id=campaign_id, time_budget=time_budget)
     count = [0]

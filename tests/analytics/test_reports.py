@@ -215,3 +215,14 @@ def test_the_campaign_report_shows_the_exit_survey_answers_given_through_it(
     assert "<td>The content is not relevant to me</td>" in section
     assert "Monthly is a lot" in section
 
+
+def test_a_campaign_sent_over_smtp_shows_what_was_sent_not_delivered_zero(
+    viewer_client, sent_campaign
+):
+    """An SMTP server sends no delivery reports: the tile said "Delivered 0" for a campaign
+    whose three messages all went out."""
+    campaign, _, _ = sent_campaign
+    body = viewer_client.get(f"/analytics/campaigns/{campaign.pk}/").content.decode()
+    assert 'data-metric="sent">3<' in body
+    assert 'data-metric="delivered">0<' in body
+    assert "none reported: an SMTP server sends no delivery reports" in body

@@ -57,6 +57,8 @@ def _campaign(pk: int) -> Campaign:
 
 @viewer_required
 def campaign_report(request, pk: int):
+    from preferences.selectors import campaign_exit_survey
+
     campaign = _campaign(pk)
     tracking = CampaignTracking.objects.filter(campaign=campaign).first()
     return render(
@@ -70,6 +72,7 @@ def campaign_report(request, pk: int):
             "clients": reports.campaign_breakdown(campaign, "client", "human_opens"),
             "devices": reports.campaign_breakdown(campaign, "device", "human_opens"),
             "domains": reports.campaign_breakdown(campaign, "domain", "delivered"),
+            "exit_survey": campaign_exit_survey(campaign.pk),
             "tracking_form": CampaignTrackingForm(instance=tracking),
             "alerts": ReputationAlert.objects.filter(
                 scope="campaign", key=str(campaign.pk), resolved_at__isnull=True

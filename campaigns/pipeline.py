@@ -577,6 +577,7 @@ def send_batch(
     streak = campaign.consecutive_failures
     outcome = _Outcome()
     bounces: list[Fact] = []
+    accepted: list[Fact] = []
     token = lease.token
     # Every recipient's merge values in a constant number of queries (the preview's builder).
     recipients = recipient_contexts(row.subscriber_id for row in rows)
@@ -687,10 +688,14 @@ def send_batch(
                 outcome = _Outcome(
                     prev=row.id, status="sent", message_id=message_id, sent_at=timezone.now()
                 )
-            if bounces:
-                # Synchronous refusals take the same path as an ESP's bounce webhook; before
-                # the batch's last row is settled, so a finished campaign has its feedback.
-                ingest_facts(bounces)
+                if transport.is_smtp:
+                    # No ESP reports deliveries over SMTP: the server's "250" is the delivery
+                    # report, or every rate (bounces, complaints) would divide by nothing.
+                    accepted.append(_accepted_fact(row, message_id))
+            if bounces or accepted:
+                # Synchronous answers take the same path as an ESP's webhook; before the
+                # batch's last row is settled, so a finished campaign has its feedback.
+                ingest_facts(bounces + accepted)
             if outcome.prev != -1:
                 _record(cursor, outcome, lease=lease, next_id=-1, next_message_id="")
             if result.interrupted or result.outage or result.setup:
@@ -698,6 +703,19 @@ def send_batch(
         finally:
             cursor.execute("SET synchronous_commit TO DEFAULT")
     return result
+
+
+def _accepted_fact(row: ClaimedRow, message_id: str) -> Fact:
+    return Fact(
+        uid=f"smtp-accepted:{row.id}",
+        kind="delivered",
+        occurred_at=timezone.now(),
+        delivery_id=row.id,
+        message_id=message_id,
+        recipient=row.email,
+        esp="smtp",
+        reason="Accepted by the SMTP server (250)",
+    )
 
 
 def _bounce_fact(row: ClaimedRow, built, refusal: Refusal) -> Fact:

@@ -120,9 +120,16 @@ def main() -> None:
     topic, _ = Topic.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
     form = SignupForm.objects.create(
         name="Bench",
+        # One step: its submission is the last one, so the confirmation is enqueued at once (a
+        # multi-step form would defer it to the last step or the beat's sweep).
         steps=[
-            {"fields": [{"kind": "email"}, {"kind": "consent", "required": True}]},
-            {"fields": [{"kind": "first_name"}, {"kind": "topics"}]},
+            {
+                "fields": [
+                    {"kind": "email"},
+                    {"kind": "consent", "required": True},
+                    {"kind": "first_name"},
+                ]
+            },
         ],
         consent_text="Yes",
         allowed_origins="https://shop.example",

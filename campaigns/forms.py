@@ -3,8 +3,10 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, available_timezones
 
 from django import forms
+from django.conf import settings
 from django.forms.fields import BaseTemporalField
 from django.utils.dateparse import parse_datetime
+from django.utils.html import format_html, format_html_join
 
 from analytics.models import ReputationAlert
 from subscribers.models import Segment, Topic
@@ -90,6 +92,47 @@ class WallClockField(forms.DateTimeField):
         return result
 
 
+class TimezoneInput(forms.TextInput):
+    """A text box with the zones as a datalist: the browser filters the list as one types
+    ("paris", "new_y"), with or without JavaScript."""
+
+    list_id = "timezone-choices"
+
+    def __init__(self, attrs=None):
+        super().__init__({"list": self.list_id, "autocomplete": "off", **(attrs or {})})
+
+    def render(self, name, value, attrs=None, renderer=None):
+        options = format_html_join("", '<option value="{}"></option>', ((z,) for z in TIMEZONES))
+        datalist = format_html('<datalist id="{}">{}</datalist>', self.list_id, options)
+        return super().render(name, value, attrs, renderer) + datalist
+
+
+class TimezoneField(forms.ChoiceField):
+    default_error_messages = {
+        "invalid_choice": "Choose a time zone from the list, such as Europe/Paris.",
+    }
+    _by_lower = {zone.lower(): zone for zone in TIMEZONES}
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=[(z, z) for z in TIMEZONES], widget=TimezoneInput, **kwargs)
+
+    def to_python(self, value):
+        # What was typed, in any case and with spaces for underscores ("new york").
+        value = super().to_python(value).strip()
+        return self._by_lower.get(value.lower().replace(" ", "_"), value)
+
+
+# The fields each kind of schedule uses. The others are hidden by static/js/schedule_form.js,
+# and ignored here: a browser without JavaScript shows (and posts) every field.
+KIND_FIELDS = {
+    "send_at_local": (Campaign.ScheduleKind.ONCE,),
+    "weekday": (Campaign.ScheduleKind.RECURRING,),
+    "hour": (Campaign.ScheduleKind.RECURRING,),
+    "only_new_since_last": (Campaign.ScheduleKind.RECURRING,),
+}
+EMPTY = {"send_at_local": None, "weekday": None, "hour": None, "only_new_since_last": False}
+
+
 class ScheduleForm(forms.Form):
     kind = forms.ChoiceField(choices=Campaign.ScheduleKind.choices)
     send_at_local = WallClockField(
@@ -99,7 +142,11 @@ class ScheduleForm(forms.Form):
         help_text="Wall-clock time in the time zone below. A time the clocks skip (spring "
         "forward) is refused; one that happens twice (fall back) means the first.",
     )
-    timezone = forms.ChoiceField(choices=[(tz, tz) for tz in TIMEZONES], initial="UTC")
+    timezone = TimezoneField(
+        initial=settings.TIME_ZONE,
+        help_text="Type to search. The clock of the time above, of the weekly hour, and of the "
+        "recipients who have no time zone of their own.",
+    )
     weekday = forms.TypedChoiceField(
         required=False,
         coerce=int,
@@ -118,9 +165,25 @@ class ScheduleForm(forms.Form):
         required=False, help_text="Admins: schedule despite blocking pre-flight findings."
     )
 
+    def __init__(self, *args, browser_zone: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].widget.attrs["data-schedule-kind"] = ""
+        for name, kinds in KIND_FIELDS.items():
+            self.fields[name].widget.attrs["data-schedule-kinds"] = " ".join(kinds)
+        if browser_zone:
+            # Nothing chosen yet: the page's script offers the marketer's own zone (the
+            # browser's) instead of the organisation's, when it is one of the list.
+            self.fields["timezone"].widget.attrs["data-browser-zone"] = ""
+
     def clean(self):
         cleaned = super().clean()
         kind = cleaned.get("kind")
+        for name, kinds in KIND_FIELDS.items():
+            if kind and kind not in kinds:
+                # Not used by this kind: whatever the field holds (even something invalid,
+                # left there while the marketer tried another kind) does not count.
+                self.errors.pop(name, None)
+                cleaned[name] = EMPTY[name]
         if kind == Campaign.ScheduleKind.ONCE and not cleaned.get("send_at_local"):
             if "send_at_local" not in self.errors:
                 self.add_error("send_at_local", "Choose the date and time.")

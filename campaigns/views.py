@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
 from django.http import HttpResponse
@@ -85,16 +86,24 @@ def campaign_detail(request, pk):
     return _detail_page(request, _campaign(request, pk))
 
 
-def _schedule_initial(campaign) -> dict:
-    return {
+def _schedule_form(campaign) -> ScheduleForm:
+    """The schedule as saved; a campaign never scheduled starts in the organisation's time zone
+    (TIME_ZONE), which the page's script replaces with the marketer's browser's."""
+    chosen = (
+        campaign.schedule_kind != Campaign.ScheduleKind.NOW
+        or campaign.next_run_at is not None
+        or campaign.schedule_timezone != "UTC"
+    )
+    initial = {
         "kind": campaign.schedule_kind,
-        "timezone": campaign.schedule_timezone,
+        "timezone": campaign.schedule_timezone if chosen else settings.TIME_ZONE,
         "weekday": campaign.recurring_weekday,
         "hour": campaign.recurring_hour,
         "send_at_local": campaign.send_at_local,
         "only_new_since_last": campaign.only_new_since_last,
         "local_send_hour": campaign.local_send_hour,
     }
+    return ScheduleForm(initial=initial, browser_zone=not chosen)
 
 
 def _detail_page(request, campaign, *, schedule_form=None):
@@ -128,7 +137,7 @@ def _detail_page(request, campaign, *, schedule_form=None):
             "unknown_rows": unknown_rows,
             "audience": audience_count(campaign) if campaign.status == "draft" else None,
             "schedule_summary": schedule_summary(campaign),
-            "schedule_form": schedule_form or ScheduleForm(initial=_schedule_initial(campaign)),
+            "schedule_form": schedule_form or _schedule_form(campaign),
             "test_form": TestSendForm(initial={"addresses": campaign.seed_addresses}),
             "estimate_days": estimate_days,
             "occurrences": campaign.occurrences.all()[:20],
@@ -168,7 +177,7 @@ def campaign_preflight(request, pk):
             "blocking": [f for f in findings if f.severity == BLOCKING],
             "held": holding_alerts(campaign),
             # The whole saved schedule, so an override posted from here keeps the chosen time.
-            "schedule_form": ScheduleForm(initial=_schedule_initial(campaign)),
+            "schedule_form": _schedule_form(campaign),
         },
     )
 

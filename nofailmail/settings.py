@@ -323,6 +323,9 @@ SIGNUP_RATE_PER_ADDRESS = env_int("SIGNUP_RATE_PER_ADDRESS", 10)
 SIGNUP_RATE_ADDRESS_WINDOW = env_int("SIGNUP_RATE_ADDRESS_WINDOW", 3600)
 # At most one confirmation email per address per this many seconds (no inbox flooding).
 SIGNUP_CONFIRMATION_WINDOW = env_int("SIGNUP_CONFIRMATION_WINDOW", 3600)
+# A multi-step form sends the confirmation email when the visitor finishes; one who leaves after
+# step 1 gets it this many seconds later (the beat's sweep runs every minute).
+SIGNUP_CONFIRMATION_GRACE_SECONDS = env_int("SIGNUP_CONFIRMATION_GRACE_SECONDS", 300)
 # Difficulty of the optional proof-of-work challenge, in leading zero bits of a SHA-256.
 SIGNUP_POW_BITS = env_int("SIGNUP_POW_BITS", 16)
 # One reminder this many hours after an unanswered confirmation email.

@@ -84,16 +84,21 @@ class SignupFormForm(forms.ModelForm):
             "proof_of_work": "The visitor's browser solves a small puzzle before step 1 is sent.",
             "reject_disposable": "Refuse throwaway addresses (mailinator.com and the like).",
             "check_dns": "Look up the domain's mail servers (slower; off by default).",
-            "confirmation_templates": "One per language, with {{ confirm_url }}. "
-            "None: the built-in text.",
-            "welcome_templates": "Sent after confirmation, with {{ download_url }} for the lead "
+            "confirmation_templates": "Canned replies, one per language, with "
+            "{{ confirm_url }}. None: the built-in text.",
+            "welcome_templates": "Canned replies sent after confirmation, with {{ download_url }} "
+            "for the lead "
             "magnet. None: the built-in text (sent when there is a lead magnet).",
             "consent_version": "Change it whenever the consent text changes.",
+            "success_message": "Shown when the form is sent. With double opt-in the address is "
+            "not confirmed yet: say so (“Check your inbox to confirm”). Empty: the built-in text.",
         }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        templates = Template.objects.order_by("name")
+        # Signup emails are canned replies (they carry {{ confirm_url }} / {{ download_url }},
+        # which a newsletter's linter refuses): newsletters are not offered here.
+        templates = Template.objects.filter(kind=Template.Kind.CANNED_REPLY).order_by("name")
         self.fields["confirmation_templates"].queryset = templates
         self.fields["welcome_templates"].queryset = templates
         for name in ("confirmation_templates", "welcome_templates"):

@@ -136,6 +136,11 @@ class Signup(models.Model):
     user_agent = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # When the confirmation email is owed: at once for a one-step form, else after a grace time
+    # (the visitor may still be on step 2, which asks their name). Sent when they finish the
+    # last step or, if they leave, by the beat's sweep once due; confirmation_sent_at is then set
+    # by one conditional UPDATE, so it goes out exactly once.
+    confirmation_due_at = models.DateTimeField(null=True, blank=True)
     confirmation_sent_at = models.DateTimeField(null=True, blank=True)
     reminder_sent_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
@@ -151,6 +156,11 @@ class Signup(models.Model):
                 fields=["confirmation_sent_at"],
                 name="signup_awaiting_confirmation",
                 condition=models.Q(confirmed_at__isnull=True),
+            ),
+            models.Index(
+                fields=["confirmation_due_at"],
+                name="signup_confirmation_owed",
+                condition=models.Q(confirmation_sent_at__isnull=True, confirmed_at__isnull=True),
             ),
         ]
 

@@ -250,7 +250,10 @@ def submit(request, public_id):
                 next_step=step + 1,
                 signup_token=step_token_make(signup_id=signup.pk if signup else 0, form_id=form.pk),
             )
-        message = form.success_message or words["success_no_doi" if activated else "success"]
+        # With double opt-in the form's own message speaks of the pending confirmation: an
+        # address confirmed already (nothing to confirm, no email sent) gets the built-in text.
+        custom = form.success_message if activated == (not form.double_opt_in) else ""
+        message = custom or words["success_no_doi" if activated else "success"]
         redirect = form.redirect_url if form.success_action == form.SuccessAction.REDIRECT else ""
         link = download_url(signup) if (signup and activated and signup.confirmed_at) else ""
         return answer(message=message, redirect=redirect, download_url=link)
@@ -303,6 +306,7 @@ def submit(request, public_id):
                     ip=ip,
                     user_agent=request.headers.get("User-Agent", ""),
                 ),
+                last_step=len(layout) == 1,
             )
             return finished(signup, activated=signup.confirmed_at is not None)
         signup_id = step_token_read(request.POST.get("signup", ""), form_id=form.pk)
@@ -310,7 +314,9 @@ def submit(request, public_id):
             return answer(400, errors=errors)
         signup = Signup.objects.filter(pk=signup_id, form=form).first() if signup_id else None
         if signup is not None:
-            signup = services.signup_continue(signup=signup, step_index=step, step=data)
+            signup = services.signup_continue(
+                signup=signup, step_index=step, step=data, last_step=step == len(layout) - 1
+            )
         return finished(signup, activated=bool(signup and signup.confirmed_at))
     except Refused as exc:
         return answer(exc.status, error=words[exc.code])

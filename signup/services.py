@@ -4,6 +4,11 @@ Step 1 saves the address at once (a visitor who leaves at step 2 is still captur
 campaigns only go to active subscribers); later steps add to the same subscriber. Nothing an
 anonymous visitor types may change a person who has already confirmed: their answers wait in
 ``Signup.pending`` until the owner of the address confirms.
+
+The confirmation email is owed from step 1 (``confirmation_due_at``) but sent when the visitor
+finishes the last step, so that it can greet them by the name step 2 asks; a visitor who leaves
+after step 1 gets it from the beat's sweep once the grace time has passed. Whoever sends it first
+sets ``confirmation_sent_at`` with a conditional UPDATE: it goes out exactly once.
 """
 
 import datetime as dt
@@ -95,10 +100,13 @@ def _pending_add(signup: Signup, step: StepData, topic_ids: list[int] | None) ->
     signup.pending = pending
 
 
-def signup_start(*, form: SignupForm, email: str, step: StepData, origin: Origin) -> Signup:
-    """Step 1: find or create the subscriber (unconfirmed), record the signup, and enqueue the
-    confirmation email (at most one per address per window) or, without double opt-in, the
-    welcome email. ``email`` is already normalized and checked.
+def signup_start(
+    *, form: SignupForm, email: str, step: StepData, origin: Origin, last_step: bool = True
+) -> Signup:
+    """Step 1: find or create the subscriber (unconfirmed), record the signup, and owe the
+    confirmation email (at most one per address per window): sent at once when step 1 is the
+    last step, else when the visitor finishes or the grace time runs out. Without double opt-in,
+    activate and enqueue the welcome email. ``email`` is already normalized and checked.
 
     This runs on every submission (see bench/signup.py): for a new address the signup row is
     inserted once, complete, with no lookup of its own."""
@@ -108,8 +116,11 @@ def signup_start(*, form: SignupForm, email: str, step: StepData, origin: Origin
         applies_directly = created or (
             subscriber.status == Subscriber.Status.UNCONFIRMED and subscriber.confirmed_at is None
         )
+        # Locked: a sweep must not send the confirmation between this read and the save below.
         signup = (
-            None if created else Signup.objects.filter(form=form, subscriber=subscriber).first()
+            None
+            if created
+            else Signup.objects.select_for_update().filter(form=form, subscriber=subscriber).first()
         )
         if signup is None:
             signup = Signup(
@@ -134,7 +145,7 @@ def signup_start(*, form: SignupForm, email: str, step: StepData, origin: Origin
         if needs_confirmation:
             if signup.confirmed_at is None or subscriber.status != Subscriber.Status.ACTIVE:
                 signup.confirmed_at = None
-                _confirmation_claim(signup)
+                _confirmation_owe(signup, send_now=last_step)
             signup.save()
         else:
             _activate(signup=signup, subscriber=subscriber, ip=origin.ip, ua=origin.user_agent)
@@ -171,10 +182,12 @@ def _may_activate_without_confirmation(subscriber: Subscriber) -> bool:
     return not Suppression.objects.filter(email_hash=email_hash(subscriber.email)).exists()
 
 
-def _confirmation_claim(signup: Signup) -> None:
-    """Enqueue the confirmation email after commit, unless the address is hard-suppressed or
-    already had one in this window (whatever the form or the number of submissions: a form must
-    never become a way to flood someone's inbox). The signup row is saved by the caller."""
+def _confirmation_owe(signup: Signup, *, send_now: bool) -> None:
+    """Owe the confirmation email, unless the address is hard-suppressed or already had one in
+    this window (whatever the form or the number of submissions: a form must never become a way
+    to flood someone's inbox). With ``send_now`` it is claimed here (the caller holds the row:
+    new, or locked) and enqueued after commit; else it waits for the last step or the grace
+    time. The signup row is saved by the caller."""
     from .tasks import signup_send_confirmation
 
     if Suppression.objects.filter(
@@ -183,13 +196,63 @@ def _confirmation_claim(signup: Signup) -> None:
         return
     if not confirmation_window_claim(signup.subscriber.email):
         return
-    signup.confirmation_sent_at = timezone.now()
-    # The row may not be inserted yet: read its id when the transaction commits.
-    transaction.on_commit(lambda: signup_send_confirmation.delay(signup.pk))
+    now = timezone.now()
+    if send_now:
+        signup.confirmation_due_at = signup.confirmation_sent_at = now
+        # The row may not be inserted yet: read its id when the transaction commits.
+        transaction.on_commit(lambda: signup_send_confirmation.delay(signup.pk))
+    else:
+        grace = dt.timedelta(seconds=settings.SIGNUP_CONFIRMATION_GRACE_SECONDS)
+        signup.confirmation_due_at = now + grace
+        signup.confirmation_sent_at = None
 
 
-def signup_continue(*, signup: Signup, step_index: int, step: StepData) -> Signup:
-    """A later step (index from 1): add the answers to the same subscriber (or to pending)."""
+def _confirmations_unsent():
+    return Signup.objects.filter(
+        confirmation_due_at__isnull=False,
+        confirmation_sent_at__isnull=True,
+        confirmed_at__isnull=True,
+    )
+
+
+def signup_confirmation_claim(*, signup_id: int) -> bool:
+    """Claim the owed confirmation email of one signup: True for exactly one caller."""
+    claimed = (
+        _confirmations_unsent().filter(pk=signup_id).update(confirmation_sent_at=timezone.now())
+    )
+    return claimed == 1
+
+
+def signups_claim_due_confirmations(*, limit: int = 500) -> list[int]:
+    """Claim the confirmations whose grace time ran out (the visitor left before the last
+    step): set-based, a row is claimed by exactly one UPDATE whoever else sweeps or finishes."""
+    lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE signup_signup SET confirmation_sent_at = %s
+            WHERE id IN (
+                SELECT id FROM signup_signup
+                WHERE confirmation_sent_at IS NULL AND confirmed_at IS NULL
+                  AND confirmation_due_at <= %s
+                ORDER BY confirmation_due_at LIMIT %s
+                {lock}
+            ) AND confirmation_sent_at IS NULL
+            RETURNING id
+            """,  # noqa: S608 - no user input in the f-string
+            [now, now, limit],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def signup_continue(
+    *, signup: Signup, step_index: int, step: StepData, last_step: bool = False
+) -> Signup:
+    """A later step (index from 1): add the answers to the same subscriber (or to pending). On
+    the last step, send the confirmation email still owed (now that it knows their name)."""
+    from .tasks import signup_send_confirmation
+
     with transaction.atomic():
         signup = Signup.objects.select_for_update().select_related("subscriber").get(pk=signup.pk)
         topic_ids = _topics_for(signup.form, step) if step.topic_ids is not None else None
@@ -202,6 +265,8 @@ def signup_continue(*, signup: Signup, step_index: int, step: StepData) -> Signu
         _consent_note(signup, signup.form, step, first_step=False)
         signup.steps_completed = max(signup.steps_completed, step_index + 1)
         signup.save()
+        if last_step and signup_confirmation_claim(signup_id=signup.pk):
+            transaction.on_commit(lambda: signup_send_confirmation.delay(signup.pk))
     return signup
 
 

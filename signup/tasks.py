@@ -4,7 +4,11 @@ from celery import shared_task
 
 from .emails import build_message
 from .models import Signup
-from .services import signups_claim_reminders, subscribers_purge_unconfirmed
+from .services import (
+    signups_claim_due_confirmations,
+    signups_claim_reminders,
+    subscribers_purge_unconfirmed,
+)
 
 
 def _signup(signup_id: int) -> Signup | None:
@@ -38,6 +42,16 @@ def signup_send_reminders() -> int:
     ids = signups_claim_reminders()
     for signup_id in ids:
         signup_send_confirmation.delay(signup_id, reminder=True)
+    return len(ids)
+
+
+@shared_task
+def signup_send_due_confirmations() -> int:
+    """Periodic (django-celery-beat, every minute): the confirmation email of visitors who left
+    a multi-step form before its last step, once the grace time has passed."""
+    ids = signups_claim_due_confirmations()
+    for signup_id in ids:
+        signup_send_confirmation.delay(signup_id)
     return len(ids)
 
 

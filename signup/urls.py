@@ -7,6 +7,7 @@ urlpatterns = [
     # Dashboard
     path("", views.form_list, name="list"),
     path("new/", views.form_create, name="create"),
+    path("preview/", views.form_preview, name="preview"),
     path("<int:pk>/", views.form_detail, name="detail"),
     path("<int:pk>/edit/", views.form_edit, name="edit"),
     path("<int:pk>/delete/", views.form_delete, name="delete"),

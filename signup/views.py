@@ -6,6 +6,7 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import escape
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
 from core.roles import admin_required, editor_required, viewer_required
@@ -13,7 +14,7 @@ from subscribers.models import CustomField, Topic
 
 from .forms import LeadMagnetForm, SignupFormForm
 from .models import LeadMagnet, SignupForm
-from .schema import KINDS
+from .schema import KINDS, consent_notice, form_layout, texts, theme_for_display
 from .selectors import form_stats, forms_with_counts
 
 
@@ -26,6 +27,7 @@ def form_list(request):
 def _builder_context(form: SignupFormForm, instance: SignupForm | None) -> dict:
     return {
         "form": form,
+        "preview_url": reverse("signup:preview"),
         "instance": instance,
         "builder_data": {
             "kinds": list(KINDS),
@@ -35,6 +37,41 @@ def _builder_context(form: SignupFormForm, instance: SignupForm | None) -> dict:
             "has_topics": Topic.objects.exists(),
         },
     }
+
+
+@editor_required
+@require_POST
+@xframe_options_sameorigin
+def form_preview(request):
+    """The builder's live preview: what a visitor would see with the fields as they stand in
+    the builder, every step one under the other. Nothing is saved; the buttons do nothing."""
+    data = request.POST.copy()
+    # A new form has no name yet: that need not hold the preview back.
+    data["name"] = data.get("name", "").strip() or "New form"
+    form = SignupFormForm(data)
+    if not form.is_valid():
+        return render(request, "signup/preview.html", {"problems": form.errors})
+    instance = form.save(commit=False)
+    layout = form_layout(instance, topics=list(form.cleaned_data["topics"]))
+    words = texts(instance.language)
+    steps = [
+        {
+            "title": step["title"],
+            "fields": step["fields"],
+            "label": words["step"].format(n=n, total=len(layout)),
+            "is_last": n == len(layout),
+        }
+        for n, step in enumerate(layout, start=1)
+    ]
+    context = {
+        "form": instance,
+        "steps": steps,
+        "words": words,
+        "theme": theme_for_display(instance.theme),
+        "consent_notice": consent_notice(instance),
+        "values": {},
+    }
+    return render(request, "signup/preview.html", context)
 
 
 @editor_required

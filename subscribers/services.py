@@ -1,11 +1,13 @@
 """Writes on the audience: subscribers, topics, suppressions, consent and GDPR."""
 
 import datetime as dt
+import re
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.text import slugify
 
 from core.erasure import scrub
 
@@ -65,6 +67,49 @@ def attribute_coerce(*, field: CustomField, raw: Any) -> Any:
     if len(text) > 1000:
         raise ValueError(f"{field.key}: longer than 1000 characters")
     return text
+
+
+class CustomFieldError(ValueError):
+    """A custom field that cannot be made as asked (the message says why, for the marketer)."""
+
+
+# Types a field made on the spot can take (a choice field needs its list of choices: made on
+# the custom fields page).
+ON_THE_SPOT_TYPES = (
+    CustomField.Type.TEXT,
+    CustomField.Type.NUMBER,
+    CustomField.Type.DATE,
+    CustomField.Type.BOOLEAN,
+)
+
+
+def custom_field_key(label: str) -> str:
+    """The key a label gets: what merge tags can name (``{{ attr.company_size }}``)."""
+    key = re.sub(r"[^a-z0-9]+", "_", slugify(label).lower()).strip("_")[:50]
+    if not key or key[0].isdigit():
+        key = f"field_{key}"[:50].rstrip("_")
+    return key
+
+
+def custom_field_create(*, label: str, type: str) -> CustomField:
+    """A new custom field named ``label`` (its key made from it). Refused when the label is
+    empty, the type is not one of ON_THE_SPOT_TYPES, or a field already has that key."""
+    label = " ".join(label.split())[:100]
+    if not label:
+        raise CustomFieldError("Give the new field a name.")
+    if type not in ON_THE_SPOT_TYPES:
+        raise CustomFieldError("Choose a type for the new field.")
+    key = custom_field_key(label)
+    existing = CustomField.objects.filter(key=key).first()
+    if existing is not None:
+        raise CustomFieldError(
+            f"A field “{existing.label}” ({key}) exists already: choose it in the list."
+        )
+    try:
+        with transaction.atomic():  # a savepoint: a concurrent twin leaves the caller usable
+            return CustomField.objects.create(key=key, label=label, type=type)
+    except IntegrityError:
+        raise CustomFieldError(f"A field with the key {key} exists already.") from None
 
 
 def subscriber_create(

@@ -353,10 +353,38 @@ def _targets() -> list[tuple[str, str]]:
         ("language", "Language"),
         ("timezone", "Time zone"),
     ]
-    return standard + [
-        (f"attr:{f.key}", f"{f.label} ({f.get_type_display().lower()})")
-        for f in CustomField.objects.all()
+    return [
+        *standard,
+        *(
+            (f"attr:{f.key}", f"{f.label} ({f.get_type_display().lower()})")
+            for f in CustomField.objects.all()
+        ),
+        (NEW_FIELD, "New field…"),
     ]
+
+
+# A column mapped to a field made on the spot: named and typed next to its select.
+NEW_FIELD = "new"
+NEW_FIELD_TYPES = [(t.value, t.label) for t in CustomField.Type if t in services.ON_THE_SPOT_TYPES]
+
+
+def _new_fields(post, header: list[str], mapping: dict[str, str]) -> list[str]:
+    """Make the fields asked for on the mapping page and point their columns at them. Returns
+    the problems (nothing is made then: the caller's transaction is rolled back)."""
+    problems = []
+    for index, target in mapping.items():
+        if target != NEW_FIELD:
+            continue
+        column = header[int(index)] or f"column {int(index) + 1}"
+        try:
+            field = services.custom_field_create(
+                label=post.get(f"new_label_{index}", ""), type=post.get(f"new_type_{index}", "")
+            )
+        except services.CustomFieldError as exc:
+            problems.append(f"{column}: {exc}")
+        else:
+            mapping[index] = f"attr:{field.key}"
+    return problems
 
 
 @editor_required
@@ -373,11 +401,15 @@ def import_mapping(request, job_id: int):
         for index in range(len(header)):
             target = request.POST.get(f"col_{index}", "ignore")
             mapping[str(index)] = target if target in valid_targets else "ignore"
-        job.options["mapping"] = mapping
+        job.options["mapping"] = dict(mapping)
         if form.is_valid():
             data = form.cleaned_data
             try:
+                # The new fields and the import start together, or neither.
                 with transaction.atomic():
+                    problems = _new_fields(request.POST, header, mapping)
+                    if problems:
+                        raise ImportError_(" ".join(problems))
                     import_job_start(
                         job=job,
                         mapping=mapping,
@@ -409,13 +441,22 @@ def import_mapping(request, job_id: int):
             "name": name,
             "target": job.options["mapping"].get(str(i), "ignore"),
             "samples": [row[i] for row in preview[1:] if i < len(row)][:3],
+            "new_label": request.POST.get(f"new_label_{i}", ""),
+            "new_type": request.POST.get(f"new_type_{i}", CustomField.Type.TEXT),
         }
         for i, name in enumerate(header)
     ]
     return render(
         request,
         "subscribers/import_mapping.html",
-        {"job": job, "form": form, "columns": columns, "targets": targets},
+        {
+            "job": job,
+            "form": form,
+            "columns": columns,
+            "targets": targets,
+            "new_field": NEW_FIELD,
+            "new_field_types": NEW_FIELD_TYPES,
+        },
     )
 
 

@@ -92,3 +92,30 @@ def test_the_stats_page_draws_the_funnel_chart(live_server, editor_page):
     values = page.evaluate("() => Chart.getChart('funnel-chart').data.datasets[0].data")
     assert labels == ["Views", "Step 1", "Confirmed"]
     assert values == [12, 0, 0]
+
+
+def test_the_builder_previews_the_form_live_and_the_snippet_copies(live_server, editor_page):
+    page = editor_page
+    page.goto(f"{live_server.url}/forms/new/")
+    preview = page.frame_locator("#form-preview")
+    # The unsaved form, every step: step 1's email box is there before anything is typed.
+    preview.locator("[data-preview-step='1'] input[name=email]").wait_for(timeout=15000)
+    assert preview.locator("[data-preview-step]").count() == 2
+    page.fill("#id_button_text", "Count me in")
+    preview.get_by_role("button", name="Count me in").wait_for(timeout=15000)
+    # A field added in the builder shows up in the preview.
+    step2 = page.locator('#builder [data-step="2"]')
+    step2.get_by_role("button", name="+ Field").click()
+    step2.locator("[data-field]").nth(1).locator("select").select_option("last_name")
+    preview.locator("[data-preview-step='2'] input[name=last_name]").wait_for(timeout=15000)
+    assert not SignupForm.objects.exists()  # previewing saves nothing
+
+    page.fill("#id_name", "Copied")
+    page.get_by_role("button", name="Save form").click()
+    page.wait_for_url("**/forms/*/")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page.get_by_role("button", name="Copy the snippet").click()
+    page.get_by_role("button", name="Copied").wait_for(timeout=5000)
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert copied == page.locator("#embed-snippet").input_value()
+    assert "data-nofailmail-form" in copied

@@ -160,6 +160,8 @@ def test_the_snippet_on_another_origin_signs_up_confirms_and_downloads(
     (confirmation,) = sink.wait_for(1)
     assert confirmation["To"] == "ada@example.com"
     assert confirmation["Subject"] == "Please confirm your subscription"
+    # Sent when the visitor finished step 2, so it greets them by the name it asked.
+    assert "Hello Ada," in text_of(confirmation)
     link = CONFIRM_RE.search(text_of(confirmation)).group(0)
     assert link in html_of(confirmation)
     subscriber.refresh_from_db()

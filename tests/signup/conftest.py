@@ -6,6 +6,7 @@ from django.core.cache import cache
 from nofailmail.celery import app as celery_app
 from signup.models import SignupForm
 from signup.protection import form_token_make
+from signup.tasks import signup_send_due_confirmations
 from subscribers.models import CustomField, Topic
 
 
@@ -24,6 +25,19 @@ def eager():
     celery_app.conf.update(task_always_eager=True, task_eager_propagates=True)
     yield
     celery_app.conf.update(task_always_eager=before[0], task_eager_propagates=before[1])
+
+
+@pytest.fixture
+def no_grace(settings):
+    """A visitor who leaves after step 1 is owed the confirmation email at once (instead of
+    after the grace time): the next sweep of the beat sends it."""
+    settings.SIGNUP_CONFIRMATION_GRACE_SECONDS = 0
+
+
+def beat_sweeps() -> int:
+    """What the beat's every-minute task does: send the confirmations now due (inline with the
+    eager fixture). Returns how many it claimed."""
+    return signup_send_due_confirmations.delay().get()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from django.test import Client
 
 from nofailmail.celery import app as celery_app
 from signup.models import Signup
+from signup.tasks import signup_send_due_confirmations
 from subscribers.models import Subscriber
 from tests.support.smtp import Sink, text_of
 from tests.support.workers import Worker
@@ -41,16 +42,33 @@ def smtp_worker(transactional_db, settings):
         sink.stop()
 
 
-def test_step_one_enqueues_the_confirmation_after_commit_and_a_worker_sends_it(
+def test_the_last_step_enqueues_the_confirmation_after_commit_and_a_worker_sends_it(
     smtp_worker, signup_form
 ):
     sink, worker = smtp_worker
-    response = post_step(Client(), signup_form, email="ada@example.com", consent="1")
-    assert response.status_code == 200
+    client = Client()
+    first = post_step(client, signup_form, email="ada@example.com", consent="1")
+    assert first.status_code == 200
+    assert Signup.objects.get().confirmation_sent_at is None  # step 2 asks the name: it waits
+    done = post_step(client, signup_form, step=1, signup=first.json()["signup"], first_name="Ada")
+    assert done.status_code == 200
     (message,) = sink.wait_for(1, timeout=60)
     assert message["To"] == "ada@example.com"
+    assert "Hello Ada," in text_of(message)
     assert re.search(r"http://forms\.example\.test/forms/c/[^/\s]+/", text_of(message))
     assert "signup_send_confirmation" in worker.output()
     signup = Signup.objects.get()
     assert signup.confirmation_sent_at is not None
     assert Subscriber.objects.get().status == Subscriber.Status.UNCONFIRMED
+
+
+def test_the_beat_sweep_on_a_worker_sends_the_confirmation_of_a_visitor_who_left(
+    smtp_worker, signup_form, settings
+):
+    sink, worker = smtp_worker
+    settings.SIGNUP_CONFIRMATION_GRACE_SECONDS = 0  # as if the grace time were over
+    post_step(Client(), signup_form, email="ada@example.com", consent="1")
+    signup_send_due_confirmations.delay()
+    (message,) = sink.wait_for(1, timeout=60)
+    assert message["To"] == "ada@example.com" and "Hello there," in text_of(message)
+    assert "signup_send_due_confirmations" in worker.output()

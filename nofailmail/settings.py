@@ -312,6 +312,11 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# --- Subscribers ---------------------------------------------------------------------------
+# The subscriber list counts exactly up to this many rows, and shows an estimate ("about")
+# past it: a COUNT(*) of a million-row list on every page view is what this avoids.
+SUBSCRIBER_EXACT_COUNT_LIMIT = env_int("SUBSCRIBER_EXACT_COUNT_LIMIT", 10000)
+
 # --- Signup forms (signup app) ------------------------------------------------------------
 # How long a rendered form (and a started multi-step signup) may be submitted, in seconds.
 SIGNUP_TOKEN_MAX_AGE = env_int("SIGNUP_TOKEN_MAX_AGE", 24 * 3600)

@@ -19,7 +19,10 @@ logger = logging.getLogger(__name__)
 
 @viewer_required
 def home(request):
+    from analytics import reports
+    from analytics.models import ReputationAlert
     from campaigns.models import Campaign
+    from campaigns.selectors import delivery_counts, progress_of
     from subscribers.models import Subscriber, Topic
     from templates_app.models import Template
 
@@ -32,7 +35,38 @@ def home(request):
         "templates": Template.objects.count(),
         "campaigns": Campaign.objects.count(),
     }
-    return render(request, "core/home.html", {"counts": counts})
+    S = Campaign.Status
+    listed = Campaign.objects.select_related("stats").order_by("-id")
+    current = list(listed.filter(status__in=[S.RUNNING, S.PAUSED, S.SCHEDULED])[:10])
+    recent = list(
+        listed.filter(status__in=[S.FINISHED, S.CANCELLED]).order_by("-finished_at", "-id")[:5]
+    )
+    # The ledger's counters for every listed campaign in one query, as on the campaign list.
+    ledger = delivery_counts([c.pk for c in current + recent if c.started_at])
+    for campaign in current + recent:
+        if campaign.pk in ledger:
+            campaign.progress = progress_of(campaign, ledger[campaign.pk], with_eta=False)
+    for campaign in recent:
+        stats = getattr(campaign, "stats", None)
+        if stats is not None and stats.delivered:
+            campaign.open_rate = stats.unique_human_opens / stats.delivered
+            campaign.click_rate = stats.unique_human_clicks / stats.delivered
+    return render(
+        request,
+        "core/home.html",
+        {
+            "counts": counts,
+            "current_campaigns": current,
+            "recent_campaigns": recent,
+            "alerts": ReputationAlert.objects.filter(resolved_at__isnull=True).order_by(
+                "level",
+                "-created_at",  # critical before warning
+            )[:5],
+            "open_alerts": ReputationAlert.objects.filter(resolved_at__isnull=True).count(),
+            "growth": reports.list_growth(),
+            "engagement": reports.engagement_trend(),
+        },
+    )
 
 
 def _database_ok() -> str | None:

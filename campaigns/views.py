@@ -5,6 +5,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_GET, require_POST
 
 from analytics.guardrail import alert_acknowledge, campaign_alerts, holding_alerts
@@ -80,7 +81,7 @@ def audience_preview(request):
     segment_id = request.GET.get("segment", "")
     segment = Segment.objects.filter(pk=segment_id).first() if segment_id.isdigit() else None
     count = audience_for(topic_ids=topic_ids, segment=segment).count()
-    return HttpResponse(f"{count:,} recipient(s)")
+    return HttpResponse(f"{count:,} recipient{pluralize(count)}")
 
 
 @viewer_required
@@ -270,7 +271,7 @@ def campaign_acknowledge(request, pk):
     note = form.cleaned_data["note"]
     for alert in chosen:
         alert_acknowledge(alert=alert, user=request.user, note=note, campaign=campaign)
-    done = f"{len(chosen)} alert(s) acknowledged"
+    done = f"{len(chosen)} alert{pluralize(len(chosen))} acknowledged"
     if campaign.status == Campaign.Status.PAUSED:
         return _act(
             request,
@@ -353,7 +354,9 @@ def campaign_test_send(request, pk):
             if campaign.is_test
             else ("sent to the seed list and copied to the sandbox inbox")
         )
-        messages.success(request, f"{len(addresses)} test message(s) {where}.")
+        messages.success(
+            request, f"{len(addresses)} test message{pluralize(len(addresses))} {where}."
+        )
     return redirect("campaigns:detail", pk=pk)
 
 

@@ -2,12 +2,14 @@ import logging
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.staticfiles import finders
 from django.db import connection
 from django.db.models import Count, Q
-from django.http import JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import cache_control, never_cache
+from django.views.decorators.http import require_GET, require_POST
 
 from nofailmail.celery import app as celery_app
 
@@ -100,6 +102,38 @@ def healthz(request):
         "down": down,
     }
     return JsonResponse(body, status=503 if down else 200)
+
+
+@require_GET
+@cache_control(max_age=86400, public=True)
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page links: answer it, not a 404."""
+    path = finders.find("favicon.ico")
+    if not path:
+        raise Http404
+    return FileResponse(open(path, "rb"), content_type="image/x-icon")
+
+
+def method_not_allowed(request, allowed: list[str]):
+    """A POST-only address opened in the browser (a bookmarked or reloaded form target)
+    gets a page saying what to do, still a 405."""
+    response = render(
+        request,
+        "errors/405.html",
+        {"allowed": allowed, "back": _same_site_referer(request)},
+        status=405,
+    )
+    response["Allow"] = ", ".join(allowed)
+    return response
+
+
+def _same_site_referer(request) -> str:
+    referer = request.META.get("HTTP_REFERER", "")
+    if referer and url_has_allowed_host_and_scheme(
+        referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return referer
+    return ""
 
 
 def permission_denied(request, exception=None):

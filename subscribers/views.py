@@ -521,14 +521,16 @@ def import_rejections_csv(request, job_id: int):
 
 
 def _builder_fields() -> list[dict]:
-    """What the rule builder offers: each field with the operators that fit its type."""
+    """What the rule builder offers: each field with the operators that fit its type, and for
+    choices the label to show for each stored value (a topic's name, not its slug)."""
+    topics = list(Topic.objects.order_by("name").values_list("slug", "name"))
     fields = [
         {"field": "status", "label": "Status", "ops": ["eq", "neq"], "kind": "choice",
-         "choices": list(Subscriber.Status.values)},
+         "choices": list(Subscriber.Status.values), "labels": dict(Subscriber.Status.choices)},
         {"field": "topic", "label": "Topic", "ops": ["in", "not_in"], "kind": "choice",
-         "choices": list(Topic.objects.values_list("slug", flat=True))},
+         "choices": [slug for slug, _ in topics], "labels": dict(topics)},
         {"field": "source", "label": "Source", "ops": ["eq", "neq"], "kind": "choice",
-         "choices": list(Subscriber.Source.values)},
+         "choices": list(Subscriber.Source.values), "labels": dict(Subscriber.Source.choices)},
         {"field": "signup_form", "label": "Signup form", "ops": ["eq"], "kind": "text"},
         {"field": "email", "label": "Email", "ops": ["contains", "ends_with", "eq"],
          "kind": "text"},
@@ -604,7 +606,9 @@ def segment_count(request):
         count = Subscriber.objects.filter(rules_q(rules)).count()
     except (ValueError, SegmentRuleError) as exc:
         return HttpResponse(f'<span class="text-danger">{_escape(str(exc))}</span>')
-    return HttpResponse(f"<strong>{count:,}</strong> subscriber(s) match")
+    return HttpResponse(
+        f"<strong>{count:,}</strong> subscriber{pluralize(count)} match{pluralize(count, 'es,')}"
+    )
 
 
 def _escape(text: str) -> str:

@@ -12,6 +12,7 @@ import dns.reversename
 from django.conf import settings
 from django.utils import timezone
 
+from . import dkim
 from .models import SendingDomain
 
 log = logging.getLogger(__name__)
@@ -101,17 +102,31 @@ def check_spf(r, domain: str, include: str) -> Check:
     return Check("SPF", PASS, record)
 
 
-def check_dkim(r, domain: str, selector: str) -> Check:
+def dkim_record(r, name: str) -> dict[str, str] | None:
+    """The tags of the DKIM key record at ``name`` (TXT strings joined), or None."""
+    records = [t for t in _txt(r, name) if "p=" in t]
+    if not records:
+        return None
+    return {
+        k.strip(): v.strip()
+        for k, _, v in (part.partition("=") for part in records[0].split(";"))
+        if k.strip()
+    }
+
+
+def check_dkim(r, domain: str, selector: str, expected: str | None = None) -> Check:
+    """``expected``: the p= value of the app's own key for this selector, when it signs."""
     if not selector:
         return Check(
             "DKIM",
             WARN,
             "No DKIM selector configured, so it cannot be checked.",
-            "Enter the selector your ESP gave you (e.g. k1, pm, s1) on this page.",
+            "Generate a key on this page (mail sent over SMTP), or enter the selector your "
+            "ESP gave you (e.g. k1, pm, s1).",
         )
     name = f"{selector}._domainkey.{domain}"
-    records = [t for t in _txt(r, name) if "p=" in t]
-    if not records:
+    tags = dkim_record(r, name)
+    if tags is None:
         try:
             r.resolve(name, "CNAME")
             return Check(
@@ -126,17 +141,49 @@ def check_dkim(r, domain: str, selector: str) -> Check:
             "DKIM",
             FAIL,
             f"No DKIM key at {name}.",
-            f"Publish the TXT (or CNAME) record your ESP gives you at {name}.",
+            f"Publish the TXT (or CNAME) record shown for this key at {name}.",
         )
-    tags = dict(part.strip().split("=", 1) for part in records[0].split(";") if "=" in part)
-    if not tags.get("p", "").strip():
+    published = "".join(tags.get("p", "").split())
+    if not published:
         return Check(
             "DKIM",
             FAIL,
             f"The DKIM key at {name} is revoked (empty p=).",
-            "Publish the current public key from your ESP.",
+            "Publish the current public key.",
         )
-    return Check("DKIM", PASS, f"Key published at {name} ({tags.get('k', 'rsa')}).")
+    algorithm = tags.get("k", "rsa")
+    if expected is not None and published != expected:
+        return Check(
+            "DKIM",
+            FAIL,
+            f"The key published at {name} is not the key this app signs with: receivers "
+            "will fail every signature.",
+            "Publish the TXT record shown for this key (copy it again: DNS panels often cut "
+            "long values).",
+        )
+    bits = dkim.public_key_bits(algorithm, published)
+    if bits is None:
+        return Check(
+            "DKIM",
+            FAIL,
+            f"The key at {name} cannot be read ({algorithm}).",
+            "Publish the record again, in one piece.",
+        )
+    if algorithm == "rsa" and bits < 1024:
+        return Check(
+            "DKIM",
+            FAIL,
+            f"The RSA key at {name} has {bits} bits: receivers ignore keys under 1024 bits.",
+            "Generate a 2048-bit key and publish it.",
+        )
+    if algorithm == "rsa" and bits < 2048:
+        return Check(
+            "DKIM",
+            WARN,
+            f"The RSA key at {name} has {bits} bits; 2048 is the norm now.",
+            "Rotate to a 2048-bit key.",
+        )
+    return Check("DKIM", PASS, f"Key published at {name} ({algorithm}, {bits} bits).")
 
 
 def check_dmarc(r, domain: str) -> Check:
@@ -265,10 +312,17 @@ def check_reverse_dns(r, ips: list[str]) -> Check:
 def sending_domain_check(*, domain: SendingDomain, r=None) -> list[Check]:
     r = r or resolver()
     ips = [ip.strip() for ip in domain.sending_ips.split(",") if ip.strip()]
+    own = dict(
+        domain.dkim_keys.filter(state__in=["active", "pending", "retiring"]).values_list(
+            "selector", "public_key"
+        )
+    )
     checks = []
     for run in (
         lambda: check_spf(r, domain.domain, domain.spf_include),
-        lambda: check_dkim(r, domain.domain, domain.dkim_selector),
+        lambda: check_dkim(
+            r, domain.domain, domain.dkim_selector, expected=own.get(domain.dkim_selector)
+        ),
         lambda: check_dmarc(r, domain.domain),
         lambda: check_mx(r, domain.domain),
         lambda: check_reverse_dns(r, ips),

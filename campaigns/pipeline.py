@@ -63,7 +63,6 @@ import logging
 import os
 import smtplib
 import socket
-import ssl
 import threading
 import time
 import uuid
@@ -72,7 +71,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from django.conf import settings
 from django.core import mail
 from django.core.mail import get_connection
 from django.db import DatabaseError, transaction
@@ -88,6 +86,14 @@ from templates_app.fields import recipient_context, recipient_contexts
 
 from .messages import MessageFactory
 from .models import Campaign, CampaignTransitionError, Delivery, SandboxMessage, SendLease
+from .smtp_connect import (
+    ConnectionDown,
+    LedgerSMTP,
+    SetupError,
+    SmtpSettings,
+    is_setup_refusal,
+    smtp_open,
+)
 from .throttle import domain_allowance, next_minute, rate_acquire, warmup_reserve
 from .transitions import campaign_transition
 
@@ -121,10 +127,6 @@ class LeaseLost(Exception):
 
 class HandoffUnknown(Exception):
     """The message body went out but its fate was never confirmed (see the module doc)."""
-
-
-class ConnectionDown(Exception):
-    """Nothing was handed off: the server could not be reached or dropped us before DATA."""
 
 
 class ClaimedRow(NamedTuple):
@@ -230,27 +232,6 @@ class Lease:
 # The transport
 
 
-class _LedgerSMTP(smtplib.SMTP):
-    """smtplib.SMTP that remembers whether the current message's body (with its final dot)
-    was written to the socket: after that, a lost answer is no reason to send again."""
-
-    body_sent = False
-    _in_data = False
-
-    def data(self, msg):
-        self.body_sent = False
-        self._in_data = True
-        try:
-            return super().data(msg)
-        finally:
-            self._in_data = False
-
-    def send(self, s):
-        super().send(s)
-        if self._in_data and isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
-            self.body_sent = True
-
-
 class Transport:
     """One reused connection per sender: raw SMTP, a Django/anymail backend, or the sandbox."""
 
@@ -260,7 +241,7 @@ class Transport:
         self.conn = campaign.connection
         self.sandbox = campaign.is_test
         self.is_smtp = self.conn is None or self.conn.is_smtp
-        self.smtp: _LedgerSMTP | None = None
+        self.smtp: LedgerSMTP | None = None
         self.backend = None
 
     def open(self) -> None:
@@ -275,31 +256,7 @@ class Transport:
             self.backend.open()
 
     def _open_smtp(self) -> None:
-        options = dict(self.conn.options if self.conn else {})
-        host = options.get("host", settings.EMAIL_HOST)
-        port = int(options.get("port", settings.EMAIL_PORT))
-        try:
-            smtp = _LedgerSMTP(host, port, timeout=float(options.get("timeout", 60)))
-            if options.get("use_tls"):
-                # Verified against the system's CAs unless the connection says otherwise.
-                context = ssl.create_default_context()
-                if options.get("tls_verify") is False:
-                    context.check_hostname = False
-                    context.verify_mode = ssl.CERT_NONE
-                smtp.starttls(context=context)
-            if options.get("username"):
-                smtp.login(options["username"], options.get("password", ""))
-        except smtplib.SMTPResponseException as exc:
-            if 400 <= exc.smtp_code < 500:
-                raise ConnectionDown(_describe(exc)) from exc
-            raise
-        except smtplib.SMTPNotSupportedError:
-            raise  # STARTTLS asked for but not offered: a setting to fix, not an outage
-        except OSError as exc:  # refused, reset, timed out, TLS failure, disconnected
-            if isinstance(exc, ssl.SSLCertVerificationError):
-                raise
-            raise ConnectionDown(_describe(exc)) from exc
-        self.smtp = smtp
+        self.smtp = smtp_open(SmtpSettings.of(self.conn))
 
     def close(self) -> None:
         if self.smtp is not None:
@@ -346,8 +303,13 @@ class Transport:
         smtp = self.smtp
         smtp.body_sent = False
         try:
-            refused = smtp.sendmail(self.factory.from_email, [built.to], self.factory.raw(built))
+            refused = smtp.sendmail(
+                self.factory.envelope_sender(built), [built.to], self.factory.signed_raw(built)
+            )
         except smtplib.SMTPResponseException as exc:
+            if isinstance(exc, smtplib.SMTPSenderRefused) and is_setup_refusal(exc):
+                self._drop()
+                raise SetupError(f"The server refused the sender: {_describe(exc)}") from exc
             if exc.smtp_code == 421:  # "service not available, closing channel"
                 self._drop()
                 raise ConnectionDown(_describe(exc)) from exc
@@ -547,6 +509,7 @@ class BatchResult:
     stopped: bool = False  # too many consecutive failures
     interrupted: bool = False  # paused, cancelled, or the lease lost: nothing more was sent
     outage: str = ""  # the server could not be reached: why
+    setup: str = ""  # the connection's settings keep anything from going out: why
 
 
 @dataclass
@@ -673,6 +636,14 @@ def send_batch(
                     )
                     result.outage = str(exc)
                     break
+                except SetupError as exc:
+                    # Nothing went out, and nothing will until a person fixes the settings.
+                    outcome = _Outcome(
+                        prev=row.id, status="pending", error=str(exc), attempts_adjust=-1
+                    )
+                    _release(token, [r.id for r in rows[index + 1 :]])
+                    result.setup = str(exc)
+                    break
                 except Exception as exc:
                     refusal = _classify(exc)
                     attempts = _attempts(row.id)
@@ -716,7 +687,7 @@ def send_batch(
                 ingest_facts(bounces)
             if outcome.prev != -1:
                 _record(cursor, outcome, lease=lease, next_id=-1, next_message_id="")
-            if result.interrupted or result.outage:
+            if result.interrupted or result.outage or result.setup:
                 _release(token, [r.id for r in rows])
         finally:
             cursor.execute("SET synchronous_commit TO DEFAULT")
@@ -766,7 +737,7 @@ def _send_with_reconnect(transport: Transport, built) -> str:
 
 def _record_sandbox(token: str, built, factory: MessageFactory, campaign: Campaign) -> bool:
     """Test mode: the capture and the 'sent' mark commit together — exactly once, nothing out."""
-    raw = factory.raw(built).decode("utf-8", errors="replace")
+    raw = factory.signed_raw(built).decode("utf-8", errors="replace")
     with transaction.atomic():
         marked = Delivery.objects.filter(
             pk=built.delivery_id,
@@ -904,6 +875,8 @@ def _send_work(*, campaign_id: int, time_budget: float) -> str:
                 return "stopped"
             if result.outage:
                 return "outage"
+            if result.setup:
+                return "stopped"
             if result.interrupted:
                 return "lost" if lease.lost else "stopped"
         return "budget"
@@ -926,6 +899,12 @@ def _after_batch(campaign: Campaign, result: BatchResult) -> None:
         )
     if result.outage:
         _note_outage(campaign, result.outage)
+    if result.setup:
+        _pause(
+            campaign,
+            f"Paused: the sending connection needs a fix before anything can go out. "
+            f"{result.setup} Nothing was sent or lost; resume once it is fixed.",
+        )
     streak, status = Campaign.objects.filter(pk=campaign.pk).values_list(
         "consecutive_failures", "status"
     )[0]
@@ -1023,7 +1002,7 @@ def test_send(*, campaign: Campaign, addresses: list[str]) -> list[SandboxMessag
                     html=built.html,
                     text=built.text,
                     headers=built.headers,
-                    raw=factory.raw(built).decode("utf-8", errors="replace"),
+                    raw=factory.signed_raw(built).decode("utf-8", errors="replace"),
                     is_test_send=True,
                 )
             )

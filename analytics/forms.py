@@ -13,7 +13,13 @@ class CampaignTrackingForm(forms.ModelForm):
             "utm_medium": "UTM medium",
             "utm_campaign": "UTM campaign",
         }
-        help_texts = {"utm_source": "e.g. newsletter", "utm_medium": "e.g. email"}
+        # Every field has a help line, so the four inputs stand on one line.
+        help_texts = {
+            "mode": "What is recorded per recipient.",
+            "utm_source": "e.g. newsletter",
+            "utm_medium": "e.g. email",
+            "utm_campaign": "e.g. spring-sale",
+        }
 
 
 class SendingDomainForm(forms.ModelForm):

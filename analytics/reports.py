@@ -1,7 +1,7 @@
 """The figures the report pages show, read from the rollups only (never COUNT(*) over raw
 events on a page view): each page is a handful of indexed lookups whatever the volume."""
 
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.core.cache import cache
 from django.db.models import Count, Sum
@@ -48,17 +48,27 @@ def campaign_summary(campaign: Campaign) -> dict:
 
 
 def campaign_series(campaign: Campaign) -> dict:
-    rows = list(
-        CampaignSeries.objects.filter(campaign=campaign)
+    """Opens and clicks per hour from the first hour with activity to the last (at most 31
+    days), the quiet hours in between shown as zero rather than skipped."""
+    rows = {
+        r["bucket"]: r
+        for r in CampaignSeries.objects.filter(campaign=campaign)
         .order_by("bucket")
         .values("bucket", "opens", "opens_human", "clicks", "clicks_human")[: 24 * 31]
-    )
+    }
+    hours = []
+    if rows:
+        hour, last = min(rows), max(rows)
+        while hour <= last and len(hours) < 24 * 31:
+            hours.append(hour)
+            hour += timedelta(hours=1)
+    empty = {"opens": 0, "opens_human": 0, "clicks": 0, "clicks_human": 0}
     return {
-        "labels": [timezone.localtime(r["bucket"]).strftime("%d %b %H:00") for r in rows],
-        "opens": [r["opens"] for r in rows],
-        "opens_human": [r["opens_human"] for r in rows],
-        "clicks": [r["clicks"] for r in rows],
-        "clicks_human": [r["clicks_human"] for r in rows],
+        "labels": [timezone.localtime(h).strftime("%d %b %H:00") for h in hours],
+        **{
+            name: [rows.get(h, empty)[name] for h in hours]
+            for name in ("opens", "opens_human", "clicks", "clicks_human")
+        },
     }
 
 
@@ -95,50 +105,63 @@ def campaigns_trend(limit: int = 20) -> list[dict]:
     return list(reversed(rows))
 
 
+def _whole_days(days: int) -> tuple[datetime, list[date]]:
+    """The last ``days`` local calendar days, today included, and the instant the first one
+    began: a window of "now minus 30 days" would count only part of its first day."""
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    start = timezone.make_aware(datetime.combine(first, time.min))
+    return start, [first + timedelta(days=i) for i in range(days)]
+
+
+def _day_label(day: date) -> str:
+    return day.strftime("%d %b")
+
+
 def engagement_trend(days: int = 30) -> dict:
-    since = timezone.now() - timedelta(days=days)
-    rows = list(
-        CampaignSeries.objects.filter(bucket__gte=since)
+    """Human opens and clicks per day, every day of the window shown (zero when nothing
+    happened, so a quiet fortnight is not drawn as a line from one busy day to the next)."""
+    start, days_list = _whole_days(days)
+    rows = {
+        r["day"]: r
+        for r in CampaignSeries.objects.filter(bucket__gte=start)
         .annotate(day=TruncDate("bucket"))
         .values("day")
         .annotate(opens=Sum("opens_human"), clicks=Sum("clicks_human"))
-        .order_by("day")
-    )
+    }
     return {
-        "labels": [r["day"].strftime("%d %b") for r in rows],
-        "opens": [r["opens"] for r in rows],
-        "clicks": [r["clicks"] for r in rows],
+        "labels": [_day_label(d) for d in days_list],
+        "opens": [rows[d]["opens"] if d in rows else 0 for d in days_list],
+        "clicks": [rows[d]["clicks"] if d in rows else 0 for d in days_list],
     }
 
 
 def list_growth(days: int = 30) -> dict:
     """Subscribes vs. unsubscribes per day. Counted from the subscriber tables, so the result
     is cached for ten minutes: the dashboard never re-counts on every view."""
-    key = f"analytics:list-growth:{days}:{timezone.now().date()}"
+    start, days_list = _whole_days(days)
+    key = f"analytics:list-growth:{days}:{days_list[-1]}:{timezone.get_current_timezone_name()}"
     cached = cache.get(key)
     if cached is not None:
         return cached
     from subscribers.models import Subscriber, Subscription
 
-    since = timezone.now() - timedelta(days=days)
     joined = dict(
-        Subscriber.objects.filter(created_at__gte=since)
+        Subscriber.objects.filter(created_at__gte=start)
         .annotate(day=TruncDate("created_at"))
         .values("day")
         .annotate(n=Count("id"))
         .values_list("day", "n")
     )
     left = dict(
-        Subscription.objects.filter(unsubscribed_at__gte=since)
+        Subscription.objects.filter(unsubscribed_at__gte=start)
         .annotate(day=TruncDate("unsubscribed_at"))
         .values("day")
         .annotate(n=Count("id"))
         .values_list("day", "n")
     )
-    today = timezone.now().date()
-    days_list = [today - timedelta(days=i) for i in range(days - 1, -1, -1)]
     result = {
-        "labels": [d.strftime("%d %b") for d in days_list],
+        "labels": [_day_label(d) for d in days_list],
         "subscribes": [joined.get(d, 0) for d in days_list],
         "unsubscribes": [left.get(d, 0) for d in days_list],
     }

@@ -139,6 +139,23 @@ def _hold_again(alert: ReputationAlert, *, level: str, rate: float, to_pause) ->
         )
 
 
+def _outcome(*, scope: str, key: str, level: str, paused: list[int]) -> str:
+    if level != A.Level.CRITICAL:
+        return "."
+    if scope == A.Scope.CAMPAIGN:
+        if paused:
+            return "; it was paused."
+        status = Campaign.objects.filter(pk=int(key)).values_list("status", flat=True).first()
+        if status == Campaign.Status.PAUSED:  # by its domain's alert, a moment before
+            return "; it is paused."
+        label = Campaign.Status(status).label.lower() if status else "deleted"
+        return f"; it is {label} (nothing to pause)."
+    if paused:
+        n = len(paused)
+        return f"; {n} running campaign{'s were' if n != 1 else ' was'} paused."
+    return "; none of its campaigns is running (nothing to pause)."
+
+
 def _raise(
     *,
     scope: str,
@@ -156,7 +173,9 @@ def _raise(
         if alert.level == A.Level.CRITICAL:
             _hold_again(alert, level=level, rate=rate, to_pause=to_pause)
         return alert
-    paused = _pause(to_pause(), message) if level == A.Level.CRITICAL else []
+    paused = _pause(to_pause(), message + ".") if level == A.Level.CRITICAL else []
+    # Say what was done, not what a critical level would do: a finished campaign was not paused.
+    message += _outcome(scope=scope, key=key, level=level, paused=paused)
     try:
         with transaction.atomic():
             if alert:  # warning -> critical
@@ -192,7 +211,6 @@ def reputation_evaluate(*, domains=(), campaign_ids=()) -> list[ReputationAlert]
             message = (
                 f"{LABELS[metric]} of {domain} is {rates[metric]:.2%} over the last "
                 f"{settings.REPUTATION_WINDOW_DAYS} days ({level})"
-                + ("; its running campaigns were paused." if level == A.Level.CRITICAL else ".")
             )
             alert = _raise(
                 scope=A.Scope.DOMAIN,
@@ -219,7 +237,6 @@ def reputation_evaluate(*, domains=(), campaign_ids=()) -> list[ReputationAlert]
             campaign = stats.campaign
             message = (
                 f"{LABELS[metric]} of campaign “{campaign.name}” is {rates[metric]:.2%} ({level})"
-                + ("; it was paused." if level == A.Level.CRITICAL else ".")
             )
             alert = _raise(
                 scope=A.Scope.CAMPAIGN,

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Campaign, Delivery
@@ -335,7 +336,9 @@ def hygiene_run(request):
         messages.error(request, "Compute the preview for these settings before running.")
         return redirect("analytics:hygiene")
     n = sunset_run(policy=policy)
-    messages.success(request, f"{n} inactive subscriber(s) unsubscribed by the sunset policy.")
+    messages.success(
+        request, f"{n} inactive subscriber{pluralize(n)} unsubscribed by the sunset policy."
+    )
     return redirect("analytics:hygiene")
 
 

@@ -10,6 +10,46 @@ class CampaignTransitionError(Exception):
     """An illegal state change: the message says which move was refused and why."""
 
 
+# What a marketer calls a backend; its dotted path is for whoever configures it.
+BACKEND_LABELS = {
+    "django.core.mail.backends.smtp.EmailBackend": "SMTP",
+    "django.core.mail.backends.console.EmailBackend": "Console (development)",
+    "django.core.mail.backends.filebased.EmailBackend": "Files (development)",
+    "django.core.mail.backends.locmem.EmailBackend": "In memory (tests)",
+    "django.core.mail.backends.dummy.EmailBackend": "Discard everything",
+}
+ESP_LABELS = {
+    "amazon_ses": "Amazon SES",
+    "brevo": "Brevo",
+    "mailersend": "MailerSend",
+    "mailgun": "Mailgun",
+    "mailjet": "Mailjet",
+    "mailpace": "MailPace",
+    "mailtrap": "Mailtrap",
+    "mandrill": "Mandrill",
+    "postal": "Postal",
+    "postmark": "Postmark",
+    "resend": "Resend",
+    "scaleway": "Scaleway TEM",
+    "sendgrid": "SendGrid",
+    "sendinblue": "Brevo",
+    "sparkpost": "SparkPost",
+    "unisender_go": "Unisender Go",
+}
+
+
+def backend_label(path: str) -> str:
+    """ "anymail.backends.amazon_ses.EmailBackend" -> "Amazon SES"; an unknown backend shows
+    its module's name."""
+    if path in BACKEND_LABELS:
+        return BACKEND_LABELS[path]
+    parts = path.split(".")
+    if len(parts) >= 3 and parts[:2] == ["anymail", "backends"]:
+        return ESP_LABELS.get(parts[2], parts[2].replace("_", " ").title())
+    module = parts[-2] if len(parts) >= 2 else path
+    return module.replace("_", " ").title() or path
+
+
 class SendingConnection(models.Model):
     """Where messages go: any django-anymail ESP backend, or SMTP, with its own pace.
 
@@ -50,6 +90,10 @@ class SendingConnection(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def backend_label(self) -> str:
+        return backend_label(self.backend)
 
     @property
     def is_smtp(self) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
+from django.template.defaultfilters import pluralize
 
 from templates_app.fields import is_recipient_data, recipient_context, recipient_empty_q
 from templates_app.rendering import compile_version
@@ -150,7 +151,8 @@ def personalization_findings(campaign: Campaign) -> list[Finding]:
                 Finding(
                     "personalization.empty",
                     WARNING,
-                    f"{count} recipient(s) would get an empty {{{{ {path} }}}}: add a default "
+                    f"{count} recipient{pluralize(count)} would get an empty {{{{ {path} }}}}: "
+                    "add a default "
                     f'(e.g. {{{{ {path}|default:"there" }}}}) or fill the field.',
                     examples,
                 )
@@ -244,7 +246,9 @@ def link_findings(campaign: Campaign, *, timeout: float = 5.0) -> list[Finding]:
             Finding(
                 "links.private",
                 WARNING,
-                f"{len(private)} link(s) point to a private or local network address: not checked "
+                f"{len(private)} link{pluralize(len(private))} "
+                f"point{pluralize(len(private), 's,')} to a private or local network address: "
+                "not checked "
                 "(and recipients outside your network cannot open them).",
                 [url for url, _, _ in private],
             )
@@ -258,7 +262,8 @@ def link_findings(campaign: Campaign, *, timeout: float = 5.0) -> list[Finding]:
             Finding(
                 "links.offline",
                 WARNING,
-                f"Links were NOT checked: none of the {len(links)} link(s) could be reached "
+                f"Links were NOT checked: none of the {len(links)} link{pluralize(len(links))} "
+                "could be reached "
                 "(no network or DNS from this server). Check them by hand or retry online.",
                 [f"{url} — {error}" for url, _, error in network],
             ),
@@ -269,7 +274,8 @@ def link_findings(campaign: Campaign, *, timeout: float = 5.0) -> list[Finding]:
             Finding(
                 "links.broken",
                 BLOCKING,
-                f"{len(broken)} link(s) answer an error.",
+                f"{len(broken)} link{pluralize(len(broken))} "
+                f"answer{pluralize(len(broken), 's,')} an error.",
                 [f"{url} — HTTP {status}" for url, status, _ in broken],
             )
         )
@@ -278,7 +284,7 @@ def link_findings(campaign: Campaign, *, timeout: float = 5.0) -> list[Finding]:
             Finding(
                 "links.unreachable",
                 BLOCKING,
-                f"{len(network)} link(s) cannot be reached.",
+                f"{len(network)} link{pluralize(len(network))} cannot be reached.",
                 [f"{url} — {error}" for url, _, error in network],
             )
         )
@@ -309,7 +315,11 @@ def spam_findings(*, subject: str, html: str, text: str, unsubscribe_url: str) -
     images = len(_IMG_RE.findall(html)) - html.count('width="1" height="1"')
     if images and len(visible) / images < 200:
         points.append(
-            (1.5, f"Image-heavy: {images} image(s) for {len(visible)} characters of text.")
+            (
+                1.5,
+                f"Image-heavy: {images} image{pluralize(images)} "
+                f"for {len(visible)} characters of text.",
+            )
         )
     if not text.strip():
         points.append((1.5, "No plain-text part."))
@@ -362,7 +372,8 @@ def reputation_findings(campaign: Campaign) -> list[Finding]:
     out = []
     for alert in campaign_alerts(campaign):
         details = [
-            f"Open since {alert.created_at:%Y-%m-%d %H:%M} UTC over {alert.volume} message(s)."
+            f"Open since {alert.created_at:%Y-%m-%d %H:%M} UTC over "
+            f"{alert.volume} message{pluralize(alert.volume)}."
         ]
         if alert.level != "critical":
             message = alert.message
@@ -453,7 +464,8 @@ def from_domain_findings(campaign: Campaign) -> list[Finding]:
             Finding(
                 "from.dns",
                 WARNING,
-                f"{len(failing)} DNS check(s) of {domain} fail (checked "
+                f"{len(failing)} DNS check{pluralize(len(failing))} of {domain} "
+                f"fail{pluralize(len(failing), 's,')} (checked "
                 f"{checked.checked_at:%Y-%m-%d %H:%M} UTC): receivers may reject or junk this "
                 "mail. Fix them, then check again on the sending domains page.",
                 [

@@ -140,6 +140,10 @@ def progress_of(campaign: Campaign, counts: dict[str, int], *, with_eta: bool = 
         "rate": rate,
         "eta": eta,
         "unknown": counts.get("unknown", 0),
+        # What the page shows: each state by its label, in the ledger's order.
+        "breakdown": [
+            (label, counts[value]) for value, label in Delivery.Status.choices if value in counts
+        ],
     }
 
 

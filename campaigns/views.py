@@ -1,8 +1,12 @@
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_GET, require_POST
 
 from analytics.guardrail import alert_acknowledge, campaign_alerts, holding_alerts
@@ -78,7 +82,7 @@ def audience_preview(request):
     segment_id = request.GET.get("segment", "")
     segment = Segment.objects.filter(pk=segment_id).first() if segment_id.isdigit() else None
     count = audience_for(topic_ids=topic_ids, segment=segment).count()
-    return HttpResponse(f"{count:,} recipient(s)")
+    return HttpResponse(f"{count:,} recipient{pluralize(count)}")
 
 
 @viewer_required
@@ -276,7 +280,7 @@ def campaign_acknowledge(request, pk):
     note = form.cleaned_data["note"]
     for alert in chosen:
         alert_acknowledge(alert=alert, user=request.user, note=note, campaign=campaign)
-    done = f"{len(chosen)} alert(s) acknowledged"
+    done = f"{len(chosen)} alert{pluralize(len(chosen))} acknowledged"
     if campaign.status == Campaign.Status.PAUSED:
         return _act(
             request,
@@ -359,7 +363,9 @@ def campaign_test_send(request, pk):
             if campaign.is_test
             else ("sent to the seed list and copied to the sandbox inbox")
         )
-        messages.success(request, f"{len(addresses)} test message(s) {where}.")
+        messages.success(
+            request, f"{len(addresses)} test message{pluralize(len(addresses))} {where}."
+        )
     return redirect("campaigns:detail", pk=pk)
 
 
@@ -384,13 +390,44 @@ def campaign_deliveries(request, pk):
     )
 
 
+SANDBOX_PAGE_SIZE = 50
+
+
 @viewer_required
 def sandbox_inbox(request):
-    campaign_id = request.GET.get("campaign")
-    qs = SandboxMessage.objects.select_related("campaign").defer("raw", "html", "text")
-    if campaign_id and campaign_id.isdigit():
-        qs = qs.filter(campaign_id=campaign_id)
-    return render(request, "campaigns/sandbox.html", {"messages_list": qs[:200]})
+    """Every captured message, newest first, in keyset pages ("after"/"before" an id, never
+    OFFSET), searchable by recipient or subject."""
+    filters = {
+        key: request.GET.get(key, "").replace("\x00", "").strip()[:200] for key in ("q", "campaign")
+    }
+    filters = {key: value for key, value in filters.items() if value}
+    qs = SandboxMessage.objects.select_related("campaign").defer("raw", "html", "text", "headers")
+    if filters.get("campaign", "").isdigit() and len(filters["campaign"]) <= 18:
+        qs = qs.filter(campaign_id=int(filters["campaign"]))
+    if filters.get("q"):
+        qs = qs.filter(Q(to__icontains=filters["q"]) | Q(subject__icontains=filters["q"]))
+    after, before = request.GET.get("after", ""), request.GET.get("before", "")
+    size = SANDBOX_PAGE_SIZE
+    if before.isdigit() and len(before) <= 18:
+        rows = list(qs.filter(id__gt=int(before)).order_by("id")[: size + 1])
+        has_newer, rows, has_older = len(rows) > size, list(reversed(rows[:size])), True
+    else:
+        paged = after.isdigit() and len(after) <= 18
+        if paged:
+            qs = qs.filter(id__lt=int(after))
+        rows = list(qs.order_by("-id")[: size + 1])
+        has_older, rows, has_newer = len(rows) > size, rows[:size], paged
+    base = urlencode(filters)
+    return render(
+        request,
+        "campaigns/sandbox.html",
+        {
+            "messages_list": rows,
+            "filters": filters,
+            "older_url": f"?{base}&after={rows[-1].id}" if rows and has_older else "",
+            "newer_url": f"?{base}&before={rows[0].id}" if rows and has_newer else "",
+        },
+    )
 
 
 @viewer_required

@@ -2,12 +2,14 @@ import logging
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.staticfiles import finders
 from django.db import connection
 from django.db.models import Count, Q
-from django.http import JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import cache_control, never_cache
+from django.views.decorators.http import require_GET, require_POST
 
 from nofailmail.celery import app as celery_app
 
@@ -19,7 +21,10 @@ logger = logging.getLogger(__name__)
 
 @viewer_required
 def home(request):
+    from analytics import reports
+    from analytics.models import ReputationAlert
     from campaigns.models import Campaign
+    from campaigns.selectors import delivery_counts, progress_of
     from subscribers.models import Subscriber, Topic
     from templates_app.models import Template
 
@@ -32,7 +37,38 @@ def home(request):
         "templates": Template.objects.count(),
         "campaigns": Campaign.objects.count(),
     }
-    return render(request, "core/home.html", {"counts": counts})
+    S = Campaign.Status
+    listed = Campaign.objects.select_related("stats").order_by("-id")
+    current = list(listed.filter(status__in=[S.RUNNING, S.PAUSED, S.SCHEDULED])[:10])
+    recent = list(
+        listed.filter(status__in=[S.FINISHED, S.CANCELLED]).order_by("-finished_at", "-id")[:5]
+    )
+    # The ledger's counters for every listed campaign in one query, as on the campaign list.
+    ledger = delivery_counts([c.pk for c in current + recent if c.started_at])
+    for campaign in current + recent:
+        if campaign.pk in ledger:
+            campaign.progress = progress_of(campaign, ledger[campaign.pk], with_eta=False)
+    for campaign in recent:
+        stats = getattr(campaign, "stats", None)
+        if stats is not None and stats.delivered:
+            campaign.open_rate = stats.unique_human_opens / stats.delivered
+            campaign.click_rate = stats.unique_human_clicks / stats.delivered
+    return render(
+        request,
+        "core/home.html",
+        {
+            "counts": counts,
+            "current_campaigns": current,
+            "recent_campaigns": recent,
+            "alerts": ReputationAlert.objects.filter(resolved_at__isnull=True).order_by(
+                "level",
+                "-created_at",  # critical before warning
+            )[:5],
+            "open_alerts": ReputationAlert.objects.filter(resolved_at__isnull=True).count(),
+            "growth": reports.list_growth(),
+            "engagement": reports.engagement_trend(),
+        },
+    )
 
 
 def _database_ok() -> str | None:
@@ -66,6 +102,38 @@ def healthz(request):
         "down": down,
     }
     return JsonResponse(body, status=503 if down else 200)
+
+
+@require_GET
+@cache_control(max_age=86400, public=True)
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page links: answer it, not a 404."""
+    path = finders.find("favicon.ico")
+    if not path:
+        raise Http404
+    return FileResponse(open(path, "rb"), content_type="image/x-icon")
+
+
+def method_not_allowed(request, allowed: list[str]):
+    """A POST-only address opened in the browser (a bookmarked or reloaded form target)
+    gets a page saying what to do, still a 405."""
+    response = render(
+        request,
+        "errors/405.html",
+        {"allowed": allowed, "back": _same_site_referer(request)},
+        status=405,
+    )
+    response["Allow"] = ", ".join(allowed)
+    return response
+
+
+def _same_site_referer(request) -> str:
+    referer = request.META.get("HTTP_REFERER", "")
+    if referer and url_has_allowed_host_and_scheme(
+        referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return referer
+    return ""
 
 
 def permission_denied(request, exception=None):

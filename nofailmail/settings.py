@@ -120,6 +120,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "core.middleware.FriendlyMethodNotAllowed",
 ]
 
 ROOT_URLCONF = "nofailmail.urls"
@@ -311,6 +312,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Subscribers ---------------------------------------------------------------------------
+# The subscriber list counts exactly up to this many rows, and shows an estimate ("about")
+# past it: a COUNT(*) of a million-row list on every page view is what this avoids.
+SUBSCRIBER_EXACT_COUNT_LIMIT = env_int("SUBSCRIBER_EXACT_COUNT_LIMIT", 10000)
 
 # --- Signup forms (signup app) ------------------------------------------------------------
 # How long a rendered form (and a started multi-step signup) may be submitted, in seconds.

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from .emails import EmailError, email_normalize
@@ -246,7 +247,7 @@ def _chunks(path: str, options: dict, plan: _Plan) -> Iterator[tuple[list[tuple]
         if chunk:
             yield chunk, _tell(binary), rows
         if blank:
-            plan.warnings.append(f"{blank} blank line(s) skipped")
+            plan.warnings.append(f"{blank} blank line{pluralize(blank)} skipped")
 
 
 def _tell(binary) -> int:

@@ -1,7 +1,11 @@
 """Reads on the audience."""
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from django.conf import settings
+from django.db import connection
 from django.db.models import CharField, Exists, Func, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower, Now
 
@@ -81,3 +85,44 @@ def subscribers_with_email(email: str) -> QuerySet[Subscriber]:
     return Subscriber.objects.alias(email_key=Lower("email")).filter(
         email_key=email.strip().lower()
     )
+
+
+@dataclass(frozen=True)
+class ListTotal:
+    count: int
+    estimated: bool  # shown as "about N"
+
+
+def _planned_rows(queryset: QuerySet) -> int:
+    sql, params = queryset.values("id").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def _table_rows() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+            [Subscriber._meta.db_table],
+        )
+        row = cursor.fetchone()
+    return int(row[0]) if row else -1
+
+
+def subscribers_total(queryset: QuerySet[Subscriber], *, filtered: bool) -> ListTotal:
+    """How many subscribers a list shows, without a COUNT(*) over a large table.
+
+    Up to SUBSCRIBER_EXACT_COUNT_LIMIT the count is exact (a bounded count reads at most that
+    many rows); past it the planner's figure stands in: pg_class.reltuples for the whole
+    table, EXPLAIN's row estimate for a filtered set. Never below the bound that was counted.
+    """
+    limit = settings.SUBSCRIBER_EXACT_COUNT_LIMIT
+    counted = queryset.order_by()[: limit + 1].count()
+    if counted <= limit:
+        return ListTotal(counted, estimated=False)
+    estimate = _planned_rows(queryset) if filtered else _table_rows()
+    return ListTotal(max(estimate, counted), estimated=True)

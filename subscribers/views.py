@@ -4,9 +4,10 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -32,7 +33,7 @@ from .importing import (
 )
 from .models import CustomField, ImportJob, Segment, Subscriber, Topic
 from .segments import SegmentRuleError, rules_q, segment_queryset
-from .selectors import subscriber_timeline
+from .selectors import subscriber_timeline, subscribers_total
 
 PAGE_SIZE = 50
 FILTER_KEYS = ["q", "status", "topic", "segment", "attr", "attr_value"]
@@ -110,25 +111,69 @@ def subscriber_list(request):
         "segments": Segment.objects.all(),
         "custom_fields": CustomField.objects.all(),
         "any_subscriber": bool(rows) or Subscriber.objects.exists(),
+        "total": subscribers_total(queryset, filtered=bool(filters)) if not error else None,
     }
     return render(request, "subscribers/list.html", context)
+
+
+# Actions that cannot be taken back go through a page that says how many they touch.
+CONFIRMED_ACTIONS = {"delete", "suppress"}
+
+
+def _ticked(params) -> set[int]:
+    return {int(i) for i in params.getlist("ids") if i.isdigit() and len(i) <= 18}
+
+
+def _bulk_selection(params, filters: dict) -> QuerySet[Subscriber]:
+    """What a bulk action applies to: the ticked rows, or (scope "all") every subscriber the
+    filters match; bounded by "upto", the highest id the confirmation page counted, so a
+    subscriber who joins meanwhile is not swept in."""
+    queryset = _filtered(filters)
+    if params.get("scope") != "all":
+        queryset = queryset.filter(pk__in=_ticked(params))
+    upto = params.get("upto", "")
+    if upto.isdigit() and len(upto) <= 18:
+        queryset = queryset.filter(pk__lte=int(upto))
+    return queryset
 
 
 @editor_required
 @require_POST
 def subscriber_bulk(request):
     filters = _filters(request.POST)
+    back = f"{reverse('subscribers:list')}?{urlencode(filters)}"
     action = request.POST.get("action", "")
     if action == "delete" and not has_role(request.user, Role.ADMIN):
         messages.error(request, "Deleting subscribers needs the admin role.")
-        return redirect(f"{reverse('subscribers:list')}?{urlencode(filters)}")
+        return redirect(back)
+    if request.POST.get("scope") != "all" and not _ticked(request.POST):
+        messages.error(request, "Tick the subscribers to act on, or choose all matching.")
+        return redirect(back)
     try:
-        queryset = _filtered(filters)
+        queryset = _bulk_selection(request.POST, filters)
     except SegmentRuleError as exc:
         messages.error(request, str(exc))
         return redirect("subscribers:list")
+    if action in CONFIRMED_ACTIONS and request.POST.get("confirmed") != "yes":
+        summary = queryset.order_by().aggregate(n=Count("id"), upto=Max("id"))
+        if not summary["n"]:
+            messages.info(request, "No subscriber matches this selection.")
+            return redirect(back)
+        return render(
+            request,
+            "subscribers/bulk_confirm.html",
+            {
+                "action": action,
+                "count": summary["n"],
+                "upto": summary["upto"],
+                "filters": filters,
+                "scope": request.POST.get("scope", ""),
+                "ids": request.POST.getlist("ids"),
+                "back": back,
+            },
+        )
     if action in ("topic_add", "topic_remove"):
-        topic = Topic.objects.filter(pk=request.POST.get("target_topic") or 0).first()
+        topic = Topic.objects.filter(pk=_int_or_zero(request.POST.get("target_topic"))).first()
         if topic is None:
             messages.error(request, "Choose a topic.")
         else:
@@ -136,18 +181,22 @@ def subscriber_bulk(request):
                 queryset=queryset, topic=topic, add=action == "topic_add"
             )
             verb = "added to" if action == "topic_add" else "removed from"
-            messages.success(request, f"{n} subscriber(s) {verb} {topic.name}.")
+            messages.success(request, f"{n} subscriber{pluralize(n)} {verb} {topic.name}.")
     elif action == "suppress":
         n = services.subscribers_bulk_suppress(
             queryset=queryset, note="bulk action", event=f"dashboard:{request.user.username}"
         )
-        messages.success(request, f"{n} address(es) suppressed.")
+        messages.success(request, f"{n} address{pluralize(n, 'es')} suppressed.")
     elif action == "delete":
         n = services.subscribers_bulk_delete(queryset=queryset)
-        messages.success(request, f"{n} subscriber(s) deleted.")
+        messages.success(request, f"{n} subscriber{pluralize(n)} deleted.")
     else:
         messages.error(request, "Unknown action.")
-    return redirect(f"{reverse('subscribers:list')}?{urlencode(filters)}")
+    return redirect(back)
+
+
+def _int_or_zero(value) -> int:
+    return int(value) if isinstance(value, str) and value.isdigit() and len(value) <= 18 else 0
 
 
 class _Echo:
@@ -513,14 +562,16 @@ def import_rejections_csv(request, job_id: int):
 
 
 def _builder_fields() -> list[dict]:
-    """What the rule builder offers: each field with the operators that fit its type."""
+    """What the rule builder offers: each field with the operators that fit its type, and for
+    choices the label to show for each stored value (a topic's name, not its slug)."""
+    topics = list(Topic.objects.order_by("name").values_list("slug", "name"))
     fields = [
         {"field": "status", "label": "Status", "ops": ["eq", "neq"], "kind": "choice",
-         "choices": list(Subscriber.Status.values)},
+         "choices": list(Subscriber.Status.values), "labels": dict(Subscriber.Status.choices)},
         {"field": "topic", "label": "Topic", "ops": ["in", "not_in"], "kind": "choice",
-         "choices": list(Topic.objects.values_list("slug", flat=True))},
+         "choices": [slug for slug, _ in topics], "labels": dict(topics)},
         {"field": "source", "label": "Source", "ops": ["eq", "neq"], "kind": "choice",
-         "choices": list(Subscriber.Source.values)},
+         "choices": list(Subscriber.Source.values), "labels": dict(Subscriber.Source.choices)},
         {"field": "signup_form", "label": "Signup form", "ops": ["eq"], "kind": "text"},
         {"field": "email", "label": "Email", "ops": ["contains", "ends_with", "eq"],
          "kind": "text"},
@@ -596,7 +647,9 @@ def segment_count(request):
         count = Subscriber.objects.filter(rules_q(rules)).count()
     except (ValueError, SegmentRuleError) as exc:
         return HttpResponse(f'<span class="text-danger">{_escape(str(exc))}</span>')
-    return HttpResponse(f"<strong>{count:,}</strong> subscriber(s) match")
+    return HttpResponse(
+        f"<strong>{count:,}</strong> subscriber{pluralize(count)} match{pluralize(count, 'es,')}"
+    )
 
 
 def _escape(text: str) -> str:

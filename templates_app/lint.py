@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 from django.conf import settings
 from django.db.models import Count, QuerySet
+from django.template.defaultfilters import pluralize
 
 from .fields import (
     COMPANY_FIELDS,
@@ -257,7 +258,8 @@ def _audience_findings(plans, layout_plan, audience) -> list[Finding]:
             Finding(
                 "empty-for-recipients",
                 BLOCKING,
-                f"{{{{ {path} }}}} is empty for {count} recipient(s) and has no default.",
+                f"{{{{ {path} }}}} is empty for {count} recipient{pluralize(count)} "
+                "and has no default.",
                 f'Add a fallback: {{{{ {path}|default:"..." }}}}, or fill the field.',
                 field,
                 tag.line,

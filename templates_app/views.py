@@ -20,6 +20,12 @@ from .merge import MergeSyntaxError
 from .models import Image, Layout, SentReply, Template
 from .rendering import compile_version
 
+# The kind filter's tabs name what they list.
+KIND_PLURALS = [
+    (Template.Kind.NEWSLETTER.value, "Newsletters"),
+    (Template.Kind.CANNED_REPLY.value, "Canned replies"),
+]
+
 
 @viewer_required
 def template_list(request):
@@ -30,7 +36,7 @@ def template_list(request):
     return render(
         request,
         "templates_app/list.html",
-        {"templates": templates, "kind": kind, "kinds": Template.Kind.choices},
+        {"templates": templates, "kind": kind, "kinds": KIND_PLURALS},
     )
 
 

@@ -9,3 +9,19 @@ def pct(value, digits=1):
     if value is None or value == "":
         return "n/a"
     return f"{float(value) * 100:.{int(digits)}f} %"
+
+
+@register.filter
+def choice_label(value, choices: str):
+    """The label of a stored value: {{ t.dns|choice_label:"domain_status" }} shows
+    "Not checked yet", not "unchecked". Unknown values are shown as they are."""
+    from analytics.models import ReputationAlert, SendingDomain
+
+    table = {
+        "domain_status": SendingDomain.Status,
+        "level": ReputationAlert.Level,
+    }[choices]
+    try:
+        return table(value).label
+    except ValueError:
+        return value

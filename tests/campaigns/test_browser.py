@@ -51,13 +51,13 @@ def test_the_wizard_counts_the_audience_live_as_topics_are_ticked(page, live_ser
     page.wait_for_function("document.querySelector('#audience-count').textContent.includes('0')")
     page.get_by_label("Weekly").check()
     page.wait_for_function(
-        "document.querySelector('#audience-count').textContent === '3 recipient(s)'"
+        "document.querySelector('#audience-count').textContent === '3 recipients'"
     )
     page.get_by_label("Daily").check()
     page.wait_for_function(
-        "document.querySelector('#audience-count').textContent === '5 recipient(s)'"
+        "document.querySelector('#audience-count').textContent === '5 recipients'"
     )
-    assert count.text_content() == "5 recipient(s)"
+    assert count.text_content() == "5 recipients"
 
 
 def test_the_progress_bar_moves_on_its_own_while_the_campaign_runs(

@@ -21,7 +21,7 @@ def test_the_wizard_creates_a_draft_and_counts_the_audience_live(editor_client):
     topic, _ = make_audience(4)
     template = make_template()
     count = editor_client.get(reverse("campaigns:audience_count"), {"topics": [topic.pk]})
-    assert count.content.decode() == "4 recipient(s)"
+    assert count.content.decode() == "4 recipients"
     response = editor_client.post(
         reverse("campaigns:create"),
         {
@@ -41,7 +41,7 @@ def test_the_wizard_creates_a_draft_and_counts_the_audience_live(editor_client):
     )
     assert campaign.tags == ["a", "b"] and list(campaign.topics.all()) == [topic]
     detail = editor_client.get(response.url).content.decode()
-    assert "<strong>4</strong> recipient(s) now" in detail
+    assert "<strong>4</strong> recipients now" in detail
 
 
 def test_the_wizard_refuses_a_campaign_without_an_audience(editor_client):

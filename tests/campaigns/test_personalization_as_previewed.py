@@ -198,8 +198,8 @@ def test_the_preflight_counts_empty_fields_the_way_messages_fill_them(editor_cli
     assert "is not a field any recipient has" not in page
     # ... Bob has no language and no first name: each counted once, with his address.
     assert page.count("bob@example.org") >= 2
-    assert "1 recipient(s) would get an empty {{ language }}" in page
-    assert "1 recipient(s) would get an empty {{ first_name }}" in page
+    assert "1 recipient would get an empty {{ language }}" in page
+    assert "1 recipient would get an empty {{ first_name }}" in page
     assert "empty {{ topics }}" not in page  # he is subscribed to Weekly
 
 

@@ -51,7 +51,7 @@ def test_it_lists_the_open_alerts_of_the_sending_domain_and_says_sending_is_held
     elsewhere = _alert("other.example")
     resolved = _alert("sender.example", rate=0.009, resolved_at=timezone.now())
     page = _preflight(editor_client, campaign)
-    assert 'id="reputation-hold"' in page and "1 critical reputation alert(s)" in page
+    assert 'id="reputation-hold"' in page and "1 critical reputation alert" in page
     assert critical.message in page and warning.message in page
     assert "Sending is held: scheduling, starting and resuming are refused" in page
     assert "reputation.complaints" in page and "reputation.hard_bounces" in page
@@ -87,7 +87,7 @@ def test_it_lists_the_from_domains_failing_dns_checks(admin_client, settings):
         )
     assert response.status_code == 302
     page = _preflight(admin_client, _campaign())
-    assert "from.dns" in page and "2 DNS check(s) of sender.example fail" in page
+    assert "from.dns" in page and "2 DNS checks of sender.example fail" in page
     assert "SPF: SPF does not cover your ESP (mailgun.org)" in page
     assert "DKIM: No DKIM key at k1._domainkey.sender.example." in page
     assert "DMARC: " not in page  # p=none only warns

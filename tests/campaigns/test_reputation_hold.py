@@ -99,7 +99,7 @@ def test_an_admin_acknowledges_with_a_note_and_the_campaign_resumes(admin_client
     assert f'name="alert" value="{alert.pk}"' in detail
     before = timezone.now()
     page = _page(_acknowledge(admin_client, campaign, [alert]))
-    assert "1 alert(s) acknowledged; resumed." in page
+    assert "1 alert acknowledged; resumed." in page
     assert Campaign.objects.get(pk=campaign.pk).status == "running"
     ack = AlertAcknowledgement.objects.get()
     assert ack.alert == alert and ack.acknowledged_by == admin_user
@@ -253,7 +253,7 @@ def test_after_the_acknowledgement_a_draft_can_be_sent_now(admin_client, editor_
     alert = _critical()
     detail = _page(admin_client.get(reverse("campaigns:detail", args=[campaign.pk])))
     assert ">Acknowledge</button>" in detail
-    assert "1 alert(s) acknowledged." in _page(_acknowledge(admin_client, campaign, [alert]))
+    assert "1 alert acknowledged." in _page(_acknowledge(admin_client, campaign, [alert]))
     _login(editor_user).post(
         reverse("campaigns:schedule", args=[campaign.pk]), {"kind": "now", "timezone": "UTC"}
     )

@@ -25,7 +25,7 @@ def test_send_campaign_wait_starts_it_and_prints_progress_until_it_finishes(
     finally:
         worker.stop()
     out = capsys.readouterr().out
-    assert "Started “Launch”: 40 recipient(s)." in out
+    assert "Started “Launch”: 40 recipients." in out
     assert "finished: 40/40 sent (100%)" in out
     assert len(smtp_sink.messages) == 40
     assert Campaign.objects.get(pk=campaign.pk).status == "finished"

@@ -83,3 +83,31 @@ def test_the_rule_builder_counts_live_and_saves_nested_rules(
         {"field": "topic", "op": "in", "value": "weekly"}
     ]
     assert json.dumps(rules)
+
+
+def test_ticking_the_page_offers_every_matching_subscriber_and_confirms_the_number(
+    browser_page, live_server, editor, topics
+):
+    from subscribers.services import is_suppressed
+
+    for i in range(60):
+        subscriber_create(email=f"p{i:03d}@example.com", status="active")
+    page = browser_page
+    login(page, live_server)
+    page.goto(f"{live_server.url}/subscribers/")
+    assert page.locator("#subscriber-total").inner_text().strip() == "60 subscribers"
+    assert not page.get_by_text("Select all 60 matching").is_visible()
+    page.get_by_label("Tick every subscriber on this page").check()
+    assert page.locator("input[data-row]:checked").count() == 50
+    page.get_by_text("Select all 60 matching").click()
+    assert page.get_by_label("Apply to").input_value() == "all"
+    assert page.get_by_text("All 60 matching subscribers are chosen.").is_visible()
+    page.get_by_label("Bulk action", exact=True).select_option("suppress")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_selector("#bulk-confirm-text")
+    assert "Suppress 60 subscribers?" in page.locator("h1").inner_text()
+    assert not is_suppressed("p000@example.com")
+    page.get_by_role("button", name="Suppress 60 subscribers").click()
+    page.wait_for_selector("#subscriber-total")
+    assert "60 addresses suppressed." in page.content()
+    assert is_suppressed("p000@example.com") and is_suppressed("p059@example.com")

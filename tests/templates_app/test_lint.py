@@ -116,12 +116,12 @@ def test_tags_without_default_empty_for_some_recipients_are_blocking():
         (
             "empty-for-recipients",
             BLOCKING,
-            "{{ first_name }} is empty for 1 recipient(s) and has no default.",
+            "{{ first_name }} is empty for 1 recipient and has no default.",
         ),
         (
             "empty-for-recipients",
             BLOCKING,
-            "{{ attr.city }} is empty for 2 recipient(s) and has no default.",
+            "{{ attr.city }} is empty for 2 recipients and has no default.",
         ),
     ]
     full = lint(
@@ -137,7 +137,7 @@ def test_the_audience_can_be_plain_contexts():
         audience=[{"first_name": "A"}, {"first_name": ""}, {}],
     )
     assert [f.message for f in findings] == [
-        "{{ first_name }} is empty for 2 recipient(s) and has no default."
+        "{{ first_name }} is empty for 2 recipients and has no default."
     ]
 
 

@@ -1,6 +1,7 @@
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.template.defaultfilters import pluralize
 
 from campaigns.models import Campaign, CampaignTransitionError
 from campaigns.selectors import campaign_progress
@@ -25,7 +26,9 @@ class Command(BaseCommand):
             except CampaignTransitionError as exc:
                 raise CommandError(str(exc)) from exc
             campaign.refresh_from_db()
-            self.stdout.write(f"Started “{campaign.name}”: {campaign.total} recipient(s).")
+            self.stdout.write(
+                f"Started “{campaign.name}”: {campaign.total} recipient{pluralize(campaign.total)}."
+            )
         elif campaign.status != Campaign.Status.RUNNING or not wait:
             raise CommandError(
                 f"The campaign is {campaign.get_status_display().lower()}: it cannot be started."

@@ -1,13 +1,18 @@
-import csv
-
 from django.conf import settings
 from django.contrib import messages
-from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Campaign, Delivery
-from core.roles import Role, admin_required, editor_required, has_role, viewer_required
+from core.csv_download import csv_response
+from core.roles import (
+    Role,
+    admin_required,
+    editor_required,
+    has_role,
+    personal_data_export_required,
+    viewer_required,
+)
 
 from . import buffer, reports
 from .dns_checks import sending_domain_check
@@ -88,12 +93,7 @@ def campaign_tracking(request, pk: int):
     return redirect("analytics:campaign", pk=campaign.pk)
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
-@viewer_required
+@personal_data_export_required
 def campaign_csv(request, pk: int):
     """Per-recipient outcome, streamed in keyset pages (constant memory at any size)."""
     campaign = _campaign(pk)
@@ -116,8 +116,7 @@ def campaign_csv(request, pk: int):
     header = [c.removeprefix("activity__") for c in columns]
 
     def rows():
-        writer = csv.writer(_Echo())
-        yield writer.writerow(header)
+        yield header
         after = 0
         while True:
             page = list(
@@ -128,12 +127,10 @@ def campaign_csv(request, pk: int):
             if not page:
                 return
             for row in page:
-                yield writer.writerow(["" if v is None else v for v in row[1:]])
+                yield row[1:]
             after = page[-1][0]
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}.csv"'
-    return response
+    return csv_response(rows(), filename=f"campaign-{campaign.pk}.csv")
 
 
 @editor_required

@@ -5,13 +5,21 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from core.roles import Role, admin_required, editor_required, has_role, viewer_required
+from core.csv_download import csv_response
+from core.roles import (
+    Role,
+    admin_required,
+    editor_required,
+    has_role,
+    personal_data_export_required,
+    viewer_required,
+)
 
 from . import services
 from .emails import EmailError
@@ -150,32 +158,24 @@ def subscriber_bulk(request):
     return redirect(f"{reverse('subscribers:list')}?{urlencode(filters)}")
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 def _csv_stream(queryset: QuerySet[Subscriber]):
     keys = list(CustomField.objects.values_list("key", flat=True))
-    writer = csv.writer(_Echo())
     header = ["email", "first_name", "last_name", "status", "source", "language", "timezone"]
-    yield writer.writerow([*header, "created_at", "confirmed_at", *keys])
+    yield [*header, "created_at", "confirmed_at", *keys]
     rows = queryset.order_by("id").values_list(*header, "created_at", "confirmed_at", "attributes")
     # A server-side cursor: a million rows stream out without being loaded at once.
     for row in rows.iterator(chunk_size=2000):
         *plain, created, confirmed, attributes = row
         attributes = attributes or {}
-        yield writer.writerow(
-            [
-                *plain,
-                created.isoformat(),
-                confirmed.isoformat() if confirmed else "",
-                *[attributes.get(k, "") for k in keys],
-            ]
-        )
+        yield [
+            *plain,
+            created.isoformat(),
+            confirmed.isoformat() if confirmed else "",
+            *[attributes.get(k, "") for k in keys],
+        ]
 
 
-@editor_required
+@personal_data_export_required
 def subscriber_export_csv(request):
     filters = _filters(request.GET)
     try:
@@ -183,11 +183,9 @@ def subscriber_export_csv(request):
     except SegmentRuleError as exc:
         messages.error(request, str(exc))
         return redirect("subscribers:list")
-    response = StreamingHttpResponse(_csv_stream(queryset), content_type="text/csv")
-    response["Content-Disposition"] = (
-        f'attachment; filename="subscribers-{timezone.now():%Y%m%d-%H%M}.csv"'
+    return csv_response(
+        _csv_stream(queryset), filename=f"subscribers-{timezone.now():%Y%m%d-%H%M}.csv"
     )
-    return response
 
 
 @editor_required
@@ -452,20 +450,16 @@ def import_resume(request, job_id: int):
 @editor_required
 def import_rejections_csv(request, job_id: int):
     job = get_object_or_404(ImportJob, pk=job_id)
-    writer = csv.writer(_Echo())
 
     def rows():
-        yield writer.writerow(["line", "reason", "row"])
-        for r in (
+        yield ["line", "reason", "row"]
+        yield from (
             job.rejections.order_by("line")
             .values_list("line", "reason", "raw")
             .iterator(chunk_size=2000)
-        ):
-            yield writer.writerow(r)
+        )
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-rejected.csv"'
-    return response
+    return csv_response(rows(), filename=f"import-{job.pk}-rejected.csv")
 
 
 # --- segments -----------------------------------------------------------------------------

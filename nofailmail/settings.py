@@ -120,6 +120,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: its process_view cleans form posts after the CSRF check has read them.
+    "core.middleware.NulByteMiddleware",
 ]
 
 ROOT_URLCONF = "nofailmail.urls"

@@ -7,6 +7,7 @@ needs no service at all. A malformed value stops start-up with a message naming 
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -100,6 +101,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_celery_beat",
     "anymail",
+    "axes",
     "core",
     "subscribers",
     "templates_app",
@@ -122,6 +124,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # Last: its process_view cleans form posts after the CSRF check has read them.
     "core.middleware.NulByteMiddleware",
+    # Turns a locked-out login (django-axes) into the "too many attempts" page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "nofailmail.urls"
@@ -182,6 +186,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Password guessing (dashboard and admin logins): after LOGIN_FAILURE_LIMIT wrong passwords for
+# one username from one address, that pair is refused for LOGIN_LOCKOUT_MINUTES (django-axes,
+# counted in PostgreSQL, so every web process agrees). By the pair, not by address alone: behind
+# a proxy every visitor may share one address, and one guesser must not lock everybody out.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept; successful logins are not logged twice
+AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
+# The same client address as the signup protection (X-Forwarded-For only when trusted).
+AXES_CLIENT_IP_CALLABLE = "signup.protection.client_ip"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

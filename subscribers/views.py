@@ -37,6 +37,7 @@ from .importing import (
     import_job_resume,
     import_job_stalled,
     import_job_start,
+    row_cells,
 )
 from .models import CustomField, ImportJob, Segment, Subscriber, Topic
 from .segments import SegmentRuleError, rules_q, segment_queryset
@@ -451,15 +452,20 @@ def import_resume(request, job_id: int):
 def import_rejections_csv(request, job_id: int):
     job = get_object_or_404(ImportJob, pk=job_id)
 
+    # The file's own delimiter and columns, after the line and the reason: fix the rows in a
+    # spreadsheet and import the file again.
+    delimiter = job.options.get("delimiter", ",")
+
     def rows():
-        yield ["line", "reason", "row"]
-        yield from (
+        yield ["line", "reason", *job.options.get("header", [])]
+        for line, reason, raw in (
             job.rejections.order_by("line")
             .values_list("line", "reason", "raw")
             .iterator(chunk_size=2000)
-        )
+        ):
+            yield [line, reason, *row_cells(raw, delimiter)]
 
-    return csv_response(rows(), filename=f"import-{job.pk}-rejected.csv")
+    return csv_response(rows(), filename=f"import-{job.pk}-rejected.csv", delimiter=delimiter)
 
 
 # --- segments -----------------------------------------------------------------------------

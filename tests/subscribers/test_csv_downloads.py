@@ -47,5 +47,5 @@ def test_the_rejected_rows_download_quotes_formulas(editor_client, settings, tmp
     ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.QUEUED)
     assert import_run(job=job).rejected == 1
     rows = _rows(editor_client.get(reverse("subscribers:import_rejections", args=[job.pk])))
-    assert rows[0] == ["line", "reason", "row"]
-    assert rows[1][0] == "2" and rows[1][2].startswith("'=cmd")
+    assert rows[0] == ["line", "reason", "name", "email"]
+    assert rows[1][0] == "2" and rows[1][2:] == ["'" + FORMULA, "not-an-address"]

@@ -2,6 +2,7 @@
 fail with how to fix it. dnspython, through one resolver built from the settings (tests point
 it at a DNS server on loopback)."""
 
+import functools
 import ipaddress
 import logging
 from dataclasses import asdict, dataclass
@@ -12,11 +13,15 @@ import dns.reversename
 from django.conf import settings
 from django.utils import timezone
 
+from . import dkim
 from .models import SendingDomain
 
 log = logging.getLogger(__name__)
 PASS, WARN, FAIL, INFO = "pass", "warn", "fail", "info"
-RANK = {INFO: 0, PASS: 0, WARN: 1, FAIL: 2}
+UNKNOWN = "unknown"  # no answer (offline, timeouts): "could not check", never "fail"
+RANK = {INFO: 0, UNKNOWN: 0, PASS: 0, WARN: 1, FAIL: 2}
+SPF_MAX_LOOKUPS = 10  # RFC 7208 §4.6.4
+SPF_MAX_VOID = 2
 
 
 @dataclass
@@ -53,6 +58,57 @@ def _txt(r, name: str) -> list[str]:
     return [b"".join(rdata.strings).decode(errors="replace") for rdata in answer]
 
 
+def spf_lookups(r, domain: str) -> tuple[int, int, str]:
+    """(DNS lookups, void lookups, what is broken) of ``domain``'s SPF policy, counted the way
+    receivers count them (RFC 7208 §4.6.4): include, a, mx, ptr, exists and redirect each
+    cost one, through every include and redirect, each name visited once."""
+    lookups = voids = 0
+    seen: set[str] = set()
+
+    def walk(name: str) -> str:
+        nonlocal lookups, voids
+        name = name.lower().rstrip(".")
+        if name in seen:
+            return f"{name} includes itself"
+        seen.add(name)
+        records = [t for t in _txt(r, name) if t.lower().startswith("v=spf1")]
+        if not records:
+            voids += 1
+            return ""
+        if len(records) > 1:
+            return f"{name} has {len(records)} SPF records"
+        for term in records[0].split()[1:]:
+            term = term.lower().lstrip("+-~?")
+            mechanism, _, target = term.partition(":")
+            if term.startswith("redirect="):
+                lookups += 1
+                broken = walk(term.partition("=")[2])
+                if broken:
+                    return broken
+            elif mechanism == "include":
+                lookups += 1
+                if not [t for t in _txt(r, target) if t.lower().startswith("v=spf1")]:
+                    return f"include:{target} has no SPF record"
+                seen.discard(target.rstrip("."))
+                broken = walk(target)
+                if broken:
+                    return broken
+            elif mechanism.split("/")[0] in {"a", "mx", "ptr", "exists"}:
+                lookups += 1
+                if mechanism.split("/")[0] in {"a", "mx"} and target:
+                    rtype = "A" if mechanism.startswith("a") else "MX"
+                    try:
+                        r.resolve(target.split("/")[0], rtype)
+                    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+                        voids += 1
+            if lookups > 50:
+                break
+        return ""
+
+    broken = walk(domain)
+    return lookups, voids, broken
+
+
 def check_spf(r, domain: str, include: str) -> Check:
     records = [t for t in _txt(r, domain) if t.lower().startswith("v=spf1")]
     wanted = f"include:{include}" if include else "include:<your ESP>"
@@ -72,6 +128,29 @@ def check_spf(r, domain: str, include: str) -> Check:
         )
     record = records[0]
     terms = record.lower().split()
+    lookups, voids, broken = spf_lookups(r, domain)
+    if broken:
+        return Check(
+            "SPF",
+            FAIL,
+            f"SPF is broken ({broken}): receivers treat it as a permanent error.",
+            "Fix or remove that include.",
+        )
+    if lookups > SPF_MAX_LOOKUPS:
+        return Check(
+            "SPF",
+            FAIL,
+            f"SPF needs {lookups} DNS lookups (includes counted all the way down); receivers "
+            f"stop at {SPF_MAX_LOOKUPS} and treat it as a permanent error: {record}",
+            "Remove includes you no longer use, or replace some with ip4:/ip6: ranges.",
+        )
+    if voids > SPF_MAX_VOID:
+        return Check(
+            "SPF",
+            FAIL,
+            f"SPF makes {voids} lookups that find nothing (at most {SPF_MAX_VOID} allowed).",
+            "Remove the includes and a:/mx: terms that point at names without records.",
+        )
     if include and not any(
         t.lstrip("+") in (f"include:{include.lower()}", f"redirect={include.lower()}")
         for t in terms
@@ -101,17 +180,31 @@ def check_spf(r, domain: str, include: str) -> Check:
     return Check("SPF", PASS, record)
 
 
-def check_dkim(r, domain: str, selector: str) -> Check:
+def dkim_record(r, name: str) -> dict[str, str] | None:
+    """The tags of the DKIM key record at ``name`` (TXT strings joined), or None."""
+    records = [t for t in _txt(r, name) if "p=" in t]
+    if not records:
+        return None
+    return {
+        k.strip(): v.strip()
+        for k, _, v in (part.partition("=") for part in records[0].split(";"))
+        if k.strip()
+    }
+
+
+def check_dkim(r, domain: str, selector: str, expected: str | None = None) -> Check:
+    """``expected``: the p= value of the app's own key for this selector, when it signs."""
     if not selector:
         return Check(
             "DKIM",
             WARN,
             "No DKIM selector configured, so it cannot be checked.",
-            "Enter the selector your ESP gave you (e.g. k1, pm, s1) on this page.",
+            "Generate a key on this page (mail sent over SMTP), or enter the selector your "
+            "ESP gave you (e.g. k1, pm, s1).",
         )
     name = f"{selector}._domainkey.{domain}"
-    records = [t for t in _txt(r, name) if "p=" in t]
-    if not records:
+    tags = dkim_record(r, name)
+    if tags is None:
         try:
             r.resolve(name, "CNAME")
             return Check(
@@ -126,25 +219,79 @@ def check_dkim(r, domain: str, selector: str) -> Check:
             "DKIM",
             FAIL,
             f"No DKIM key at {name}.",
-            f"Publish the TXT (or CNAME) record your ESP gives you at {name}.",
+            f"Publish the TXT (or CNAME) record shown for this key at {name}.",
         )
-    tags = dict(part.strip().split("=", 1) for part in records[0].split(";") if "=" in part)
-    if not tags.get("p", "").strip():
+    published = "".join(tags.get("p", "").split())
+    if not published:
         return Check(
             "DKIM",
             FAIL,
             f"The DKIM key at {name} is revoked (empty p=).",
-            "Publish the current public key from your ESP.",
+            "Publish the current public key.",
         )
-    return Check("DKIM", PASS, f"Key published at {name} ({tags.get('k', 'rsa')}).")
+    algorithm = tags.get("k", "rsa")
+    if expected is not None and published != expected:
+        return Check(
+            "DKIM",
+            FAIL,
+            f"The key published at {name} is not the key this app signs with: receivers "
+            "will fail every signature.",
+            "Publish the TXT record shown for this key (copy it again: DNS panels often cut "
+            "long values).",
+        )
+    bits = dkim.public_key_bits(algorithm, published)
+    if bits is None:
+        return Check(
+            "DKIM",
+            FAIL,
+            f"The key at {name} cannot be read ({algorithm}).",
+            "Publish the record again, in one piece.",
+        )
+    if algorithm == "rsa" and bits < 1024:
+        return Check(
+            "DKIM",
+            FAIL,
+            f"The RSA key at {name} has {bits} bits: receivers ignore keys under 1024 bits.",
+            "Generate a 2048-bit key and publish it.",
+        )
+    if algorithm == "rsa" and bits < 2048:
+        return Check(
+            "DKIM",
+            WARN,
+            f"The RSA key at {name} has {bits} bits; 2048 is the norm now.",
+            "Rotate to a 2048-bit key.",
+        )
+    return Check("DKIM", PASS, f"Key published at {name} ({algorithm}, {bits} bits).")
+
+
+def organisational_domain(domain: str) -> str:
+    """The registrable domain (Public Suffix List): news.example.co.uk -> example.co.uk."""
+    return _psl().privatesuffix(domain.lower().rstrip(".")) or domain
+
+
+@functools.cache
+def _psl():
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
 
 
 def check_dmarc(r, domain: str) -> Check:
     records = [t for t in _txt(r, f"_dmarc.{domain}") if t.upper().startswith("V=DMARC1")]
+    where = domain
     if not records:
-        parent = domain.split(".", 1)[1] if domain.count(".") > 1 else ""
-        if parent:
-            records = [t for t in _txt(r, f"_dmarc.{parent}") if t.upper().startswith("V=DMARC1")]
+        # RFC 7489 §6.6.3: a subdomain without a record uses its organisational domain's.
+        org = organisational_domain(domain)
+        if org != domain:
+            records = [t for t in _txt(r, f"_dmarc.{org}") if t.upper().startswith("V=DMARC1")]
+            where = org
+    if len(records) > 1:
+        return Check(
+            "DMARC",
+            FAIL,
+            f"{len(records)} DMARC records at _dmarc.{where}: receivers ignore them all.",
+            "Keep one TXT record starting with v=DMARC1.",
+        )
     if not records:
         return Check(
             "DMARC",
@@ -195,6 +342,28 @@ def check_dmarc(r, domain: str) -> Check:
     )
 
 
+def check_bounce_domain(r, domain: str) -> Check:
+    """DMARC judges SPF on the envelope (Return-Path) domain: the VERP bounce domain must have
+    its own SPF and share the From domain's organisational domain."""
+    bounce = (settings.BOUNCE_DOMAIN or "").lower().rstrip(".")
+    if not bounce:
+        return Check(
+            "Bounce domain",
+            INFO,
+            "No bounce domain set: SMTP mail goes out with the From address as envelope sender.",
+            "Set BOUNCE_DOMAIN (e.g. bounces." + domain + ") to get bounces back by mail.",
+        )
+    if organisational_domain(bounce) != organisational_domain(domain):
+        return Check(
+            "Bounce domain",
+            WARN,
+            f"{bounce} is not under {organisational_domain(domain)}: SPF cannot align for DMARC.",
+            f"Use a bounce domain under {organisational_domain(domain)}, e.g. bounces.{domain}.",
+        )
+    spf = check_spf(r, bounce, "")
+    return Check("Bounce domain", spf.status, f"{bounce}: {spf.detail}", spf.fix)
+
+
 def check_mx(r, domain: str) -> Check:
     try:
         answer = r.resolve(domain, "MX")
@@ -211,12 +380,8 @@ def check_mx(r, domain: str) -> Check:
         )
     names = ", ".join(f"{h} ({p})" for p, h in hosts)
     if len({h for _, h in hosts}) < 2:
-        return Check(
-            "MX",
-            WARN,
-            f"One MX only: {names}.",
-            "Add a backup MX (a second host, higher preference number).",
-        )
+        # One MX is fine: senders queue and retry; a backup MX is advice, not a fault.
+        return Check("MX", PASS, f"{names}. (A backup MX is optional.)")
     return Check("MX", PASS, f"{names}.")
 
 
@@ -254,7 +419,7 @@ def check_reverse_dns(r, ips: list[str]) -> Check:
     if problems:
         return Check(
             "Reverse DNS",
-            FAIL if any("no PTR" in p for p in problems) else WARN,
+            FAIL,  # a PTR that does not resolve back is as bad as none to receivers
             "; ".join(problems + good),
             "Ask your hosting provider to set each IP's PTR to a name whose A record "
             "is that IP (forward-confirmed reverse DNS).",
@@ -265,27 +430,41 @@ def check_reverse_dns(r, ips: list[str]) -> Check:
 def sending_domain_check(*, domain: SendingDomain, r=None) -> list[Check]:
     r = r or resolver()
     ips = [ip.strip() for ip in domain.sending_ips.split(",") if ip.strip()]
+    own = dict(
+        domain.dkim_keys.filter(state__in=["active", "pending", "retiring"]).values_list(
+            "selector", "public_key"
+        )
+    )
     checks = []
-    for run in (
-        lambda: check_spf(r, domain.domain, domain.spf_include),
-        lambda: check_dkim(r, domain.domain, domain.dkim_selector),
-        lambda: check_dmarc(r, domain.domain),
-        lambda: check_mx(r, domain.domain),
-        lambda: check_reverse_dns(r, ips),
+    for name, run in (
+        ("SPF", lambda: check_spf(r, domain.domain, domain.spf_include)),
+        (
+            "DKIM",
+            lambda: check_dkim(
+                r, domain.domain, domain.dkim_selector, expected=own.get(domain.dkim_selector)
+            ),
+        ),
+        ("DMARC", lambda: check_dmarc(r, domain.domain)),
+        ("MX", lambda: check_mx(r, domain.domain)),
+        ("Reverse DNS", lambda: check_reverse_dns(r, ips)),
+        ("Bounce domain", lambda: check_bounce_domain(r, domain.domain)),
     ):
         try:
             checks.append(run())
         except dns.exception.DNSException as exc:
+            # No answer at all (offline, timeouts, no nameserver): nothing is known.
             checks.append(
                 Check(
-                    "DNS",
-                    WARN,
-                    f"Lookup failed: {exc.__class__.__name__}: {exc}",
-                    "Try again later; if it persists, check your DNS host.",
+                    name,
+                    UNKNOWN,
+                    f"Could not check: no DNS answer ({exc.__class__.__name__}).",
+                    "Try again later; if it persists, check this server's DNS resolvers.",
                 )
             )
     worst = max(RANK[c.status] for c in checks)
     domain.status = {0: PASS, 1: WARN, 2: FAIL}[worst]
+    if worst == 0 and any(c.status == UNKNOWN for c in checks):
+        domain.status = SendingDomain.Status.UNCHECKED  # "could not check", not "pass"
     domain.results = [asdict(c) for c in checks]
     domain.checked_at = timezone.now()
     domain.save(update_fields=["status", "results", "checked_at"])

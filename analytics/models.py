@@ -384,6 +384,88 @@ class SendingDomain(models.Model):
         return self.domain
 
 
+class DkimKey(models.Model):
+    """A DKIM key of a sending domain (see analytics.dkim). ``pending`` keys wait for their
+    DNS record; the ``active`` ones sign (one per algorithm); ``retiring`` keys no longer sign
+    but must stay published until mail signed with them has been delivered and read."""
+
+    class Algorithm(models.TextChoices):
+        RSA = "rsa", "RSA 2048"
+        ED25519 = "ed25519", "Ed25519"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for its DNS record"
+        ACTIVE = "active", "Signing"
+        RETIRING = "retiring", "Retired, keep published for now"
+        REVOKED = "revoked", "Removed"
+
+    domain = models.ForeignKey(SendingDomain, on_delete=models.CASCADE, related_name="dkim_keys")
+    selector = models.CharField(max_length=63)
+    algorithm = models.CharField(max_length=10, choices=Algorithm.choices, default=Algorithm.RSA)
+    private_key = models.TextField(help_text="PEM, encrypted (Fernet, keyed from SECRET_KEY).")
+    public_key = models.TextField(help_text="The p= value of the TXT record.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["domain", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["domain", "selector"], name="dkim_selector_unique"),
+            models.UniqueConstraint(
+                fields=["domain", "algorithm"],
+                condition=models.Q(state="active"),
+                name="dkim_one_active_key_per_algorithm",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.selector}._domainkey.{self.domain.domain}"
+
+    @property
+    def record_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain.domain}"
+
+    @property
+    def record_value(self) -> str:
+        return f"v=DKIM1; k={self.algorithm}; p={self.public_key}"
+
+
+class BounceMessage(models.Model):
+    """One message read from the bounce mailbox, so each is processed once (by its IMAP UID
+    within the folder's UIDVALIDITY); unparseable ones stay in the mailbox and are listed."""
+
+    class Kind(models.TextChoices):
+        DSN = "dsn", "Delivery status notification"
+        ARF = "arf", "Feedback-loop complaint"
+        AUTO_REPLY = "auto-reply", "Automatic reply (not a bounce)"
+        LEGACY = "legacy", "Non-standard bounce"
+        UNPARSEABLE = "unparseable", "Could not be read"
+
+    mailbox = models.CharField(max_length=300)
+    uidvalidity = models.BigIntegerField()
+    uid = models.BigIntegerField()
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    subject = models.CharField(max_length=300, blank=True)
+    sender = models.CharField(max_length=300, blank=True)
+    facts = models.PositiveIntegerField(default=0)
+    note = models.CharField(max_length=500, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-uid"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["mailbox", "uidvalidity", "uid"], name="bounce_message_once"
+            )
+        ]
+        indexes = [models.Index(fields=["kind", "-received_at"], name="bounce_message_kind")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.subject}"
+
+
 class SubscriberEngagement(models.Model):
     """Human engagement per subscriber, maintained as events arrive: score and sunset input."""
 

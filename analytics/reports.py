@@ -9,6 +9,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from campaigns.models import Campaign
+from campaigns.selectors import delivery_counts
 
 from . import reputation
 from .models import (
@@ -35,6 +36,8 @@ def campaign_summary(campaign: Campaign) -> dict:
     return {
         "stats": stats,
         "base": base,
+        # What the ledger handed to the server; "delivered" only counts what the ESP reported.
+        "sent": delivery_counts([campaign.pk])[campaign.pk].get("sent", 0),
         "open_rate": _rate(stats.unique_human_opens, base),
         "click_rate": _rate(stats.unique_human_clicks, base),
         "click_to_open": _rate(stats.unique_human_clicks, stats.unique_human_opens),

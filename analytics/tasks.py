@@ -31,3 +31,11 @@ def engagement_refresh() -> int:
     from .hygiene import engagement_scores_refresh
 
     return engagement_scores_refresh()
+
+
+@shared_task(ignore_result=True)
+def bounce_mailbox_poll() -> int:
+    """Beat: read the bounce mailbox (BOUNCE_IMAP_URL), when one is configured."""
+    from .bounce_mailbox import bounce_mailbox_poll as poll
+
+    return poll().read

@@ -13,11 +13,18 @@ urlpatterns = [
     path("domains/add/", views.domain_save, name="domain-add"),
     path("domains/<int:pk>/", views.domain_save, name="domain-save"),
     path("domains/<int:pk>/check/", views.domain_check, name="domain-check"),
+    path("domains/<int:pk>/dkim/", views.dkim_key_add, name="dkim-add"),
+    path(
+        "dkim/<int:pk>/<str:action>/",
+        views.dkim_key_action,
+        name="dkim-action",
+    ),
     path(
         "subscribers/<int:pk>/timeline/",
         views.subscriber_timeline_view,
         name="subscriber-timeline",
     ),
+    path("bounces/", views.bounce_messages, name="bounces"),
     path("hygiene/", views.hygiene, name="hygiene"),
     path("hygiene/policy/", views.hygiene_save, name="hygiene-save"),
     path("hygiene/preview/", views.hygiene_preview, name="hygiene-preview"),

@@ -1,5 +1,8 @@
+import dns.exception
 from django.conf import settings
 from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -15,10 +18,18 @@ from core.roles import (
 )
 
 from . import buffer, reports
-from .dns_checks import sending_domain_check
+from .dkim_keys import DkimKeyError, dkim_key_activate, dkim_key_create, dkim_key_revoke
+from .dns_checks import dkim_record, resolver, sending_domain_check
 from .forms import CampaignTrackingForm, SendingDomainForm, SunsetPolicyForm
 from .hygiene import sunset_policy, sunset_preview_refresh, sunset_run
-from .models import CampaignTracking, ReputationAlert, SendingDomain, SubscriberEngagement
+from .models import (
+    BounceMessage,
+    CampaignTracking,
+    DkimKey,
+    ReputationAlert,
+    SendingDomain,
+    SubscriberEngagement,
+)
 from .reputation import alert_resolve, thresholds
 
 
@@ -52,6 +63,8 @@ def _campaign(pk: int) -> Campaign:
 
 @viewer_required
 def campaign_report(request, pk: int):
+    from preferences.selectors import campaign_exit_survey
+
     campaign = _campaign(pk)
     tracking = CampaignTracking.objects.filter(campaign=campaign).first()
     return render(
@@ -65,6 +78,7 @@ def campaign_report(request, pk: int):
             "clients": reports.campaign_breakdown(campaign, "client", "human_opens"),
             "devices": reports.campaign_breakdown(campaign, "device", "human_opens"),
             "domains": reports.campaign_breakdown(campaign, "domain", "delivered"),
+            "exit_survey": campaign_exit_survey(campaign.pk),
             "tracking_form": CampaignTrackingForm(instance=tracking),
             "alerts": ReputationAlert.objects.filter(
                 scope="campaign", key=str(campaign.pk), resolved_at__isnull=True
@@ -163,7 +177,7 @@ def _domains_context(form, editing=None) -> dict:
         )
     }
     return {
-        "domains": SendingDomain.objects.all(),
+        "domains": SendingDomain.objects.prefetch_related("dkim_keys"),
         "form": form,
         "editing": editing,
         "missing": sorted(used - known),
@@ -185,6 +199,62 @@ def domain_save(request, pk: int | None = None):
     return redirect("analytics:domains")
 
 
+@admin_required
+@require_POST
+def dkim_key_add(request, pk: int):
+    domain = get_object_or_404(SendingDomain, pk=pk)
+    algorithm = request.POST.get("algorithm", DkimKey.Algorithm.RSA)
+    try:
+        key = dkim_key_create(domain=domain, algorithm=algorithm)
+    except DkimKeyError as exc:
+        messages.error(request, str(exc))
+    else:
+        if key.state == DkimKey.State.ACTIVE:
+            messages.success(
+                request,
+                f"New {key.get_algorithm_display()} key {key.selector}: it signs from now on. "
+                f"Publish its TXT record at {key.record_name}.",
+            )
+        else:
+            messages.success(
+                request,
+                f"New key {key.selector} created. Publish its TXT record at "
+                f"{key.record_name}, then activate it: the current key keeps signing until then.",
+            )
+    return redirect("analytics:domains")
+
+
+@admin_required
+@require_POST
+def dkim_key_action(request, pk: int, action: str):
+    key = get_object_or_404(DkimKey.objects.select_related("domain"), pk=pk)
+    try:
+        if action == "activate":
+            if request.POST.get("force") != "1":
+                tags = dkim_record(resolver(), key.record_name)
+                published = "".join((tags or {}).get("p", "").split())
+                if published != key.public_key:
+                    messages.error(
+                        request,
+                        f"{key.record_name} does not publish this key yet"
+                        f"{' (another key is there)' if published else ''}. Publish it and "
+                        "try again, or activate anyway if your DNS is not visible from here.",
+                    )
+                    return redirect("analytics:domains")
+            dkim_key_activate(key=key)
+            messages.success(request, f"{key.selector} signs from now on.")
+        elif action == "revoke":
+            dkim_key_revoke(key=key)
+            messages.success(request, f"{key.selector} no longer signs: remove its DNS record.")
+        else:
+            return HttpResponseBadRequest("Unknown action")
+    except DkimKeyError as exc:
+        messages.error(request, str(exc))
+    except dns.exception.DNSException as exc:
+        messages.error(request, f"Could not look up {key.record_name}: {exc}")
+    return redirect("analytics:domains")
+
+
 @editor_required
 @require_POST
 def domain_check(request, pk: int):
@@ -192,6 +262,30 @@ def domain_check(request, pk: int):
     sending_domain_check(domain=domain)
     messages.success(request, f"{domain.domain} checked.")
     return redirect("analytics:domains")
+
+
+@viewer_required
+def bounce_messages(request):
+    """What the bounce mailbox held: unreadable messages first (they wait for a person)."""
+    kind = request.GET.get("kind", "")
+    rows = BounceMessage.objects.all()
+    if kind in BounceMessage.Kind.values:
+        rows = rows.filter(kind=kind)
+    page = Paginator(rows.order_by("-received_at", "-uid"), 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "analytics/bounces.html",
+        {
+            "page": page,
+            "kind": kind,
+            "kinds": BounceMessage.Kind.choices,
+            "unparseable": BounceMessage.objects.filter(
+                kind=BounceMessage.Kind.UNPARSEABLE
+            ).count(),
+            "configured": bool(settings.BOUNCE_IMAP_URL),
+            "bounce_domain": settings.BOUNCE_DOMAIN,
+        },
+    )
 
 
 @viewer_required

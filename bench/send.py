@@ -1,6 +1,7 @@
 """Sending benchmark: a personalized newsletter with 10 tracked links to N recipients
 (default 100,000), Celery workers as in production, through (a) anymail's test backend and
-(b) a real SMTP server on loopback (aiosmtpd, in its own process).
+(b) a real SMTP server on loopback (aiosmtpd, in its own process), unsigned, and (c) the same
+SMTP path with every message DKIM-signed (RSA 2048, analytics.dkim) — "smtp-dkim".
 
 Prints ONE JSON line: messages per second from the campaign start (after the snapshot) to the
 last delivery recorded, the snapshot time, peak RSS per worker process, SQL statements per
@@ -220,6 +221,14 @@ def run_path(
         TemplateVersion.objects.create(
             template=template, number=1, subject=template.subject, html_body=HTML
         )
+    from analytics.dkim_keys import dkim_key_create
+    from analytics.models import DkimKey, SendingDomain
+
+    # Only the smtp-dkim path signs: the From domain has an active key then, none otherwise.
+    DkimKey.objects.filter(domain__domain="bench.example").delete()
+    if path == "smtp-dkim":
+        domain, _ = SendingDomain.objects.get_or_create(domain="bench.example")
+        dkim_key_create(domain=domain)
     if path == "esp":
         conn = SendingConnection.objects.create(
             name=f"bench-esp-{time.time()}",
@@ -269,7 +278,7 @@ def run_path(
         "queries_per_message": round(queries / sent, 3) if sent else None,
         "worker_cpu_ms_per_message": round(1000 * cpu_workers / sent, 3) if sent else None,
         "sink_cpu_ms_per_message": round(1000 * cpu_sink / sent, 3)
-        if sent and path == "smtp"
+        if sent and path.startswith("smtp")
         else None,
     }
 
@@ -279,7 +288,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipients", type=int, default=int(os.environ.get("N", 100_000)))
-    parser.add_argument("--paths", default="esp,smtp")
+    parser.add_argument("--paths", default="esp,smtp,smtp-dkim")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--sink", choices=["aiosmtpd", "fast"], default="aiosmtpd")
@@ -312,6 +321,10 @@ def main():
                 parallelism=args.workers * args.concurrency,
                 workers=procs,
                 sink=sink,
+            )
+        if result.get("smtp", {}).get("msg_per_s") and result.get("smtp-dkim", {}).get("msg_per_s"):
+            result["signed_to_unsigned"] = round(
+                result["smtp-dkim"]["msg_per_s"] / result["smtp"]["msg_per_s"], 2
             )
         result["peak_rss_mb_per_worker_process"] = peak_rss_mb(procs)
         result["load_average"] = os.getloadavg()

@@ -1,3 +1,4 @@
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -11,6 +12,7 @@ from templates_app.models import Template
 
 from .models import Campaign, SendingConnection
 from .scheduling import SkippedLocalTime, resolve_local_time
+from .smtp_connect import normalise_fingerprint
 
 TIMEZONES = sorted(available_timezones())
 # Far enough on both sides that converting between zones never leaves datetime's range.
@@ -171,6 +173,13 @@ class TestSendForm(forms.Form):
         return addresses
 
 
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
+def _truthy(value) -> bool:
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
 class ConnectionForm(forms.ModelForm):
     class Meta:
         model = SendingConnection
@@ -196,6 +205,28 @@ class ConnectionForm(forms.ModelForm):
         except ImportError as exc:
             raise forms.ValidationError(f"{path} cannot be imported: {exc}") from exc
         return path
+
+    def clean(self):
+        cleaned = super().clean()
+        options = cleaned.get("options")
+        if cleaned.get("backend") == SMTP_BACKEND and isinstance(options, dict):
+            if _truthy(options.get("use_tls")) and _truthy(options.get("use_ssl")):
+                self.add_error(
+                    "options", "Choose one: use_tls (STARTTLS, port 587) or use_ssl (port 465)."
+                )
+            pin = normalise_fingerprint(str(options.get("tls_fingerprint") or ""))
+            if pin and not re.fullmatch(r"[0-9a-f]{64}", pin):
+                self.add_error(
+                    "options",
+                    "tls_fingerprint is the certificate's SHA-256 in hex (64 characters), e.g. "
+                    "from: openssl x509 -noout -fingerprint -sha256",
+                )
+            port = options.get("port")
+            if port is not None and not (str(port).isdigit() and 0 < int(port) < 65536):
+                self.add_error("options", "port must be a number from 1 to 65535.")
+        elif options is not None and not isinstance(options, dict):
+            self.add_error("options", 'A JSON object, e.g. {"host": "smtp.example.com"}.')
+        return cleaned
 
     def clean_warmup_plan(self):
         plan = self.cleaned_data["warmup_plan"] or []

@@ -8,6 +8,8 @@ printable bodies: about ten times cheaper than serializing Django's EmailMultiAl
 """
 
 import binascii
+import hashlib
+import hmac
 import time
 import uuid
 from collections.abc import Mapping
@@ -18,7 +20,11 @@ from email.utils import formataddr, formatdate
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.urls import reverse
+from django.utils.text import slugify
 
+from analytics import dkim
+from analytics.bounce_mail import verp_address
+from analytics.dkim_keys import signers_for
 from analytics.models import Link
 from analytics.tracking import ClickUrls
 from core.recipient_links import PREFERENCES, UNSUBSCRIBE, recipient_token
@@ -52,9 +58,11 @@ class BuiltMessage:
 
 
 def _encode_header(value: str) -> str:
+    """RFC 2047 encoded words for non-ASCII values, folded with CRLF (RFC 5322 §2.3: a bare
+    LF is refused by servers hardened against SMTP smuggling)."""
     if value.isascii():
         return value
-    return Header(value, "utf-8").encode()
+    return Header(value, "utf-8").encode(linesep="\r\n")
 
 
 def _qp(text: str) -> bytes:
@@ -104,19 +112,23 @@ class MessageFactory:
             or self.from_email.rpartition("@")[2].strip(">")
             or "localhost"
         )
-        root_id = campaign.parent_id or campaign.pk
-        self.list_id = f"{campaign.name if not campaign.parent_id else campaign.parent.name}"
-        self.list_id_header = f"{_ascii(self.list_id)} <campaign-{root_id}.{self.domain}>"
+        self.list_id_header = list_id(campaign, self.domain)
         self.mailto = getattr(settings, "UNSUBSCRIBE_MAILTO", "") or f"unsubscribe@{self.domain}"
         # Gmail's Feedback-ID: campaign:tag:kind:sender, the last part identifying us.
-        tag = (campaign.tags[0] if campaign.tags else "none").replace(":", "-")
-        self.feedback_id = f"{campaign.pk}:{tag}:newsletter:nofailmail"
+        # ASCII only: a French tag ("été") becomes "ete".
+        tag = slugify(str(campaign.tags[0])) if campaign.tags else ""
+        self.feedback_id = f"{campaign.pk}:{tag or 'none'}:newsletter:nofailmail"
+        self.id_tag = message_id_tag(campaign)
+        self._signers: list[dkim.Signer] | None = None
+        self.bounce_domain = (
+            (connection.options or {}).get("bounce_domain") if connection else ""
+        ) or settings.BOUNCE_DOMAIN
         self.boundary = "=_nfm_" + uuid.uuid4().hex
         self.common_headers = (
             f"From: {_encode_header(self.from_header)}\r\n"
             + (f"Reply-To: {campaign.reply_to}\r\n" if campaign.reply_to else "")
             + "MIME-Version: 1.0\r\n"
-            f"List-Id: {_encode_header(self.list_id_header)}\r\n"
+            f"List-Id: {self.list_id_header}\r\n"
             f"Feedback-ID: {self.feedback_id}\r\n"
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'
@@ -179,7 +191,7 @@ class MessageFactory:
             else rendered.text + self.footer_text.render(context)
         )
         message_id = (
-            f"<d{delivery_id}.c{self.campaign.pk}@{self.domain}>"
+            f"<d{delivery_id}.c{self.campaign.pk}.{self.id_tag}@{self.domain}>"
             if delivery_id
             else f"<test.{uuid.uuid4().hex}.c{self.campaign.pk}@{self.domain}>"
         )
@@ -231,6 +243,26 @@ class MessageFactory:
             ]
         )
 
+    @property
+    def signers(self) -> list[dkim.Signer]:
+        """The From domain's active DKIM keys, read and decrypted once per campaign."""
+        if self._signers is None:
+            self._signers = signers_for(self.from_email)
+        return self._signers
+
+    def envelope_sender(self, message: BuiltMessage) -> str:
+        """MAIL FROM: a VERP address naming the delivery when a bounce domain is set (the
+        connection's ``bounce_domain`` option, else BOUNCE_DOMAIN), so DSNs come back to the
+        bounce mailbox saying whose message it was; else the From address."""
+        if self.bounce_domain and message.delivery_id:
+            return verp_address(message.delivery_id, self.bounce_domain)
+        return self.from_email
+
+    def signed_raw(self, message: BuiltMessage) -> bytes:
+        """``raw()`` with the From domain's DKIM signatures on top (SMTP and the sandbox;
+        ESPs sign for themselves)."""
+        return dkim.sign(self.raw(message), self.signers)
+
     def email_message(self, message: BuiltMessage, connection=None) -> EmailMultiAlternatives:
         headers = dict(message.headers)
         email = EmailMultiAlternatives(
@@ -248,6 +280,9 @@ class MessageFactory:
         email.tags = [str(t) for t in self.campaign.tags]
         email.track_clicks = False
         email.track_opens = False
+        extra = bulk_stream(self.campaign.connection)
+        if extra:
+            email.esp_extra = extra
         return email
 
 
@@ -258,8 +293,50 @@ def _url_around(name: str) -> tuple[str, str]:
     return prefix, suffix
 
 
-def _ascii(value: str) -> str:
-    return "".join(c if c.isascii() and c.isprintable() and c not in '<>"' else "-" for c in value)
+def bulk_stream(connection) -> dict:
+    """anymail ``esp_extra`` that puts campaign mail on the ESP's broadcast stream, apart
+    from transactional mail (whose reputation it must not drag down)."""
+    if connection is None:
+        return {}
+    backend = connection.backend.lower()
+    options = connection.options or {}
+    if ".postmark." in backend:
+        return {"MessageStream": options.get("message_stream") or "broadcast"}
+    if ".sparkpost." in backend:
+        return {"options": {"transactional": False}}
+    return {}
+
+
+def message_id_tag(campaign: Campaign) -> str:
+    """Keyed by this install's secret and the campaign's creation time: Message-IDs do not
+    repeat across installs, nor after a database reset starts the ids from 1 again."""
+    created = campaign.created_at.isoformat() if campaign.created_at else ""
+    return hmac.new(
+        settings.SECRET_KEY.encode(), f"{campaign.pk}:{created}".encode(), hashlib.sha256
+    ).hexdigest()[:10]
+
+
+def list_id(campaign: Campaign, domain: str) -> str:
+    """RFC 2919 List-Id, stable per list: the campaign's topics (a recurring campaign and
+    every one-off to the same topic share it), else its segment, else the whole audience;
+    never the internal campaign name. The label is ASCII; the description is encoded."""
+    topics = (
+        sorted(campaign.topics.values_list("slug", "public_name", "name")) if campaign.pk else []
+    )
+    if topics:
+        label = "-".join(slug for slug, _, _ in topics)[:60].strip("-") + ".topics"
+        description = ", ".join(public or name for _, public, name in topics)
+    elif campaign.segment_id:
+        label = f"segment-{campaign.segment_id}.segments"
+        description = campaign.segment.name
+    else:
+        label, description = "all", "Newsletter"
+    description = description.replace('"', "'").replace("\\", "/")[:60]
+    if description.isascii():
+        phrase = f'"{description}"'
+    else:  # encoded words on one line: this header also goes to ESPs, which refuse newlines
+        phrase = Header(description, "utf-8").encode(linesep=" ")
+    return f"{phrase} <{label}.{domain}>"
 
 
 def _insert_before_body_end(html: str, snippet: str) -> str:

@@ -3,6 +3,8 @@ from datetime import datetime
 from django.conf import settings
 from django.db import models
 
+from .smtp_connect import SmtpSettings
+
 
 class CampaignTransitionError(Exception):
     """An illegal state change: the message says which move was refused and why."""
@@ -52,6 +54,11 @@ class SendingConnection(models.Model):
     @property
     def is_smtp(self) -> bool:
         return self.backend == "django.core.mail.backends.smtp.EmailBackend"
+
+    @property
+    def tls(self) -> str:
+        """none / verified / pinned / unverified for SMTP; "esp" for an ESP's API (HTTPS)."""
+        return SmtpSettings.of(self).tls if self.is_smtp else "esp"
 
 
 class Campaign(models.Model):

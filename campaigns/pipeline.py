@@ -63,7 +63,6 @@ import logging
 import os
 import smtplib
 import socket
-import ssl
 import threading
 import time
 import uuid
@@ -72,7 +71,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from django.conf import settings
 from django.core import mail
 from django.core.mail import get_connection
 from django.db import DatabaseError, transaction
@@ -88,6 +86,14 @@ from templates_app.fields import recipient_context, recipient_contexts
 
 from .messages import MessageFactory
 from .models import Campaign, CampaignTransitionError, Delivery, SandboxMessage, SendLease
+from .smtp_connect import (
+    ConnectionDown,
+    LedgerSMTP,
+    SetupError,
+    SmtpSettings,
+    is_setup_refusal,
+    smtp_open,
+)
 from .throttle import domain_allowance, next_minute, rate_acquire, warmup_reserve
 from .transitions import campaign_transition
 
@@ -106,6 +112,12 @@ def claim_ttl() -> int:
     return int(os.environ.get("CAMPAIGN_CLAIM_TTL", "30"))
 
 
+def send_time_budget() -> float:
+    """Seconds one sending task works before it hands its place to a fresh task (so other
+    campaigns and other workers get their turn)."""
+    return float(os.environ.get("CAMPAIGN_SEND_TIME_BUDGET", "60"))
+
+
 def outage_pause_minutes() -> int:
     """An unreachable server pauses the campaign after this long (it waits until then)."""
     return int(os.environ.get("CAMPAIGN_OUTAGE_PAUSE_MINUTES", "30"))
@@ -121,10 +133,6 @@ class LeaseLost(Exception):
 
 class HandoffUnknown(Exception):
     """The message body went out but its fate was never confirmed (see the module doc)."""
-
-
-class ConnectionDown(Exception):
-    """Nothing was handed off: the server could not be reached or dropped us before DATA."""
 
 
 class ClaimedRow(NamedTuple):
@@ -230,27 +238,6 @@ class Lease:
 # The transport
 
 
-class _LedgerSMTP(smtplib.SMTP):
-    """smtplib.SMTP that remembers whether the current message's body (with its final dot)
-    was written to the socket: after that, a lost answer is no reason to send again."""
-
-    body_sent = False
-    _in_data = False
-
-    def data(self, msg):
-        self.body_sent = False
-        self._in_data = True
-        try:
-            return super().data(msg)
-        finally:
-            self._in_data = False
-
-    def send(self, s):
-        super().send(s)
-        if self._in_data and isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
-            self.body_sent = True
-
-
 class Transport:
     """One reused connection per sender: raw SMTP, a Django/anymail backend, or the sandbox."""
 
@@ -260,7 +247,7 @@ class Transport:
         self.conn = campaign.connection
         self.sandbox = campaign.is_test
         self.is_smtp = self.conn is None or self.conn.is_smtp
-        self.smtp: _LedgerSMTP | None = None
+        self.smtp: LedgerSMTP | None = None
         self.backend = None
 
     def open(self) -> None:
@@ -275,31 +262,7 @@ class Transport:
             self.backend.open()
 
     def _open_smtp(self) -> None:
-        options = dict(self.conn.options if self.conn else {})
-        host = options.get("host", settings.EMAIL_HOST)
-        port = int(options.get("port", settings.EMAIL_PORT))
-        try:
-            smtp = _LedgerSMTP(host, port, timeout=float(options.get("timeout", 60)))
-            if options.get("use_tls"):
-                # Verified against the system's CAs unless the connection says otherwise.
-                context = ssl.create_default_context()
-                if options.get("tls_verify") is False:
-                    context.check_hostname = False
-                    context.verify_mode = ssl.CERT_NONE
-                smtp.starttls(context=context)
-            if options.get("username"):
-                smtp.login(options["username"], options.get("password", ""))
-        except smtplib.SMTPResponseException as exc:
-            if 400 <= exc.smtp_code < 500:
-                raise ConnectionDown(_describe(exc)) from exc
-            raise
-        except smtplib.SMTPNotSupportedError:
-            raise  # STARTTLS asked for but not offered: a setting to fix, not an outage
-        except OSError as exc:  # refused, reset, timed out, TLS failure, disconnected
-            if isinstance(exc, ssl.SSLCertVerificationError):
-                raise
-            raise ConnectionDown(_describe(exc)) from exc
-        self.smtp = smtp
+        self.smtp = smtp_open(SmtpSettings.of(self.conn))
 
     def close(self) -> None:
         if self.smtp is not None:
@@ -346,8 +309,13 @@ class Transport:
         smtp = self.smtp
         smtp.body_sent = False
         try:
-            refused = smtp.sendmail(self.factory.from_email, [built.to], self.factory.raw(built))
+            refused = smtp.sendmail(
+                self.factory.envelope_sender(built), [built.to], self.factory.signed_raw(built)
+            )
         except smtplib.SMTPResponseException as exc:
+            if isinstance(exc, smtplib.SMTPSenderRefused) and is_setup_refusal(exc):
+                self._drop()
+                raise SetupError(f"The server refused the sender: {_describe(exc)}") from exc
             if exc.smtp_code == 421:  # "service not available, closing channel"
                 self._drop()
                 raise ConnectionDown(_describe(exc)) from exc
@@ -547,6 +515,7 @@ class BatchResult:
     stopped: bool = False  # too many consecutive failures
     interrupted: bool = False  # paused, cancelled, or the lease lost: nothing more was sent
     outage: str = ""  # the server could not be reached: why
+    setup: str = ""  # the connection's settings keep anything from going out: why
 
 
 @dataclass
@@ -608,6 +577,7 @@ def send_batch(
     streak = campaign.consecutive_failures
     outcome = _Outcome()
     bounces: list[Fact] = []
+    accepted: list[Fact] = []
     token = lease.token
     # Every recipient's merge values in a constant number of queries (the preview's builder).
     recipients = recipient_contexts(row.subscriber_id for row in rows)
@@ -673,6 +643,14 @@ def send_batch(
                     )
                     result.outage = str(exc)
                     break
+                except SetupError as exc:
+                    # Nothing went out, and nothing will until a person fixes the settings.
+                    outcome = _Outcome(
+                        prev=row.id, status="pending", error=str(exc), attempts_adjust=-1
+                    )
+                    _release(token, [r.id for r in rows[index + 1 :]])
+                    result.setup = str(exc)
+                    break
                 except Exception as exc:
                     refusal = _classify(exc)
                     attempts = _attempts(row.id)
@@ -710,17 +688,34 @@ def send_batch(
                 outcome = _Outcome(
                     prev=row.id, status="sent", message_id=message_id, sent_at=timezone.now()
                 )
-            if bounces:
-                # Synchronous refusals take the same path as an ESP's bounce webhook; before
-                # the batch's last row is settled, so a finished campaign has its feedback.
-                ingest_facts(bounces)
+                if transport.is_smtp:
+                    # No ESP reports deliveries over SMTP: the server's "250" is the delivery
+                    # report, or every rate (bounces, complaints) would divide by nothing.
+                    accepted.append(_accepted_fact(row, message_id))
+            if bounces or accepted:
+                # Synchronous answers take the same path as an ESP's webhook; before the
+                # batch's last row is settled, so a finished campaign has its feedback.
+                ingest_facts(bounces + accepted)
             if outcome.prev != -1:
                 _record(cursor, outcome, lease=lease, next_id=-1, next_message_id="")
-            if result.interrupted or result.outage:
+            if result.interrupted or result.outage or result.setup:
                 _release(token, [r.id for r in rows])
         finally:
             cursor.execute("SET synchronous_commit TO DEFAULT")
     return result
+
+
+def _accepted_fact(row: ClaimedRow, message_id: str) -> Fact:
+    return Fact(
+        uid=f"smtp-accepted:{row.id}",
+        kind="delivered",
+        occurred_at=timezone.now(),
+        delivery_id=row.id,
+        message_id=message_id,
+        recipient=row.email,
+        esp="smtp",
+        reason="Accepted by the SMTP server (250)",
+    )
 
 
 def _bounce_fact(row: ClaimedRow, built, refusal: Refusal) -> Fact:
@@ -766,7 +761,7 @@ def _send_with_reconnect(transport: Transport, built) -> str:
 
 def _record_sandbox(token: str, built, factory: MessageFactory, campaign: Campaign) -> bool:
     """Test mode: the capture and the 'sent' mark commit together — exactly once, nothing out."""
-    raw = factory.raw(built).decode("utf-8", errors="replace")
+    raw = factory.signed_raw(built).decode("utf-8", errors="replace")
     with transaction.atomic():
         marked = Delivery.objects.filter(
             pk=built.delivery_id,
@@ -820,11 +815,13 @@ def _apply_domain_caps(campaign: Campaign, token: str, rows: list[ClaimedRow]) -
 # A sending task's work
 
 
-def campaign_send_work(*, campaign_id: int, time_budget: float = 60.0) -> str:
+def campaign_send_work(*, campaign_id: int, time_budget: float | None = None) -> str:
     """Claim and send batches until the campaign is done, paused, or the budget is spent.
     Returns why it stopped: 'done', 'idle' (only deferred rows left), 'stopped', 'budget',
     'warmup', 'outage', 'lost'. With NFM_COUNT_QUERIES=1 (bench/send.py) the SQL statements
     it ran are added up in the shared cache."""
+    if time_budget is None:
+        time_budget = send_time_budget()
     if not os.environ.get("NFM_COUNT_QUERIES"):
         return _send_work(campaign_id=campaign_id, time_budget=time_budget)
     count = [0]
@@ -904,6 +901,8 @@ def _send_work(*, campaign_id: int, time_budget: float) -> str:
                 return "stopped"
             if result.outage:
                 return "outage"
+            if result.setup:
+                return "stopped"
             if result.interrupted:
                 return "lost" if lease.lost else "stopped"
         return "budget"
@@ -926,6 +925,12 @@ def _after_batch(campaign: Campaign, result: BatchResult) -> None:
         )
     if result.outage:
         _note_outage(campaign, result.outage)
+    if result.setup:
+        _pause(
+            campaign,
+            f"Paused: the sending connection needs a fix before anything can go out. "
+            f"{result.setup} Nothing was sent or lost; resume once it is fixed.",
+        )
     streak, status = Campaign.objects.filter(pk=campaign.pk).values_list(
         "consecutive_failures", "status"
     )[0]
@@ -1023,7 +1028,7 @@ def test_send(*, campaign: Campaign, addresses: list[str]) -> list[SandboxMessag
                     html=built.html,
                     text=built.text,
                     headers=built.headers,
-                    raw=factory.raw(built).decode("utf-8", errors="replace"),
+                    raw=factory.signed_raw(built).decode("utf-8", errors="replace"),
                     is_test_send=True,
                 )
             )

@@ -422,8 +422,20 @@ WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 4 * 1024 * 1024)
 # DNS checks of the sending domains: how often, and which resolvers (empty: the system's).
 DNS_CHECK_HOURS = env_int("DNS_CHECK_HOURS", 24)
 DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])
+# Bounces and complaints by mail, for SMTP senders (analytics.bounce_mail): the VERP domain of
+# envelope senders (b+<delivery>@BOUNCE_DOMAIN; aligned with From's domain for DMARC), and the
+# mailbox it delivers to, read over IMAP: imaps://user:password@host:993/INBOX (certificate
+# verified), imap://... with STARTTLS, or imap+plain://... on loopback only.
+BOUNCE_DOMAIN = env_str("BOUNCE_DOMAIN", "")
+BOUNCE_IMAP_URL = env_str("BOUNCE_IMAP_URL", "")
+BOUNCE_IMAP_DONE_FOLDER = env_str("BOUNCE_IMAP_DONE_FOLDER", "Processed")
+BOUNCE_POLL_SECONDS = env_int("BOUNCE_POLL_SECONDS", 60)
 # Installed into django-celery-beat's database schedule when beat starts.
 CELERY_BEAT_SCHEDULE = {
+    "analytics-bounce-mailbox": {
+        "task": "analytics.tasks.bounce_mailbox_poll",
+        "schedule": float(BOUNCE_POLL_SECONDS),
+    },
     "analytics-flush-tracking": {
         "task": "analytics.tasks.tracking_flush",
         "schedule": float(TRACKING_FLUSH_SECONDS),

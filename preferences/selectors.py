@@ -55,3 +55,25 @@ def exit_reasons_by_campaign(campaign_ids: list[int]) -> list[tuple[int, str, in
     with connection.cursor() as cursor:
         cursor.execute(sql, [campaign_ids])
         return cursor.fetchall()
+
+
+def campaign_exit_survey(campaign_id: int, *, texts: int = 10) -> dict:
+    """What the people who left through a campaign's links answered: the number of answers,
+    each reason with its count (most given first) and the latest free-text answers."""
+    from .models import ExitSurveyReason, ExitSurveyResponse
+
+    labels = dict(ExitSurveyReason.objects.values_list("key", "label_en"))
+    counts = [(key, n) for _, key, n in exit_reasons_by_campaign([campaign_id]) if key]
+    answers = ExitSurveyResponse.objects.filter(campaign_id=campaign_id)
+    return {
+        "answers": answers.count(),
+        "reasons": [
+            {"label": labels.get(key, key), "count": n}
+            for key, n in sorted(counts, key=lambda item: (-item[1], item[0]))
+        ],
+        "texts": list(
+            answers.exclude(other_text="")
+            .order_by("-created_at")
+            .values_list("other_text", flat=True)[:texts]
+        ),
+    }

@@ -50,6 +50,13 @@ def make_campaign(*, topic, connection=None, **fields):
     return campaign
 
 
+def message_id(delivery_id: int, campaign) -> str:
+    """The Message-ID the pipeline gives a delivery (its install-unique tag included)."""
+    from campaigns.messages import message_id_tag
+
+    return f"<d{delivery_id}.c{campaign.pk}.{message_id_tag(campaign)}@sender.example>"
+
+
 def smtp_connection(sink, **fields):
     return SendingConnection.objects.create(
         name=fields.pop("name", "sink"),

@@ -24,6 +24,7 @@ from .conftest import (
     forget_campaign_keys,
     make_audience,
     make_campaign,
+    message_id,
     smtp_connection,
 )
 from .test_worker_kill import _counts, _wait
@@ -76,7 +77,7 @@ def test_a_lost_250_after_the_final_dot_becomes_unknown_and_is_never_sent_twice(
     unknown = Delivery.objects.filter(campaign=campaign, status="unknown")
     assert sorted(d.email for d in unknown) == [f"lost{i}@example.org" for i in range(4)]
     assert all("after the message was sent" in d.error for d in unknown)
-    assert all(d.message_id == f"<d{d.pk}.c{campaign.pk}@sender.example>" for d in unknown)
+    assert all(d.message_id == message_id(d.pk, campaign) for d in unknown)
     assert _counts(campaign)["sent"] == 30
     assert Campaign.objects.get(pk=campaign.pk).status == "running"  # waits for a decision
 

@@ -7,7 +7,7 @@ from campaigns.pipeline import campaign_send_work, reconcile
 from campaigns.services import campaign_start
 from subscribers.models import Subscriber, Suppression, email_hash
 
-from .conftest import make_audience, make_campaign, smtp_connection
+from .conftest import make_audience, make_campaign, message_id, smtp_connection
 
 
 def test_starting_snapshots_the_audience_minus_everyone_excluded(db, smtp_sink):
@@ -37,7 +37,7 @@ def test_it_sends_every_recipient_once_over_smtp_and_finishes(db, smtp_sink):
     assert sorted(smtp_sink.recipients()) == sorted(f"user{i}@example.org" for i in range(450))
     rows = Delivery.objects.filter(campaign=campaign)
     assert set(rows.values_list("status", flat=True)) == {"sent"}
-    assert all(r.message_id == f"<d{r.pk}.c{campaign.pk}@sender.example>" for r in rows)
+    assert all(r.message_id == message_id(r.pk, campaign) for r in rows)
     assert all(r.sent_at for r in rows)
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.FINISHED

@@ -18,6 +18,7 @@ from .conftest import (
     forget_campaign_keys,
     make_audience,
     make_campaign,
+    message_id,
     smtp_connection,
 )
 
@@ -81,9 +82,7 @@ def test_a_worker_killed_mid_campaign_leaves_every_recipient_with_exactly_one_me
         delivery_resolve_unknown(
             campaign=campaign,
             resend=False,
-            ids=[
-                d.pk for d in unknown if f"<d{d.pk}.c{campaign.pk}@sender.example>" in received_ids
-            ],
+            ids=[d.pk for d in unknown if message_id(d.pk, campaign) in received_ids],
         )
         delivery_resolve_unknown(campaign=campaign, resend=True)
 

@@ -21,6 +21,24 @@ def test_the_unsubscribe_button_leads_to_the_survey(client, subscriber, unsub_to
     assert "I get too many emails" in content
 
 
+def test_after_a_one_click_unsubscribe_the_link_still_leads_to_the_survey(
+    client, subscriber, unsub_token
+):
+    """The mail app's button (RFC 8058) shows the recipient no page: when they open the
+    message's unsubscribe link later, the survey is one click away, and the answer counts."""
+    url = reverse("preferences:unsubscribe", args=[unsub_token])
+    client.post(url, {"List-Unsubscribe": "One-Click"})
+    content = client.get(url).content.decode()
+    survey = reverse("preferences:survey", args=[unsub_token])
+    assert "is already unsubscribed" in content
+    assert f'href="{survey}"' in content
+    assert "Tell us why you left" in content
+    client.post(survey, {"reasons": ["too_many"], "other_text": ""})
+    assert ExitSurveyResponse.objects.get().reasons == ["too_many"]
+    Subscriber.objects.filter(pk=subscriber.pk).update(language="fr")
+    assert "Dites-nous pourquoi vous partez" in client.get(url).content.decode()
+
+
 def test_answers_are_stored_once_per_link(client, subscriber, unsub_token):
     _leave_from_the_page(client, unsub_token)
     url = reverse("preferences:survey", args=[unsub_token])

@@ -1,16 +1,22 @@
-import csv
-
 import dns.exception
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponseBadRequest, StreamingHttpResponse
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Campaign, Delivery
-from core.roles import Role, admin_required, editor_required, has_role, viewer_required
+from core.csv_download import csv_response
+from core.roles import (
+    Role,
+    admin_required,
+    editor_required,
+    has_role,
+    personal_data_export_required,
+    viewer_required,
+)
 
 from . import buffer, reports
 from .dkim_keys import DkimKeyError, dkim_key_activate, dkim_key_create, dkim_key_revoke
@@ -102,12 +108,7 @@ def campaign_tracking(request, pk: int):
     return redirect("analytics:campaign", pk=campaign.pk)
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
-@viewer_required
+@personal_data_export_required
 def campaign_csv(request, pk: int):
     """Per-recipient outcome, streamed in keyset pages (constant memory at any size)."""
     campaign = _campaign(pk)
@@ -130,8 +131,7 @@ def campaign_csv(request, pk: int):
     header = [c.removeprefix("activity__") for c in columns]
 
     def rows():
-        writer = csv.writer(_Echo())
-        yield writer.writerow(header)
+        yield header
         after = 0
         while True:
             page = list(
@@ -142,12 +142,10 @@ def campaign_csv(request, pk: int):
             if not page:
                 return
             for row in page:
-                yield writer.writerow(["" if v is None else v for v in row[1:]])
+                yield row[1:]
             after = page[-1][0]
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}.csv"'
-    return response
+    return csv_response(rows(), filename=f"campaign-{campaign.pk}.csv")
 
 
 @editor_required

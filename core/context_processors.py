@@ -1,6 +1,6 @@
 from django.conf import settings
 
-from .roles import Role, has_role, role_of
+from .roles import PERSONAL_DATA_EXPORT_ROLE, Role, has_role, role_of
 
 
 def roles(request):
@@ -11,6 +11,7 @@ def roles(request):
         "user_role": role_of(user),
         "can_edit": has_role(user, Role.EDITOR),
         "is_admin": has_role(user, Role.ADMIN),
+        "can_export_personal_data": has_role(user, PERSONAL_DATA_EXPORT_ROLE),
     }
 
 

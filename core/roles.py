@@ -61,6 +61,11 @@ viewer_required = role_required(Role.VIEWER)
 editor_required = role_required(Role.EDITOR)
 admin_required = role_required(Role.ADMIN)
 
+# Personal data follows one rule: whoever may not export the subscribers may not download any
+# other per-person file either (a campaign's per-recipient CSV). Aggregates stay readable.
+PERSONAL_DATA_EXPORT_ROLE = Role.EDITOR
+personal_data_export_required = role_required(PERSONAL_DATA_EXPORT_ROLE)
+
 
 def user_set_role(*, user, role: Role) -> None:
     from django.contrib.auth.models import Group

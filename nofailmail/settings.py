@@ -7,10 +7,12 @@ needs no service at all. A malformed value stops start-up with a message naming 
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import csp.constants as _csp_constants
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
@@ -100,6 +102,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_celery_beat",
     "anymail",
+    "axes",
+    "csp",
     "core",
     "subscribers",
     "templates_app",
@@ -111,6 +115,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every answer (settings below); views may narrow or widen it.
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -120,6 +126,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # After the CSRF check: its process_view cleans form posts the check has read.
+    "core.middleware.NulByteMiddleware",
+    # Turns a locked-out login (django-axes) into the "too many attempts" page.
+    "axes.middleware.AxesMiddleware",
+    # Innermost: sees the view's own bare 405 first.
     "core.middleware.FriendlyMethodNotAllowed",
 ]
 
@@ -181,6 +192,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Password guessing (dashboard and admin logins): after LOGIN_FAILURE_LIMIT wrong passwords for
+# one username from one address, that pair is refused for LOGIN_LOCKOUT_MINUTES (django-axes,
+# counted in PostgreSQL, so every web process agrees). By the pair, not by address alone: behind
+# a proxy every visitor may share one address, and one guesser must not lock everybody out.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept; successful logins are not logged twice
+AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
+# The same client address as the signup protection (X-Forwarded-For only when trusted).
+AXES_CLIENT_IP_CALLABLE = "signup.protection.client_ip"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -304,13 +331,38 @@ CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
+# Content-Security-Policy (django-csp) on every dashboard and public page. Scripts: our own
+# static files, and inline ones only with the request's nonce (<script nonce="{{
+# request.csp_nonce }}">); no inline handlers (onclick=...): static/js/app.js gives the same
+# behaviours through data- attributes. No eval (htmx runs with allowEval false). Styles may be
+# inline: emails shown in srcdoc previews (which inherit this policy) are styled by inline
+# attributes, as are progress bars. Images come from anywhere an email points to. The signup
+# frames replace frame-ancestors with their form's allowed sites (signup.public).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", _csp_constants.NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["*", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],  # as X-Frame-Options: DENY
+    }
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # axes logs every successful login at INFO ("Deleted 0 failed login attempts").
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # --- Subscribers ---------------------------------------------------------------------------

@@ -78,8 +78,9 @@ def _cors(response, origin: str):
 
 def _frame_policy(response, form: SignupForm):
     """Only the allow-listed sites may frame the form (CSP frame-ancestors)."""
-    ancestors = "*" if "*" in form.origins else " ".join(["'self'", *form.origins])
-    response["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
+    ancestors = ["*"] if "*" in form.origins else ["'self'", *form.origins]
+    # The rest of the page's policy stays as the CSP middleware writes it.
+    response._csp_replace = {"frame-ancestors": ancestors}
     return response
 
 

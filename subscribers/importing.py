@@ -26,6 +26,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import charset_normalizer
 from django.db import connection, transaction
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
@@ -62,20 +63,85 @@ class FileShape:
     preview: list[list[str]] = field(default_factory=list)
 
 
-def detect_encoding(path: str) -> str:
-    """utf-8-sig (a BOM is dropped) when the whole file decodes as UTF-8, else Latin-1."""
+# Byte order marks, longest first (a UTF-32 LE mark starts like a UTF-16 LE one).
+BOMS = [
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+]
+# Files no encoding makes a CSV of, recognised by their first bytes.
+BINARY_FORMATS = [
+    (b"PK\x03\x04", "an Excel workbook or ZIP archive"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel (.xls) workbook"),
+    (b"%PDF", "a PDF document"),
+]
+# When several single-byte encodings read the sample equally well, the ones spreadsheets on
+# Windows actually write win: Western, Central European, Cyrillic.
+PREFERRED_ENCODINGS = ["cp1252", "cp1250", "cp1251"]
+SAMPLE_BYTES = 256 * 1024
+
+
+def _is_utf8(path: str) -> bool:
     decoder = codecs.getincrementaldecoder("utf-8")()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError:
-                return "latin-1"
         try:
+            while chunk := f.read(1 << 20):
+                decoder.decode(chunk)
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            return "latin-1"
-    return "utf-8-sig"
+            return False
+    return True
+
+
+def _sample(path: str) -> bytes:
+    """The start of the file and, if that is plain ASCII, the first stretch that is not."""
+    with open(path, "rb") as f:
+        head = f.read(SAMPLE_BYTES)
+        if any(b > 0x7F for b in head):
+            return head
+        while chunk := f.read(SAMPLE_BYTES):
+            at = next((i for i, b in enumerate(chunk) if b > 0x7F), None)
+            if at is not None:
+                start = max(0, at - 1024)
+                return head[:4096] + chunk[start:] + f.read(max(0, start))
+    return head
+
+
+def detect_encoding(path: str) -> str:
+    """The file's encoding: a byte order mark, else UTF-8 when the whole file is UTF-8, else
+    what charset-normalizer reads best. ImportError_ when the file is not text at all."""
+    with open(path, "rb") as f:
+        start = f.read(8)
+    for bom, encoding in BOMS:
+        if start.startswith(bom):
+            return encoding
+    for magic, what in BINARY_FORMATS:
+        if start.startswith(magic):
+            raise ImportError_(
+                f"This file is {what}, not a CSV file. Save it as CSV (UTF-8) and upload that."
+            )
+    if _is_utf8(path):
+        return "utf-8-sig"
+    sample = _sample(path)
+    # On a short sample, multi-byte Asian encodings read accented Western text with no visible
+    # "chaos" (an é and the letter after it become one ideogram): the Windows code pages are
+    # tried on their own first, and win unless the sample reads clearly worse in them.
+    windows = list(charset_normalizer.from_bytes(sample, cp_isolation=PREFERRED_ENCODINGS))
+    overall = charset_normalizer.from_bytes(sample).best()
+    if windows and (overall is None or min(m.chaos for m in windows) <= overall.chaos + 0.05):
+        best = min(m.chaos for m in windows)
+        close = [m for m in windows if m.chaos <= best + 0.01]
+        for preferred in PREFERRED_ENCODINGS:
+            if any(preferred in m.could_be_from_charset for m in close):
+                return preferred
+    if overall is None:
+        raise ImportError_(
+            "The file's text encoding could not be recognised (is it a CSV file?). "
+            "Save it as CSV (UTF-8) and upload it again."
+        )
+    return overall.encoding
 
 
 def _open_text(path: str, encoding: str):
@@ -221,6 +287,7 @@ def _chunks(path: str, options: dict, plan: _Plan) -> Iterator[tuple[list[tuple]
             plan.warnings.append(f"Columns not imported: {', '.join(unmapped)}")
         blank = 0
         email_at, plain, attributes = plan.email_at, plan.plain, plan.attributes
+        delimiter = options["delimiter"]
         chunk: list[tuple] = []
         # Duplicates inside one chunk are caught here, while parsing (cheaper than a GROUP BY
         # in PostgreSQL); duplicates of an earlier chunk are caught by the merge (SEEN).
@@ -233,12 +300,12 @@ def _chunks(path: str, options: dict, plan: _Plan) -> Iterator[tuple[list[tuple]
             if error:
                 chunk.append((line, None, "", "", "", "", "{}", error, ""))
             else:
-                staged = _validate(line, row, width, email_at, plain, attributes)
+                staged = _validate(line, row, width, email_at, plain, attributes, delimiter)
                 email = staged[1]
                 if email is not None:
                     seen_at = first_line.setdefault(email, line)
                     if seen_at != line:
-                        staged = _rejected(line, row, f"duplicate of line {seen_at}")
+                        staged = _rejected(line, row, f"duplicate of line {seen_at}", delimiter)
                 chunk.append(staged)
             if len(chunk) >= CHUNK_ROWS:
                 yield chunk, _tell(binary), rows
@@ -283,22 +350,29 @@ def _produce(job_pk: int, path: str, options: dict, plan: _Plan, out: queue.Queu
         connection.close()
 
 
-def _validate(line, row, width, email_at, plain, attributes) -> tuple:
+def _validate(line, row, width, email_at, plain, attributes, delimiter) -> tuple:
     """One row as a staging tuple: valid (email set) or rejected (reason set)."""
+    # A row of the wrong width has lost or gained a delimiter: its values may sit under the
+    # wrong headings, so a short row and a long one are both refused, saying which they were.
+    # Empty cells after the last heading (a trailing delimiter) are no such sign.
     if len(row) > width and any(cell.strip() for cell in row[width:]):
-        return _rejected(line, row, f"{len(row)} columns where the header has {width}")
-    if len(row) <= email_at:
-        return _rejected(line, row, "no email address")
+        return _rejected(
+            line, row, f"{len(row)} columns where the header has {width}: too many", delimiter
+        )
+    if len(row) < width:
+        return _rejected(
+            line, row, f"{len(row)} columns where the header has {width}: too few", delimiter
+        )
     try:
         email = email_normalize(row[email_at])
     except EmailError as exc:
-        return _rejected(line, row, str(exc))
+        return _rejected(line, row, str(exc), delimiter)
     values = ["", "", "", ""]  # first_name, last_name, language, timezone
     for slot, index, limit, name in plain:
         if index < len(row):
             value = row[index].strip()
             if len(value) > limit:
-                return _rejected(line, row, f"{name} is longer than {limit} characters")
+                return _rejected(line, row, f"{name} is longer than {limit} characters", delimiter)
             values[slot] = value
     attrs = None
     for index, custom in attributes:
@@ -308,7 +382,7 @@ def _validate(line, row, width, email_at, plain, attributes) -> tuple:
         try:
             value = attribute_coerce(field=custom, raw=raw)
         except ValueError as exc:
-            return _rejected(line, row, str(exc))
+            return _rejected(line, row, str(exc), delimiter)
         if attrs is None:
             attrs = {}
         attrs[custom.key] = value
@@ -322,8 +396,23 @@ def _validate(line, row, width, email_at, plain, attributes) -> tuple:
     )
 
 
-def _rejected(line: int, row: list[str], reason: str) -> tuple:
-    return (line, None, "", "", "", "", "{}", reason, ",".join(row)[:1000])
+def _rejected(line: int, row: list[str], reason: str, delimiter: str) -> tuple:
+    return (line, None, "", "", "", "", "{}", reason, row_text(row, delimiter)[:1000])
+
+
+def row_text(row: list[str], delimiter: str) -> str:
+    """A row as one CSV record in the file's own delimiter (quoted where needed)."""
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="").writerow(row)
+    return out.getvalue()
+
+
+def row_cells(text: str, delimiter: str) -> list[str]:
+    """row_text() read back (a truncated record gives what it can)."""
+    try:
+        return next(csv.reader([text], delimiter=delimiter), [])
+    except csv.Error:
+        return [text]
 
 
 MERGE_SQL = """
@@ -614,7 +703,11 @@ def import_job_create(
     job = ImportJob(original_name=name[:255], created_by=created_by[:150])
     job.file.save(f"{timezone.now():%Y%m%d%H%M%S}.csv", file, save=False)
     job.bytes_total = job.file.size
-    shape = sniff(job.file.path)
+    try:
+        shape = sniff(job.file.path)
+    except ImportError_:
+        job.file.delete(save=False)  # personal data: a refused upload is not kept
+        raise
     job.options = {
         "encoding": shape.encoding,
         "delimiter": shape.delimiter,

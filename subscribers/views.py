@@ -5,14 +5,22 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.db import transaction
 from django.db.models import Count, Max, Q, QuerySet
-from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from core.roles import Role, admin_required, editor_required, has_role, viewer_required
+from core.csv_download import csv_response
+from core.roles import (
+    Role,
+    admin_required,
+    editor_required,
+    has_role,
+    personal_data_export_required,
+    viewer_required,
+)
 
 from . import services
 from .emails import EmailError
@@ -30,6 +38,7 @@ from .importing import (
     import_job_resume,
     import_job_stalled,
     import_job_start,
+    row_cells,
 )
 from .models import CustomField, ImportJob, Segment, Subscriber, Topic
 from .segments import SegmentRuleError, rules_q, segment_queryset
@@ -199,32 +208,24 @@ def _int_or_zero(value) -> int:
     return int(value) if isinstance(value, str) and value.isdigit() and len(value) <= 18 else 0
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 def _csv_stream(queryset: QuerySet[Subscriber]):
     keys = list(CustomField.objects.values_list("key", flat=True))
-    writer = csv.writer(_Echo())
     header = ["email", "first_name", "last_name", "status", "source", "language", "timezone"]
-    yield writer.writerow([*header, "created_at", "confirmed_at", *keys])
+    yield [*header, "created_at", "confirmed_at", *keys]
     rows = queryset.order_by("id").values_list(*header, "created_at", "confirmed_at", "attributes")
     # A server-side cursor: a million rows stream out without being loaded at once.
     for row in rows.iterator(chunk_size=2000):
         *plain, created, confirmed, attributes = row
         attributes = attributes or {}
-        yield writer.writerow(
-            [
-                *plain,
-                created.isoformat(),
-                confirmed.isoformat() if confirmed else "",
-                *[attributes.get(k, "") for k in keys],
-            ]
-        )
+        yield [
+            *plain,
+            created.isoformat(),
+            confirmed.isoformat() if confirmed else "",
+            *[attributes.get(k, "") for k in keys],
+        ]
 
 
-@editor_required
+@personal_data_export_required
 def subscriber_export_csv(request):
     filters = _filters(request.GET)
     try:
@@ -232,11 +233,9 @@ def subscriber_export_csv(request):
     except SegmentRuleError as exc:
         messages.error(request, str(exc))
         return redirect("subscribers:list")
-    response = StreamingHttpResponse(_csv_stream(queryset), content_type="text/csv")
-    response["Content-Disposition"] = (
-        f'attachment; filename="subscribers-{timezone.now():%Y%m%d-%H%M}.csv"'
+    return csv_response(
+        _csv_stream(queryset), filename=f"subscribers-{timezone.now():%Y%m%d-%H%M}.csv"
     )
-    return response
 
 
 @editor_required
@@ -542,20 +541,21 @@ def import_resume(request, job_id: int):
 @editor_required
 def import_rejections_csv(request, job_id: int):
     job = get_object_or_404(ImportJob, pk=job_id)
-    writer = csv.writer(_Echo())
+
+    # The file's own delimiter and columns, after the line and the reason: fix the rows in a
+    # spreadsheet and import the file again.
+    delimiter = job.options.get("delimiter", ",")
 
     def rows():
-        yield writer.writerow(["line", "reason", "row"])
-        for r in (
+        yield ["line", "reason", *job.options.get("header", [])]
+        for line, reason, raw in (
             job.rejections.order_by("line")
             .values_list("line", "reason", "raw")
             .iterator(chunk_size=2000)
         ):
-            yield writer.writerow(r)
+            yield [line, reason, *row_cells(raw, delimiter)]
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-rejected.csv"'
-    return response
+    return csv_response(rows(), filename=f"import-{job.pk}-rejected.csv", delimiter=delimiter)
 
 
 # --- segments -----------------------------------------------------------------------------

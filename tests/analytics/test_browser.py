@@ -7,7 +7,7 @@ from analytics import buffer
 from analytics.models import Link
 from analytics.tracking import click_token, open_token
 from tests.analytics.conftest import make_campaign
-from tests.support.browser import CHROMIUM_ARGS
+from tests.support.browser import CHROMIUM_ARGS, wait_until
 
 # serialized_rollback: the flush after these tests must not re-create content types that
 # the next serialized_rollback test restores itself (duplicate keys otherwise).
@@ -47,7 +47,7 @@ def test_a_recipient_clicking_lands_on_the_destination_and_a_forged_link_does_no
     assert "This link is not valid" in page.content()
     # The image of an opened email: a real GIF the browser decodes as 1x1.
     page.set_content(f'<img id="px" src="{live_server.url}/t/o/{open_token(deliveries[0].pk)}">')
-    page.wait_for_function("document.getElementById('px').complete")
+    wait_until(page, "document.getElementById('px').complete")
     assert page.evaluate("[px.naturalWidth, px.naturalHeight]") == [1, 1]
     assert buffer.pending() == 2  # the click and the open, nothing for the forged link
 

@@ -8,6 +8,7 @@ from analytics import buffer
 from analytics.ingest import Fact, ingest_facts
 from analytics.models import CampaignTracking, ReputationAlert, SendingDomain
 from analytics.tracking import click_token, open_token
+from campaigns.models import Delivery
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0"
 
@@ -61,10 +62,10 @@ def test_the_report_reads_rollups_not_events(
         viewer_client.get(f"/analytics/campaigns/{campaign.pk}/")
 
 
-def test_the_csv_export_has_one_row_per_recipient(viewer_client, sent_campaign):
+def test_the_csv_export_has_one_row_per_recipient(editor_client, sent_campaign):
     campaign, links, deliveries = sent_campaign
-    _activity(viewer_client, campaign, links, deliveries)
-    response = viewer_client.get(f"/analytics/campaigns/{campaign.pk}/export.csv")
+    _activity(editor_client, campaign, links, deliveries)
+    response = editor_client.get(f"/analytics/campaigns/{campaign.pk}/export.csv")
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert len(rows) == 3
     first = next(r for r in rows if r["email"] == deliveries[0].email)
@@ -73,6 +74,26 @@ def test_the_csv_export_has_one_row_per_recipient(viewer_client, sent_campaign):
         "1",
         "delivered",
     )
+
+
+def test_a_formula_in_the_per_recipient_csv_goes_out_as_text(editor_client, sent_campaign):
+    campaign, _links, deliveries = sent_campaign
+    formula = "=cmd|' /C calc'!A0"
+    Delivery.objects.filter(pk=deliveries[0].pk).update(email=formula)
+    Delivery.objects.filter(pk=deliveries[1].pk).update(email="@SUM(1+1)")
+    response = editor_client.get(f"/analytics/campaigns/{campaign.pk}/export.csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    emails = {r["email"] for r in rows}
+    assert "'" + formula in emails and "'@SUM(1+1)" in emails
+    assert formula not in emails
+
+
+def test_a_viewer_reads_the_report_but_not_the_per_recipient_csv(viewer_client, sent_campaign):
+    campaign = sent_campaign[0]
+    report = viewer_client.get(f"/analytics/campaigns/{campaign.pk}/")
+    assert report.status_code == 200 and b"series-chart" in report.content
+    assert b"export.csv" not in report.content  # no button that answers 403
+    assert viewer_client.get(f"/analytics/campaigns/{campaign.pk}/export.csv").status_code == 403
 
 
 TRACKING = {"mode": "anonymous", "utm_source": "nl", "utm_medium": "email", "utm_campaign": "x"}

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 
 from campaigns.models import Delivery
 from campaigns.services import campaign_start
-from tests.support.browser import CHROMIUM_ARGS
+from tests.support.browser import CHROMIUM_ARGS, wait_until
 
 from .conftest import make_audience, make_campaign, make_template, smtp_connection
 
@@ -48,15 +48,11 @@ def test_the_wizard_counts_the_audience_live_as_topics_are_ticked(page, live_ser
     make_template()
     page.goto(f"{live_server.url}/campaigns/new/")
     count = page.locator("#audience-count")
-    page.wait_for_function("document.querySelector('#audience-count').textContent.includes('0')")
+    wait_until(page, "document.querySelector('#audience-count').textContent.includes('0')")
     page.get_by_label("Weekly").check()
-    page.wait_for_function(
-        "document.querySelector('#audience-count').textContent === '3 recipients'"
-    )
+    wait_until(page, "document.querySelector('#audience-count').textContent === '3 recipients'")
     page.get_by_label("Daily").check()
-    page.wait_for_function(
-        "document.querySelector('#audience-count').textContent === '5 recipients'"
-    )
+    wait_until(page, "document.querySelector('#audience-count').textContent === '5 recipients'")
     assert count.text_content() == "5 recipients"
 
 
@@ -70,7 +66,9 @@ def test_the_progress_bar_moves_on_its_own_while_the_campaign_runs(
     assert "0 sent / 4" in page.inner_text("#progress")
     # Sending happens elsewhere (here: directly); the page polls and shows it without reload.
     Delivery.objects.filter(campaign=campaign).update(status="sent")
-    page.wait_for_function(
-        "document.querySelector('#progress').textContent.includes('4 sent / 4')", timeout=10000
+    wait_until(
+        page,
+        "document.querySelector('#progress').textContent.includes('4 sent / 4')",
+        timeout=10000,
     )
     assert get_user_model().objects.count() == 1

@@ -64,6 +64,14 @@ def test_check_deploy_is_clean_with_production_values():
     assert "System check identified no issues" in result.stdout
 
 
+def test_check_deploy_warns_when_site_url_is_not_https():
+    env = {**PRODUCTION, "SITE_URL": "http://mail.example.com"}
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", **env)
+    assert result.returncode != 0
+    assert "core.W001" in result.stderr + result.stdout
+    assert "SITE_URL='http://mail.example.com' is not https" in result.stderr + result.stdout
+
+
 def test_development_defaults_need_no_service(tmp_path):
     result = _manage("check", VAR_DIR=str(tmp_path), DATABASE_URL="", CELERY_BROKER_URL="")
     # An empty DATABASE_URL falls back to SQLite under VAR_DIR; the filesystem broker too.

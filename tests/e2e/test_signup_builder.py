@@ -10,6 +10,7 @@ from core.roles import Role, user_set_role
 from signup.models import FormView, SignupForm
 from subscribers.models import Topic
 from tests.e2e.test_signup_embed import browser  # noqa: F401 - the fixture
+from tests.support.browser import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -87,7 +88,7 @@ def test_the_stats_page_draws_the_funnel_chart(live_server, editor_page):
     FormView.objects.create(form=form, day="2026-11-01", count=12)
     page = editor_page
     page.goto(f"{live_server.url}/forms/{form.pk}/")
-    page.wait_for_function("() => window.Chart && Chart.getChart('funnel-chart')")
+    wait_until(page, "!!(window.Chart && Chart.getChart('funnel-chart'))")
     labels = page.evaluate("() => Chart.getChart('funnel-chart').data.labels")
     values = page.evaluate("() => Chart.getChart('funnel-chart').data.datasets[0].data")
     assert labels == ["Views", "Step 1", "Confirmed"]

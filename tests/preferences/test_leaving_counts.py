@@ -129,26 +129,26 @@ def _counted_once(dashboard, campaign, subscriber) -> None:
 
 
 def test_the_one_click_post_counts_in_the_report_the_export_and_the_timeline(
-    viewer_client, campaign, delivery, subscriber
+    editor_client, campaign, delivery, subscriber
 ):
     assert _one_click(delivery).status_code == 200
-    _counted_once(viewer_client, campaign, subscriber)
-    timeline = _timeline(viewer_client, subscriber)
+    _counted_once(editor_client, campaign, subscriber)
+    timeline = _timeline(editor_client, subscriber)
     assert "Unsubscribed from all email, from “Spring sale” (through one-click unsubscribe)" in (
         timeline
     )
 
 
-def test_the_unsubscribe_pages_button_counts_once(viewer_client, campaign, delivery, subscriber):
+def test_the_unsubscribe_pages_button_counts_once(editor_client, campaign, delivery, subscriber):
     response = _submit(_browser(), _unsubscribe_url(delivery), "Unsubscribe")
     assert response.status_code == 302 and "/survey" in response["Location"]
     subscriber.refresh_from_db()
     assert subscriber.status == Subscriber.Status.UNSUBSCRIBED
-    _counted_once(viewer_client, campaign, subscriber)
-    assert "(through the unsubscribe page)" in _timeline(viewer_client, subscriber)
+    _counted_once(editor_client, campaign, subscriber)
+    assert "(through the unsubscribe page)" in _timeline(editor_client, subscriber)
 
 
-def test_one_click_then_the_page_is_one_unsubscribe(viewer_client, campaign, delivery, subscriber):
+def test_one_click_then_the_page_is_one_unsubscribe(editor_client, campaign, delivery, subscriber):
     browser = _browser()
     page = browser.get(_unsubscribe_url(delivery))  # the page opened from the footer link
     _one_click(delivery)
@@ -156,20 +156,20 @@ def test_one_click_then_the_page_is_one_unsubscribe(viewer_client, campaign, del
     # Then the button of the page opened earlier (what its form posts: no fields).
     assert b"Unsubscribe" in page.content
     assert browser.post(_unsubscribe_url(delivery)).status_code == 302
-    _counted_once(viewer_client, campaign, subscriber)
+    _counted_once(editor_client, campaign, subscriber)
     assert Event.objects.filter(kind="unsubscribed", campaign_id=campaign.pk).count() == 1
 
 
 def test_unsubscribing_from_everything_in_the_preference_center_counts(
-    viewer_client, campaign, delivery, subscriber
+    editor_client, campaign, delivery, subscriber
 ):
     response = _submit(_browser(), _center_url(delivery), "Unsubscribe from all emails")
     assert response.status_code == 302
-    _counted_once(viewer_client, campaign, subscriber)
+    _counted_once(editor_client, campaign, subscriber)
 
 
 def test_a_pause_counts_as_leaving_and_shows_on_the_subscribers_page(
-    viewer_client, campaign, delivery, subscriber
+    editor_client, campaign, delivery, subscriber
 ):
     response = _submit(
         _browser(), _center_url(delivery), "Pause all email for 3 months", {"months": "3"}
@@ -180,35 +180,35 @@ def test_a_pause_counts_as_leaving_and_shows_on_the_subscribers_page(
     # A pause is counted as leaving, but it is no unsubscribe from everything.
     assert subscriber.status == Subscriber.Status.ACTIVE
     assert not Suppression.objects.exists()
-    _counted_once(viewer_client, campaign, subscriber)
-    timeline = _timeline(viewer_client, subscriber)
+    _counted_once(editor_client, campaign, subscriber)
+    timeline = _timeline(editor_client, subscriber)
     assert "Paused all email for 3 months, from “Spring sale”" in timeline
     assert f"Paused until {timezone.localtime(subscriber.paused_until):%Y-%m-%d}" in timeline
     # Resuming is on the timeline, and the leave stays counted.
     _submit(_browser(), _center_url(delivery), "Resume now")
-    assert "Resumed email before the end of a pause" in _timeline(viewer_client, subscriber)
-    assert _report_unsubscribes(viewer_client, campaign) == 1
+    assert "Resumed email before the end of a pause" in _timeline(editor_client, subscriber)
+    assert _report_unsubscribes(editor_client, campaign) == 1
 
 
 def test_turning_a_topic_off_counts_and_turning_it_back_on_is_on_the_timeline(
-    viewer_client, campaign, delivery, subscriber, topics
+    editor_client, campaign, delivery, subscriber, topics
 ):
     weekly, events = topics
     browser = _browser()
     # Untick "Weekly" and save: the browser sends only the box still ticked.
     response = _submit(browser, _center_url(delivery), "Save topics", {"topics": [events.pk]})
     assert response.status_code == 302
-    _counted_once(viewer_client, campaign, subscriber)
-    assert "Unsubscribed from Weekly, from “Spring sale”" in _timeline(viewer_client, subscriber)
+    _counted_once(editor_client, campaign, subscriber)
+    assert "Unsubscribed from Weekly, from “Spring sale”" in _timeline(editor_client, subscriber)
     _submit(browser, _center_url(delivery), "Save topics", {"topics": [weekly.pk, events.pk]})
-    assert "Subscribed again to Weekly" in _timeline(viewer_client, subscriber)
+    assert "Subscribed again to Weekly" in _timeline(editor_client, subscriber)
     # Two changes from the same message: one recipient lost for the campaign.
     _submit(browser, _center_url(delivery), "Save topics", {"topics": []})
-    assert _report_unsubscribes(viewer_client, campaign) == 1
+    assert _report_unsubscribes(editor_client, campaign) == 1
 
 
 def test_the_mailto_unsubscribe_counts_against_the_campaign_in_its_header(
-    viewer_client, campaign, delivery, subscriber, settings
+    editor_client, campaign, delivery, subscriber, settings
 ):
     settings.ANYMAIL = {"WEBHOOK_SECRET": "hook:s3cret"}
     settings.UNSUBSCRIBE_MAILTO = "unsubscribe@news.example.com"
@@ -234,36 +234,36 @@ def test_the_mailto_unsubscribe_counts_against_the_campaign_in_its_header(
         HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"hook:s3cret").decode(),
     )
     assert response.status_code == 200
-    _counted_once(viewer_client, campaign, subscriber)
-    assert "(through an unsubscribe email)" in _timeline(viewer_client, subscriber)
+    _counted_once(editor_client, campaign, subscriber)
+    assert "(through an unsubscribe email)" in _timeline(editor_client, subscriber)
 
 
 def test_coming_back_is_on_the_timeline_and_leaving_again_still_counts_once(
-    viewer_client, campaign, delivery, subscriber
+    editor_client, campaign, delivery, subscriber
 ):
     browser = _browser()
     _submit(browser, _unsubscribe_url(delivery), "Unsubscribe")
     _submit(browser, _center_url(delivery), "Subscribe again")
     subscriber.refresh_from_db()
     assert subscriber.status == Subscriber.Status.ACTIVE
-    assert "Subscribed again, from “Spring sale”" in _timeline(viewer_client, subscriber)
+    assert "Subscribed again, from “Spring sale”" in _timeline(editor_client, subscriber)
     _one_click(delivery)
-    _counted_once(viewer_client, campaign, subscriber)
+    _counted_once(editor_client, campaign, subscriber)
     assert Event.objects.filter(kind="unsubscribed", campaign_id=campaign.pk).count() == 2
 
 
 def test_the_report_and_the_exit_survey_credit_the_same_campaign(
-    viewer_client, campaign, delivery, subscriber
+    editor_client, campaign, delivery, subscriber
 ):
     browser = _browser()
     survey = _submit(browser, _unsubscribe_url(delivery), "Unsubscribe")["Location"]
     _submit(browser, survey, "Send my answer", {"reasons": ["too_many"]})
     assert ExitSurveyResponse.objects.get().campaign_id == campaign.pk
-    _counted_once(viewer_client, campaign, subscriber)
+    _counted_once(editor_client, campaign, subscriber)
 
 
 def test_a_rebuild_of_the_rollups_reproduces_the_unsubscribes(
-    viewer_client, campaign, delivery, subscriber, topics
+    editor_client, campaign, delivery, subscriber, topics
 ):
     _submit(_browser(), _center_url(delivery), "Pause all email for 1 month", {"months": "1"})
     _one_click(delivery)
@@ -272,17 +272,17 @@ def test_a_rebuild_of_the_rollups_reproduces_the_unsubscribes(
     DeliveryActivity.objects.all().delete()
     campaign_rollups_rebuild(campaign_id=campaign.pk)
     assert DeliveryActivity.objects.get(delivery=delivery).unsubscribed_at == before
-    _counted_once(viewer_client, campaign, subscriber)
+    _counted_once(editor_client, campaign, subscriber)
 
 
 def test_leaving_from_a_link_not_from_a_campaign_is_on_the_timeline_only(
-    viewer_client, campaign, subscriber, unsub_token
+    editor_client, campaign, subscriber, unsub_token
 ):
     _one_click_plain = Client().post(
         reverse("preferences:unsubscribe", args=[unsub_token]), {"List-Unsubscribe": "One-Click"}
     )
     assert _one_click_plain.status_code == 200
     assert "Unsubscribed from all email (through one-click unsubscribe)" in _timeline(
-        viewer_client, subscriber
+        editor_client, subscriber
     )
     assert not CampaignStats.objects.filter(unsubscribed__gt=0).exists()

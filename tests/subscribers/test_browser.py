@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from core.roles import Role
 from subscribers.models import Segment
 from subscribers.services import subscriber_create
-from tests.support.browser import CHROMIUM_ARGS
+from tests.support.browser import CHROMIUM_ARGS, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -64,16 +64,16 @@ def test_the_rule_builder_counts_live_and_saves_nested_rules(
     page.fill("input[name=name]", "Active weekly readers")
     page.get_by_text("+ condition").first.click()
     page.locator(".condition").first.get_by_label("Value").select_option("active")
-    page.wait_for_function(
-        "document.getElementById('segment-count').textContent.includes('2 subscriber')"
+    wait_until(
+        page, "document.getElementById('segment-count').textContent.includes('2 subscriber')"
     )
     page.get_by_text("+ group").click()
     group = page.locator(".group .group")
     group.get_by_text("+ condition").click()
     group.get_by_label("Field").select_option("topic")
     group.get_by_label("Value").select_option("weekly")
-    page.wait_for_function(
-        "document.getElementById('segment-count').textContent.includes('1 subscriber')"
+    wait_until(
+        page, "document.getElementById('segment-count').textContent.includes('1 subscriber')"
     )
     page.get_by_role("button", name="Save segment").click()
     page.wait_for_url("**/subscribers/segments/")

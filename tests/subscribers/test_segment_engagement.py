@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from analytics.models import SubscriberEngagement
 from subscribers.models import Segment, Subscriber
+from tests.support.browser import wait_until
 
 ENGAGEMENT_FIELDS = {
     "engagement",
@@ -184,18 +185,18 @@ def test_the_builder_picks_not_engaged_in_180_days_and_counts_it(
     condition.get_by_label("Field").select_option(label="Human engagement")
     assert condition.get_by_label("Operator").input_value() == "not_engaged"
     assert condition.get_by_label("Value").input_value() == "180"
-    page.wait_for_function(
-        "document.getElementById('segment-count').textContent.includes('2 subscriber')"
+    wait_until(
+        page, "document.getElementById('segment-count').textContent.includes('2 subscriber')"
     )
     condition.get_by_label("Value").fill("")
-    page.wait_for_function(
-        "document.getElementById('segment-count').textContent.includes('1 subscriber')"
+    wait_until(
+        page, "document.getElementById('segment-count').textContent.includes('1 subscriber')"
     )
     condition.get_by_label("Field").select_option(label="Human opens (all time)")
     condition.get_by_label("Operator").select_option("gte")
     condition.get_by_label("Value").fill("3")
-    page.wait_for_function(
-        "document.getElementById('segment-count').textContent.includes('1 subscriber')"
+    wait_until(
+        page, "document.getElementById('segment-count').textContent.includes('1 subscriber')"
     )
     page.get_by_role("button", name="Save segment").click()
     page.wait_for_url("**/subscribers/segments/")

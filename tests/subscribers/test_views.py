@@ -238,3 +238,15 @@ def test_every_dashboard_page_renders(admin_client, topics, custom_fields, setti
     assert b"not a valid email" in detail and b"Download the rejected rows" in detail
     mapping = admin_client.get(reverse("subscribers:import_mapping", args=[pending.pk])).content
     assert b'value="attr:plan" selected' in mapping
+
+
+def test_a_viewer_sees_no_import_or_export_they_cannot_use(viewer_client, editor_user):
+    subscriber_create(email="ann@example.com")
+    import_url, export_url = reverse("subscribers:import"), reverse("subscribers:export")
+    for url in (reverse("subscribers:list"), reverse("subscribers:segments")):
+        page = viewer_client.get(url).content.decode()
+        assert f'href="{import_url}"' not in page and f'href="{export_url}' not in page, url
+    assert viewer_client.get(import_url).status_code == 403
+    viewer_client.force_login(editor_user)
+    page = viewer_client.get(reverse("subscribers:list")).content.decode()
+    assert f'href="{import_url}"' in page and f'href="{export_url}' in page

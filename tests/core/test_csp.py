@@ -1,0 +1,72 @@
+"""Every page answers with a Content-Security-Policy, and no page needs what it forbids:
+inline scripts carry the request's nonce, no element has an inline event handler."""
+
+import re
+
+import pytest
+from django.urls import get_resolver, reverse
+
+from signup.models import SignupForm
+from subscribers.models import Segment, Topic
+from subscribers.services import subscriber_create
+from tests.core.test_nul_bytes import _plain_urls
+
+pytestmark = pytest.mark.django_db
+
+SCRIPT = re.compile(r"<script\b([^>]*)>", re.I)
+HANDLER = re.compile(r"<[a-z][^>]*\son[a-z]+\s*=", re.I)
+
+
+def _directives(response) -> dict[str, str]:
+    policy = response["Content-Security-Policy"]
+    return dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
+
+
+def _check(url, response):
+    assert response.status_code == 200, url
+    directives = _directives(response)
+    assert "'unsafe-inline'" not in directives["script-src"], url
+    assert "'unsafe-eval'" not in directives["script-src"], url
+    assert directives["object-src"] == "'none'"
+    nonce = re.search(r"'nonce-([^']+)'", directives["script-src"])
+    html = response.content.decode()
+    for attrs in SCRIPT.findall(html):
+        if "src=" in attrs or 'type="application/json"' in attrs:
+            continue
+        assert nonce and f'nonce="{nonce.group(1)}"' in attrs, (url, attrs)
+    assert not HANDLER.search(html), (url, HANDLER.search(html).group(0))
+
+
+def test_every_dashboard_page_has_the_policy_and_nothing_it_forbids(admin_client):
+    topic = Topic.objects.create(name="Weekly", slug="weekly")
+    subscriber_create(email="ann@example.com", status="active", topics=[topic])
+    segment = Segment.objects.create(name="All", rules={"match": "all", "conditions": []})
+    checked = 0
+    for name in _plain_urls(get_resolver()):
+        url = reverse(name)
+        if url.startswith(("/anymail/", "/t/", "/healthz", "/logout")):
+            continue
+        response = admin_client.get(url)
+        if response.status_code in (302, 405) or not response["Content-Type"].startswith(
+            "text/html"
+        ):
+            continue
+        _check(url, response)
+        checked += 1
+    assert checked > 15
+    _check("segment", admin_client.get(reverse("subscribers:segment_edit", args=[segment.pk])))
+
+
+def test_public_pages_have_the_policy_and_frames_keep_their_ancestors(client):
+    form = SignupForm.objects.create(
+        name="Newsletter",
+        steps=[{"title": "", "fields": [{"kind": "email", "required": True}]}],
+        allowed_origins="https://shop.example",
+    )
+    _check("login", client.get(reverse("login")))
+    page = client.get(reverse("signup:page", args=[form.public_id]))
+    _check("hosted", page)
+    assert _directives(page)["frame-ancestors"] == "'none'"
+    frame = client.get(reverse("signup:frame", args=[form.public_id]))
+    _check("frame", frame)
+    assert _directives(frame)["frame-ancestors"] == "'self' https://shop.example"

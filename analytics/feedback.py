@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db.models import Count
 
 from subscribers.models import Subscriber, Suppression, email_hash
-from subscribers.services import subscriber_unsubscribe, suppression_add
+from subscribers.services import subscriber_unsubscribe, suppression_add, suppressions_add
 
 from .models import Event
 
@@ -29,6 +29,7 @@ def _set_status(*, subscriber_ids: set[int], status: str) -> None:
 
 def feedback_apply(*, facts: list) -> None:
     bounced_ids, complained_ids = set(), set()
+    suppress: list[tuple[str, str, str, str]] = []  # written in one statement, in fact order
     soft_candidates: dict[str, object] = {}
     for f in facts:
         address = (f.recipient or "").strip().lower()
@@ -39,20 +40,24 @@ def feedback_apply(*, facts: list) -> None:
         if f.kind == K.BOUNCED and f.bounce_type == Event.BounceType.SOFT:
             soft_candidates[f.email_hash or email_hash(address)] = f
         elif f.kind == K.BOUNCED:
-            suppression_add(
-                email=address,
-                reason=Suppression.Reason.HARD_BOUNCE,
-                note=(f.reason or "hard bounce")[:255],
-                event=f"{f.esp} bounce"[:100],
+            suppress.append(
+                (
+                    address,
+                    Suppression.Reason.HARD_BOUNCE,
+                    f.reason or "hard bounce",
+                    f"{f.esp} bounce",
+                )
             )
             if f.subscriber_id:
                 bounced_ids.add(f.subscriber_id)
         elif f.kind == K.COMPLAINED:
-            suppression_add(
-                email=address,
-                reason=Suppression.Reason.COMPLAINT,
-                note=(f.reason or "spam complaint")[:255],
-                event=f"{f.esp} complaint"[:100],
+            suppress.append(
+                (
+                    address,
+                    Suppression.Reason.COMPLAINT,
+                    f.reason or "spam complaint",
+                    f"{f.esp} complaint",
+                )
             )
             if f.subscriber_id:
                 complained_ids.add(f.subscriber_id)
@@ -68,6 +73,7 @@ def feedback_apply(*, facts: list) -> None:
                     reason=Suppression.Reason.UNSUBSCRIBED,
                     event=f"{f.esp} unsubscribe"[:100],
                 )
+    suppressions_add(suppress)
     if soft_candidates:
         since = max(f.occurred_at for f in soft_candidates.values()) - timedelta(
             days=settings.SOFT_BOUNCE_DAYS

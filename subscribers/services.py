@@ -177,6 +177,41 @@ def suppression_add(*, email: str, reason: str, note: str = "", event: str = "")
     return suppression
 
 
+def suppressions_add(items: list[tuple[str, str, str, str]]) -> int:
+    """Set-based ``suppression_add`` for feedback batches: (email, reason, note, event) rows,
+    one statement; the same rules (the first reason is kept, a missing address is filled in
+    unless the row records an erasure). Returns how many rows are new."""
+    rows: dict[str, tuple] = {}
+    for email, reason, note, event in items:
+        if reason not in Suppression.Reason.values:
+            raise ValueError(f"Unknown suppression reason {reason!r}")
+        address = email.strip().lower()
+        rows.setdefault(email_hash(address), (address, reason, note[:255], event[:100]))
+    if not rows:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO subscribers_suppression (email_hash, email, reason, note, event, created_at)
+            SELECT h, e, r, n, ev, now()
+            FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+              AS t(h, e, r, n, ev)
+            ON CONFLICT (email_hash) DO UPDATE SET email = EXCLUDED.email
+              WHERE subscribers_suppression.email = ''
+                AND subscribers_suppression.reason <> 'erased'
+            RETURNING (xmax = 0)
+            """,
+            [
+                list(rows),
+                [v[0] for v in rows.values()],
+                [v[1] for v in rows.values()],
+                [v[2] for v in rows.values()],
+                [v[3] for v in rows.values()],
+            ],
+        )
+        return sum(1 for (inserted,) in cursor.fetchall() if inserted)
+
+
 def suppression_lift(*, email: str) -> bool:
     """Remove a suppression when the person signs up again themselves (forms call this)."""
     deleted, _ = Suppression.objects.filter(email_hash=email_hash(email)).delete()

@@ -32,7 +32,7 @@ class Check:
     fix: str = ""
 
 
-def resolver() -> dns.resolver.Resolver:
+def resolver(*, lifetime: float = 5.0) -> dns.resolver.Resolver:
     if not settings.DNS_NAMESERVERS:
         r = dns.resolver.Resolver()
     else:
@@ -45,8 +45,8 @@ def resolver() -> dns.resolver.Resolver:
                 ports.add(int(port))
         if ports:
             r.port = ports.pop()
-    r.lifetime = 5.0
-    r.timeout = 2.0
+    r.lifetime = lifetime
+    r.timeout = min(2.0, lifetime)
     return r
 
 
@@ -266,7 +266,12 @@ def check_dkim(r, domain: str, selector: str, expected: str | None = None) -> Ch
 
 def organisational_domain(domain: str) -> str:
     """The registrable domain (Public Suffix List): news.example.co.uk -> example.co.uk."""
-    return _psl().privatesuffix(domain.lower().rstrip(".")) or domain
+    return registered_domain(domain) or domain
+
+
+def registered_domain(domain: str) -> str | None:
+    """As organisational_domain, but None for a name nobody can register (localhost, co.uk)."""
+    return _psl().privatesuffix(domain.lower().rstrip("."))
 
 
 @functools.cache
@@ -461,14 +466,27 @@ def sending_domain_check(*, domain: SendingDomain, r=None) -> list[Check]:
                     "Try again later; if it persists, check this server's DNS resolvers.",
                 )
             )
-    worst = max(RANK[c.status] for c in checks)
-    domain.status = {0: PASS, 1: WARN, 2: FAIL}[worst]
-    if worst == 0 and any(c.status == UNKNOWN for c in checks):
-        domain.status = SendingDomain.Status.UNCHECKED  # "could not check", not "pass"
     domain.results = [asdict(c) for c in checks]
     domain.checked_at = timezone.now()
+    domain.status = domain_status(domain)
     domain.save(update_fields=["status", "results", "checked_at"])
     return checks
+
+
+def domain_status(domain: SendingDomain) -> str:
+    """The worst of a domain's stored results: its DNS checks, and its IPs' blocklist
+    listings (analytics.blocklists). A blocklist that could not be asked (Barracuda answers
+    registered resolvers only) says nothing about the domain: only listings count there."""
+    statuses = [r.get("status", UNKNOWN) for r in domain.results]
+    statuses += [
+        r.get("status") for r in domain.blocklist_results if RANK.get(r.get("status"), 0) > 0
+    ]
+    if not domain.results and not statuses:
+        return SendingDomain.Status.UNCHECKED
+    worst = max(RANK.get(s, 0) for s in statuses) if statuses else 0
+    if worst == 0 and UNKNOWN in statuses:
+        return SendingDomain.Status.UNCHECKED  # "could not check", not "pass"
+    return {0: PASS, 1: WARN, 2: FAIL}[worst]
 
 
 def sending_domains_sync() -> None:

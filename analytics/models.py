@@ -376,6 +376,10 @@ class SendingDomain(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNCHECKED)
     results = models.JSONField(default=list, blank=True)
     checked_at = models.DateTimeField(null=True, blank=True)
+    # The sending IPs on DNS blocklists (analytics.blocklists), checked more often than the
+    # DNS records: a listing can appear any hour.
+    blocklist_results = models.JSONField(default=list, blank=True)
+    blocklists_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["domain"]

@@ -17,6 +17,14 @@ def dns_check_all() -> int:
 
 
 @shared_task
+def blocklists_check_all() -> int:
+    """Beat: every sending domain's dedicated IPs against the DNS blocklists."""
+    from .blocklists import sending_domains_blocklists_check
+
+    return sending_domains_blocklists_check()
+
+
+@shared_task
 def dns_check(domain_id: int) -> None:
     from .dns_checks import sending_domain_check
     from .models import SendingDomain

@@ -19,6 +19,7 @@ from core.roles import (
 )
 
 from . import buffer, reports
+from .blocklists import sending_domain_blocklists_check
 from .dkim_keys import DkimKeyError, dkim_key_activate, dkim_key_create, dkim_key_revoke
 from .dns_checks import dkim_record, resolver, sending_domain_check
 from .forms import CampaignTrackingForm, SendingDomainForm, SunsetPolicyForm
@@ -177,8 +178,13 @@ def _domains_context(form, editing=None) -> dict:
             "sending_domain", flat=True
         )
     }
+    domains = list(SendingDomain.objects.prefetch_related("dkim_keys"))
+    for domain in domains:
+        # Listings (and lists that could not be asked) one by one, the clean answers in a line.
+        domain.listings = [b for b in domain.blocklist_results if b.get("status") != "pass"]
+        domain.not_listed = [b for b in domain.blocklist_results if b.get("status") == "pass"]
     return {
-        "domains": SendingDomain.objects.prefetch_related("dkim_keys"),
+        "domains": domains,
         "form": form,
         "editing": editing,
         "missing": sorted(used - known),
@@ -196,6 +202,7 @@ def domain_save(request, pk: int | None = None):
         )
     domain = form.save()
     sending_domain_check(domain=domain)
+    sending_domain_blocklists_check(domain=domain)
     messages.success(request, f"{domain.domain} saved and checked.")
     return redirect("analytics:domains")
 
@@ -261,6 +268,7 @@ def dkim_key_action(request, pk: int, action: str):
 def domain_check(request, pk: int):
     domain = get_object_or_404(SendingDomain, pk=pk)
     sending_domain_check(domain=domain)
+    sending_domain_blocklists_check(domain=domain)
     messages.success(request, f"{domain.domain} checked.")
     return redirect("analytics:domains")
 

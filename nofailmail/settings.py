@@ -432,6 +432,17 @@ WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 4 * 1024 * 1024)
 # DNS checks of the sending domains: how often, and which resolvers (empty: the system's).
 DNS_CHECK_HOURS = env_int("DNS_CHECK_HOURS", 24)
 DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])
+# DNS blocklists (analytics.blocklists): the zones the sending IPs are looked up in, and those
+# the link domains of a campaign are looked up in; empty turns a kind off. Spamhaus's public
+# zones are free for low-volume non-commercial use only, and refuse queries that come through
+# public resolvers (8.8.8.8, 1.1.1.1): commercial users get a free Data Query Service key and
+# set its zones instead (<key>.zen.dq.spamhaus.net, <key>.dbl.dq.spamhaus.net). Barracuda
+# answers registered resolvers only; URIBL and SURBL limit free query volume.
+DNSBL_ZONES = env_list(
+    "DNSBL_ZONES", ["zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org"]
+)
+URIBL_ZONES = env_list("URIBL_ZONES", ["dbl.spamhaus.org", "multi.surbl.org", "multi.uribl.com"])
+BLOCKLIST_CHECK_HOURS = env_int("BLOCKLIST_CHECK_HOURS", 6)
 # Bounces and complaints by mail, for SMTP senders (analytics.bounce_mail): the VERP domain of
 # envelope senders (b+<delivery>@BOUNCE_DOMAIN; aligned with From's domain for DMARC), and the
 # mailbox it delivers to, read over IMAP: imaps://user:password@host:993/INBOX (certificate
@@ -453,6 +464,10 @@ CELERY_BEAT_SCHEDULE = {
     "analytics-dns-checks": {
         "task": "analytics.tasks.dns_check_all",
         "schedule": DNS_CHECK_HOURS * 3600.0,
+    },
+    "analytics-blocklists": {
+        "task": "analytics.tasks.blocklists_check_all",
+        "schedule": BLOCKLIST_CHECK_HOURS * 3600.0,
     },
     "analytics-engagement-scores": {
         "task": "analytics.tasks.engagement_refresh",

@@ -24,6 +24,7 @@ from .selectors import audience_queryset
 
 BLOCKING = "blocking"
 WARNING = "warning"
+INFO = "info"  # worth knowing, nothing to fix (e.g. a blocklist that could not be asked)
 SPAM_BLOCKING_SCORE = 5.0
 SPAM_WARNING_SCORE = 3.0
 TRIGGER_PHRASES = [
@@ -73,6 +74,7 @@ class Finding:
     message: str
     details: list[str] = field(default_factory=list)
     points: float = 0.0
+    link: str = ""  # a page where the marketer acts on it (a blocklist's removal page)
 
 
 def _version(campaign: Campaign):
@@ -478,6 +480,83 @@ def from_domain_findings(campaign: Campaign) -> list[Finding]:
     return out
 
 
+# --- blocklists: the sending IPs, every domain the mail links to ----------------------------
+
+
+def blocklist_findings(campaign: Campaign, *, html: str, text: str) -> list[Finding]:
+    """The dedicated IPs of the campaign's sending domain on DNS blocklists, and every domain
+    its mail links to (the destinations, the tracking domain, images) on URI blocklists:
+    asked now, all at once, each distinct name once, with a short timeout. Receivers that
+    use these lists refuse or junk the mail whatever it says."""
+    from analytics.blocklists import PREFLIGHT_LIFETIME, link_domains, listings, message_urls
+    from analytics.dns_checks import FAIL, UNKNOWN, WARN, resolver
+    from analytics.models import SendingDomain
+
+    names = {campaign.from_email.rpartition("@")[2].strip().lower()}
+    if campaign.connection_id:
+        names.add(campaign.connection.sending_domain.strip().lower())
+    ips: dict[str, str] = {}
+    for domain in SendingDomain.objects.filter(domain__in=names - {""}).order_by("domain"):
+        for ip in domain.sending_ips.split(","):
+            if ip.strip():
+                ips.setdefault(ip.strip(), domain.domain)
+    version = _version(campaign)
+    destinations = compile_version(version, track_links=True).links if version else ()
+    domains = link_domains([*destinations, *message_urls(html=html, text=text)])
+    found = listings(ips=ips, domains=domains, r=resolver(lifetime=PREFLIGHT_LIFETIME))
+    out, unchecked = [], []
+    for listing in found:
+        if listing.status == UNKNOWN:
+            unchecked.append(f"{listing.target} on {listing.blocklist}: {listing.detail}")
+            continue
+        if listing.status not in (WARN, FAIL):
+            continue
+        details = [listing.detail]
+        if listing.txt:
+            details.append(f"The list says: “{listing.txt}”")
+        details.append(f"How to get delisted: {listing.delist}")
+        if listing.target in ips:
+            where = f"The sending IP {listing.target} (of {ips[listing.target]})"
+            if listing.status == FAIL:
+                code, severity = "blocklist.ip", BLOCKING
+                message = (
+                    f"{where} is listed on {listing.blocklist}: receivers that use it refuse "
+                    "or junk this mail."
+                )
+            else:
+                code, severity = "blocklist.ip_policy", WARNING
+                message = (
+                    f"{where} is on {listing.blocklist}'s policy list: some receivers refuse "
+                    "mail sent straight from such addresses."
+                )
+        else:
+            hosts = sorted(domains.get(listing.target, ()))
+            where = f"The link domain {listing.target}"
+            if hosts != [listing.target]:
+                where += f" (of {', '.join(hosts)})"
+            if listing.status == FAIL:
+                code, severity = "blocklist.domain", BLOCKING
+                message = (
+                    f"{where} is listed on {listing.blocklist}: receivers that use it junk or "
+                    "refuse mail that links to it. Remove the links, or get it delisted."
+                )
+            else:
+                code, severity = "blocklist.domain_policy", WARNING
+                message = f"{where} is on {listing.blocklist}'s watch list."
+        out.append(Finding(code, severity, message, details, link=listing.delist_url))
+    if unchecked:
+        out.append(
+            Finding(
+                "blocklist.unchecked",
+                INFO,
+                f"{len(unchecked)} blocklist lookup{pluralize(len(unchecked))} could not be "
+                "made: this says nothing about a listing either way.",
+                unchecked,
+            )
+        )
+    return out
+
+
 # --- all --------------------------------------------------------------------------------------
 
 
@@ -527,6 +606,7 @@ def run_preflight(campaign: Campaign, *, check_links: bool = True) -> list[Findi
             links = link_findings(campaign)
             cache.set(key, links, timeout=600)
         findings += links
+        findings += blocklist_findings(campaign, html=message.html, text=message.text)
     return findings
 
 

@@ -43,10 +43,6 @@ class Listing:
     delist: str = ""  # how to get off it
     delist_url: str = ""  # the list's lookup / removal page for the target
 
-    @property
-    def listed(self) -> bool:
-        return self.status in (WARN, FAIL)
-
 
 @dataclass(frozen=True)
 class Blocklist:

@@ -481,9 +481,9 @@ def domain_status(domain: SendingDomain) -> str:
     statuses += [
         r.get("status") for r in domain.blocklist_results if RANK.get(r.get("status"), 0) > 0
     ]
-    if not domain.results and not statuses:
+    if not statuses:
         return SendingDomain.Status.UNCHECKED
-    worst = max(RANK.get(s, 0) for s in statuses) if statuses else 0
+    worst = max(RANK.get(s, 0) for s in statuses)
     if worst == 0 and UNKNOWN in statuses:
         return SendingDomain.Status.UNCHECKED  # "could not check", not "pass"
     return {0: PASS, 1: WARN, 2: FAIL}[worst]

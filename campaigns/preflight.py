@@ -1,5 +1,5 @@
-"""Pre-flight checks run before scheduling. Each finding has a code, a severity ("blocking" or
-"warning"), a message a marketer understands, and details. Blocking findings refuse
+"""Pre-flight checks run before scheduling. Each finding has a code, a severity ("blocking",
+"warning" or "info"), a message a marketer understands, and details. Blocking findings refuse
 scheduling unless an admin overrides them."""
 
 import hashlib

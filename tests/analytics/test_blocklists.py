@@ -7,7 +7,7 @@ the domains page, its check button and the beat task."""
 import pytest
 from django.urls import reverse
 
-from analytics.blocklists import ip_listings, link_domains, listings, reversed_ip
+from analytics.blocklists import ip_listings, link_domains, listings
 from analytics.models import SendingDomain
 from analytics.tasks import blocklists_check_all
 from tests.analytics.dns_server import FixedZoneServer
@@ -24,7 +24,9 @@ ZONE = {
     # 192.0.2.4: what Spamhaus answers a query through a public resolver.
     ("4.2.0.192.zen.spamhaus.org", "A"): ["127.255.255.254"],
     # 2001:db8::1, exploited (XBL).
-    (f"{reversed_ip('2001:db8::1')}.zen.spamhaus.org", "A"): ["127.0.0.4"],
+    ("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.zen.spamhaus.org", "A"): [
+        "127.0.0.4"
+    ],
     # Link domains: a spam domain on the DBL, a phishing + malware one on SURBL (8 | 16), a
     # registered domain on the DBL whose links use a subdomain, one URIBL refuses to answer.
     ("spammy.example.dbl.spamhaus.org", "A"): ["127.0.1.2"],

@@ -53,8 +53,10 @@ def _findings(client, campaign) -> str:
     return response.content.decode()
 
 
-def test_a_sending_ip_on_an_abuse_list_blocks_and_one_on_a_policy_list_warns(editor_client, zone):
-    SendingDomain.objects.create(domain="sender.example", sending_ips="192.0.2.1, 192.0.2.2")
+def test_a_sending_ip_on_an_abuse_list_blocks_with_the_list_and_its_removal_page(
+    editor_client, zone
+):
+    SendingDomain.objects.create(domain="sender.example", sending_ips="192.0.2.1")
     page = _findings(editor_client, _campaign(html="<p>No links</p>"))
     assert "blocklist.ip" in page
     assert "The sending IP 192.0.2.1 (of sender.example) is listed on Spamhaus ZEN" in page
@@ -62,9 +64,17 @@ def test_a_sending_ip_on_an_abuse_list_blocks_and_one_on_a_policy_list_warns(edi
     assert "How to get delisted: Fix the cause first" in page
     assert 'href="https://check.spamhaus.org/results/?query=192.0.2.1"' in page
     assert "192.0.2.1 (of sender.example) is listed on SpamCop" in page
+    assert "2 blocking findings" in page
+
+
+def test_a_sending_ip_on_a_policy_list_only_warns(editor_client, zone):
+    SendingDomain.objects.create(domain="sender.example", sending_ips="192.0.2.2, 192.0.2.3")
+    page = _findings(editor_client, _campaign(html="<p>No links</p>"))
     assert "blocklist.ip_policy" in page
     assert "192.0.2.2 (of sender.example) is on Spamhaus ZEN&#x27;s policy list" in page
-    assert "blocking finding" in page and "No blocking finding" not in page
+    assert "PBL (listed by Spamhaus)" in page
+    assert "192.0.2.3" not in page
+    assert "No blocking finding" in page
 
 
 def test_a_listed_link_domain_blocks_with_its_list_and_removal_page(editor_client, zone):

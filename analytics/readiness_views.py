@@ -9,12 +9,8 @@ from django.views.decorators.http import require_POST
 from core.roles import editor_required, viewer_required
 
 from .models import ReadinessRun, SendingDomain
-from .readiness import (
-    GMAIL_COMPLAINTS_NOTE,
-    ReadinessError,
-    readiness_configured,
-    readiness_run_start,
-)
+from .readiness import ReadinessError, readiness_configured, readiness_run_start
+from .readiness_judge import GMAIL_COMPLAINTS_NOTE
 
 
 def _context(domain: SendingDomain) -> dict:

@@ -79,7 +79,7 @@ def readiness_configured() -> bool:
     return bool(settings.READINESS_SEED_ADDRESS and settings.READINESS_IMAP_URL)
 
 
-def _stale_after() -> timedelta:
+def run_stale_after() -> timedelta:
     return timedelta(seconds=settings.READINESS_WAIT_SECONDS + 300)
 
 
@@ -97,7 +97,7 @@ def readiness_run_start(*, domain: SendingDomain, user=None) -> ReadinessRun:
         SendingDomain.objects.select_for_update().filter(pk=domain.pk).first()
         running = domain.readiness_runs.filter(status=ReadinessRun.Status.RUNNING).first()
         if running is not None:
-            if running.started_at > timezone.now() - _stale_after():
+            if running.started_at > timezone.now() - run_stale_after():
                 return running
             running.status = ReadinessRun.Status.ERROR
             running.error = "No worker finished this run (is the Celery worker running?)."
@@ -185,7 +185,8 @@ def readiness_seed_send(*, domain: SendingDomain, token: str) -> SeedSent:
     from_email = _from_email(domain)
     version = TemplateVersion(
         number=1,
-        subject=f"Readiness check of {domain.domain}",
+        # The token in the subject too: some ESPs replace the Message-ID.
+        subject=f"Readiness check of {domain.domain} ({token[:12]})",
         html_body=SEED_HTML.format(domain=domain.domain),
         text_body=SEED_TEXT.format(domain=domain.domain),
     )
@@ -229,7 +230,8 @@ def readiness_seed_send(*, domain: SendingDomain, token: str) -> SeedSent:
         token=token,
         message_id=built.message_id,
         from_email=from_email,
-        envelope_sender=factory.envelope_sender(built),
+        # Over an ESP's API the ESP picks the envelope sender: the Return-Path that arrives says.
+        envelope_sender=factory.envelope_sender(built) if transport.is_smtp else "",
         connection=connection,
         smtp=SmtpSettings.of(connection) if transport.is_smtp else None,
         tls_version=tls_version,
@@ -254,7 +256,15 @@ def readiness_seed_read(*, token: str, wait: float, every: float = 2.0) -> bytes
             typ, data = imap.select(folder)
             if typ != "OK":
                 raise ReadinessError(f"Cannot open folder {s.folder} of the seed mailbox.")
-            typ, data = imap.uid("SEARCH", "HEADER", "Message-ID", f"readiness.{token}")
+            typ, data = imap.uid(
+                "SEARCH",
+                "OR",
+                "HEADER",
+                "Message-ID",
+                f"readiness.{token}",
+                "SUBJECT",
+                token[:12],
+            )
             uids = (data[0] or b"").split() if typ == "OK" else []
             if uids:
                 typ, fetched = imap.uid("FETCH", uids[0], "(BODY.PEEK[])")

@@ -176,8 +176,21 @@ class SeedJudge:
             self._dmarc["tags"] = dmarc_tags(self.r, self.from_domain)
         return self._dmarc["tags"]
 
+    def _no_return_path(self) -> Verdict | None:
+        if self.envelope_domain:
+            return None
+        return Verdict(
+            UNKNOWN,
+            "The seed arrived without a Return-Path header, and the ESP chose the envelope "
+            "sender: its domain cannot be seen here.",
+            "Use a seed mailbox whose server writes Return-Path (Gmail, Yahoo, Outlook.com "
+            "do), or look up the ESP's custom return-path (bounce) domain setting.",
+        )
+
     def spf(self) -> Verdict:
         rp = self.envelope_domain
+        if not rp:
+            return self._no_return_path()
         if self.receiver.get("spf") in {"fail", "softfail"}:
             return Verdict(
                 FAIL,
@@ -271,7 +284,7 @@ class SeedJudge:
         return self._alignment("DKIM", (exact or aligned or self.verified)[0].domain, "adkim")
 
     def spf_alignment(self) -> Verdict:
-        return self._alignment("SPF", self.envelope_domain, "aspf")
+        return self._no_return_path() or self._alignment("SPF", self.envelope_domain, "aspf")
 
     def ptr(self) -> Verdict:
         ips = [ip.strip() for ip in self.domain.sending_ips.split(",") if ip.strip()]

@@ -4,12 +4,13 @@ page polls it with htmx while it is under way."""
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from core.roles import editor_required, viewer_required
 
 from .models import ReadinessRun, SendingDomain
-from .readiness import ReadinessError, readiness_configured, readiness_run_start
+from .readiness import ReadinessError, readiness_configured, readiness_run_start, run_stale_after
 from .readiness_judge import GMAIL_COMPLAINTS_NOTE
 
 
@@ -19,6 +20,12 @@ def _context(domain: SendingDomain) -> dict:
     return {
         "domain": domain,
         "run": run,
+        # A run no worker finished stops the polling and frees the button.
+        "stale": bool(
+            run
+            and run.status == ReadinessRun.Status.RUNNING
+            and run.started_at < timezone.now() - run_stale_after()
+        ),
         "results": results,
         "counts": {
             status: sum(1 for r in results if r["status"] == status)

@@ -5,14 +5,17 @@ IMAP, and every requirement of Gmail, Yahoo and Outlook.com is judged against DN
 loopback: a ready domain passes them all, a missing DMARC record or an unaligned Return-Path
 fails, and a DNS that does not answer is "cannot check", never "fail"."""
 
+import contextlib
 import re
 import threading
-from datetime import date
+from datetime import date, timedelta
+from types import SimpleNamespace
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from django.core.wsgi import get_wsgi_application
 from django.db import connections
+from django.utils import timezone
 
 from analytics.dkim import txt_record_chunks
 from analytics.dkim_keys import dkim_key_create
@@ -124,36 +127,33 @@ def world(db, settings, tmp_path, monkeypatch, eager_tasks):
     pki = Pki(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_file))
     tls_context, _ = pki.server_context("localhost")
-    dovecot = Dovecot().start()
-    sink = SeedMailboxSink(dovecot, tls_context).start()
-    zone = FixedZoneServer(ready_zone()).__enter__()
-    site = HttpsSite(tls_context).__enter__()
-    settings.DNS_NAMESERVERS = [f"127.0.0.1:{zone.port}"]
-    settings.BOUNCE_DOMAIN = BOUNCES
-    settings.SITE_URL = f"https://localhost:{site.port}"
-    settings.READINESS_SEED_ADDRESS = "seed@example.org"
-    settings.READINESS_IMAP_URL = dovecot.url
-    settings.READINESS_WAIT_SECONDS = 30
-    domain = SendingDomain.objects.create(domain=DOMAIN, sending_ips=RELAY_IP)
-    key = dkim_key_create(domain=domain)
-    zone.records[(f"{key.record_name}.", "TXT")] = [
-        " ".join(f'"{c}"' for c in txt_record_chunks(key.record_value))
-    ]
-    zone.names.add(f"{key.record_name}.")
-    SendingConnection.objects.create(
-        name="relay",
-        backend="django.core.mail.backends.smtp.EmailBackend",
-        options={"host": "localhost", "port": sink.port, "use_tls": True},
-        sending_domain=DOMAIN,
-    )
-    DomainDaily.objects.create(domain=DOMAIN, day=date.today(), delivered=1000, complained=1)
-    try:
-        yield type("World", (), {"domain": domain, "zone": zone, "sink": sink, "dovecot": dovecot})
-    finally:
-        site.__exit__()
-        zone.__exit__()
-        sink.stop()
-        dovecot.stop()
+    with contextlib.ExitStack() as stack:
+        dovecot = Dovecot().start()
+        stack.callback(dovecot.stop)
+        sink = SeedMailboxSink(dovecot, tls_context).start()
+        stack.callback(sink.stop)
+        zone = stack.enter_context(FixedZoneServer(ready_zone()))
+        site = stack.enter_context(HttpsSite(tls_context))
+        settings.DNS_NAMESERVERS = [f"127.0.0.1:{zone.port}"]
+        settings.BOUNCE_DOMAIN = BOUNCES
+        settings.SITE_URL = f"https://localhost:{site.port}"
+        settings.READINESS_SEED_ADDRESS = "seed@example.org"
+        settings.READINESS_IMAP_URL = dovecot.url
+        settings.READINESS_WAIT_SECONDS = 30
+        domain = SendingDomain.objects.create(domain=DOMAIN, sending_ips=RELAY_IP)
+        key = dkim_key_create(domain=domain)
+        zone.records[(f"{key.record_name}.", "TXT")] = [
+            " ".join(f'"{c}"' for c in txt_record_chunks(key.record_value))
+        ]
+        zone.names.add(f"{key.record_name}.")
+        SendingConnection.objects.create(
+            name="relay",
+            backend="django.core.mail.backends.smtp.EmailBackend",
+            options={"host": "localhost", "port": sink.port, "use_tls": True},
+            sending_domain=DOMAIN,
+        )
+        DomainDaily.objects.create(domain=DOMAIN, day=date.today(), delivered=1000, complained=1)
+        yield SimpleNamespace(domain=domain, zone=zone, sink=sink, dovecot=dovecot)
 
 
 def run_check(client, domain, django_capture_on_commit_callbacks) -> tuple[dict, str]:
@@ -238,3 +238,24 @@ def test_only_a_post_by_an_editor_starts_a_run(client, editor_user, viewer_user,
     client.force_login(viewer_user)
     assert client.post(f"/analytics/domains/{domain.pk}/readiness/run/").status_code == 403
     assert not ReadinessRun.objects.exists()
+
+
+def test_the_page_polls_a_running_check_and_stops_when_no_worker_finishes_it(
+    editor_client, settings
+):
+    settings.READINESS_SEED_ADDRESS = "seed@example.org"
+    settings.READINESS_IMAP_URL = "imap+plain://u:p@127.0.0.1:1/INBOX"
+    domain = SendingDomain.objects.create(domain=DOMAIN)
+    run = ReadinessRun.objects.create(domain=domain, token="t1")
+    url = f"/analytics/domains/{domain.pk}/readiness/"
+    partial = editor_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-trigger="every 2s"' in partial and "<html" not in partial
+    assert "Checking since" in partial
+    ReadinessRun.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(hours=1))
+    partial = editor_client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "hx-trigger" not in partial and "no worker took it up" in partial
+    # A new press replaces the abandoned run instead of waiting for it forever.
+    editor_client.post(f"{url}run/")  # (the test's transaction never commits: no task runs)
+    run.refresh_from_db()
+    assert run.status == "error" and "No worker finished" in run.error
+    assert ReadinessRun.objects.filter(domain=domain, status="running").count() == 1

@@ -517,3 +517,39 @@ class SunsetPolicy(models.Model):
     @property
     def preview_is_current(self) -> bool:
         return bool(self.preview_at) and self.preview.get("settings") == self.settings_key()
+
+
+class ReadinessRun(models.Model):
+    """One bulk-sender readiness check of a sending domain (see analytics.readiness): a seed
+    message sent through the domain's connection, read back over IMAP and judged against
+    Gmail's, Yahoo's and Outlook.com's requirements. The page shows the last one."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        ERROR = "error", "Could not run"
+
+    domain = models.ForeignKey(
+        SendingDomain, on_delete=models.CASCADE, related_name="readiness_runs"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    token = models.CharField(max_length=32, unique=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    results = models.JSONField(default=list, blank=True)
+    error = models.CharField(max_length=1000, blank=True)
+    connection_name = models.CharField(max_length=100, blank=True)
+    from_email = models.CharField(max_length=254, blank=True)
+    envelope_sender = models.CharField(max_length=254, blank=True)
+    # What the seed message looked like when it arrived (its header block), for the page.
+    seed_headers = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["domain", "-started_at"], name="readiness_domain_recent")]
+
+    def __str__(self):
+        return f"{self.domain} readiness {self.started_at:%Y-%m-%d %H:%M} ({self.status})"

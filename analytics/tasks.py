@@ -47,3 +47,18 @@ def bounce_mailbox_poll() -> int:
     from .bounce_mailbox import bounce_mailbox_poll as poll
 
     return poll().read
+
+
+@shared_task(ignore_result=True)
+def readiness_check(run_id: int) -> None:
+    """Send a readiness run's seed message, read it back and judge it (analytics.readiness)."""
+    from .models import ReadinessRun
+    from .readiness import readiness_run_complete
+
+    run = (
+        ReadinessRun.objects.select_related("domain")
+        .filter(pk=run_id, status=ReadinessRun.Status.RUNNING)
+        .first()
+    )
+    if run is not None:
+        readiness_run_complete(run=run)

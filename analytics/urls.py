@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import readiness_views, views
 
 app_name = "analytics"
 urlpatterns = [
@@ -14,6 +14,16 @@ urlpatterns = [
     path("domains/<int:pk>/", views.domain_save, name="domain-save"),
     path("domains/<int:pk>/check/", views.domain_check, name="domain-check"),
     path("domains/<int:pk>/dkim/", views.dkim_key_add, name="dkim-add"),
+    path(
+        "domains/<int:pk>/readiness/",
+        readiness_views.domain_readiness,
+        name="domain-readiness",
+    ),
+    path(
+        "domains/<int:pk>/readiness/run/",
+        readiness_views.domain_readiness_run,
+        name="domain-readiness-run",
+    ),
     path(
         "dkim/<int:pk>/<str:action>/",
         views.dkim_key_action,

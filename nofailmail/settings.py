@@ -451,6 +451,12 @@ BOUNCE_DOMAIN = env_str("BOUNCE_DOMAIN", "")
 BOUNCE_IMAP_URL = env_str("BOUNCE_IMAP_URL", "")
 BOUNCE_IMAP_DONE_FOLDER = env_str("BOUNCE_IMAP_DONE_FOLDER", "Processed")
 BOUNCE_POLL_SECONDS = env_int("BOUNCE_POLL_SECONDS", 60)
+# The bulk-sender readiness check (analytics.readiness) sends a seed message through a
+# domain's connection to a mailbox of your own and reads it back over IMAP (same URL forms as
+# BOUNCE_IMAP_URL; use its own mailbox, not the bounce mailbox, which would file it).
+READINESS_SEED_ADDRESS = env_str("READINESS_SEED_ADDRESS", "")
+READINESS_IMAP_URL = env_str("READINESS_IMAP_URL", "")
+READINESS_WAIT_SECONDS = env_int("READINESS_WAIT_SECONDS", 120)
 # Installed into django-celery-beat's database schedule when beat starts.
 CELERY_BEAT_SCHEDULE = {
     "analytics-bounce-mailbox": {

@@ -3,7 +3,7 @@
 (b) a real SMTP server on loopback (aiosmtpd, in its own process), unsigned, and (c) the same
 SMTP path with every message DKIM-signed (RSA 2048, analytics.dkim) — "smtp-dkim" — and (d)
 the baseline, django-newsletter 1.2.1 sending the same newsletter to as many recipients through
-the same sink — "newsletter" (see bench/newsletter_baseline.py).
+the same sink — "newsletter" (see bench/baselines/django_newsletter.py).
 
 Prints ONE JSON line: messages per second from the campaign start (after the snapshot) to the
 last delivery recorded, the snapshot time, peak RSS per worker process, SQL statements per
@@ -30,6 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nofailmail.settings")
 os.environ.setdefault("DB_CONN_MAX_AGE", "600")
+# As in production, and as the newsletter baseline runs: with DEBUG=True every SQL statement
+# would go through Django's debug cursor (formatted and logged in memory), in the workers too.
+os.environ.setdefault("DEBUG", "False")
+os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
 
 import django  # noqa: E402
 import psycopg  # noqa: E402
@@ -332,7 +336,7 @@ def run_path(
 def run_newsletter(n: int, smtp_port: int, sink, html_size: int) -> dict:
     """django-newsletter 1.2.1 to the same n recipients through the same sink: from the launch
     of its ``submit_newsletter`` command to the last message the sink accepted."""
-    import newsletter_baseline as baseline
+    from baselines import django_newsletter as baseline
     from django.db import connection
 
     nfm = connection.settings_dict
@@ -416,10 +420,10 @@ def main():
     port = free_port()
     paths = args.paths.split(",")
     if "newsletter" in paths:
-        import newsletter_baseline
+        from baselines import django_newsletter
 
         # Built on first use (about a minute), before the clock or the workers start.
-        newsletter_baseline.ensure_venv(
+        django_newsletter.ensure_venv(
             django_version=django.get_version(), psycopg_version=psycopg.__version__
         )
     sink = subprocess.Popen(

@@ -394,6 +394,7 @@ def run_newsletter(n: int, smtp_port: int, sink, html_size: int) -> dict:
         "send_seconds": round(seconds, 1) if seconds else None,
         "command_seconds": round(wall, 1),
         "msg_per_s": round(accepted / seconds, 1) if seconds else None,
+        # Its one process does what NoFailMail's workers do: the same key, to compare.
         "worker_cpu_ms_per_message": round(1000 * (usage.ru_utime + usage.ru_stime) / accepted, 3)
         if accepted
         else None,
@@ -465,13 +466,12 @@ def main():
             result["signed_to_unsigned"] = round(
                 result["smtp-dkim"]["msg_per_s"] / result["smtp"]["msg_per_s"], 2
             )
-        if result.get("smtp", {}).get("msg_per_s") and result.get("newsletter", {}).get(
-            "msg_per_s"
-        ):
+        if result.get("newsletter", {}).get("msg_per_s"):
             result["newsletter_msgs_per_s"] = result["newsletter"]["msg_per_s"]
-            result["smtp_vs_newsletter"] = round(
-                result["smtp"]["msg_per_s"] / result["newsletter"]["msg_per_s"], 2
-            )
+            if result.get("smtp", {}).get("msg_per_s"):
+                result["smtp_vs_newsletter"] = round(
+                    result["smtp"]["msg_per_s"] / result["newsletter"]["msg_per_s"], 2
+                )
         result["peak_rss_mb_per_worker_process"] = peak_rss_mb(procs)
         result["load_average"] = os.getloadavg()
         result["note"] = "2-core machine shared with other agents' builds and tests"

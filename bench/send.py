@@ -7,9 +7,10 @@ the same sink — "newsletter" (see bench/baselines/django_newsletter.py).
 
 Prints ONE JSON line: messages per second from the campaign start (after the snapshot) to the
 last delivery recorded, the snapshot time, peak RSS per worker process, SQL statements per
-message (counted by the senders), CPU per message of the senders and of the sink, what the sink
-accepted (a cross-check), and the load average (the machine is shared). With the paths to
-compare: signed_to_unsigned (smtp-dkim / smtp) and smtp_vs_newsletter (smtp / newsletter).
+message (counted by the senders), CPU per message of the senders, of the sink and of the
+PostgreSQL backends serving them (when the server is local), what the sink accepted (a
+cross-check), and the load average (the machine is shared). With the paths to compare:
+signed_to_unsigned (smtp-dkim / smtp) and smtp_vs_newsletter (smtp / newsletter).
 
     DATABASE_URL=postgres://... CELERY_BROKER_URL=redis://.../n REDIS_URL=redis://.../n \
         .venv/bin/python bench/send.py [--recipients 100000] [--paths esp,smtp]
@@ -207,6 +208,36 @@ def _children(pid) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
+class PostgresCpu:
+    """CPU time of the PostgreSQL client backends serving one database (not autovacuum), when
+    the server is local (its processes readable in /proc; else nothing is counted). Sampled while
+    a path runs, so a backend that has exited by the end (the baseline's) still counts up to its
+    last sample."""
+
+    def __init__(self, database: str):
+        self.database = database
+        self.start = self._read()
+        self.seen = dict(self.start)
+
+    def _read(self) -> dict[int, float]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                [self.database],
+            )
+            return {pid: cpu_seconds([pid]) for (pid,) in cursor.fetchall()}
+
+    def sample(self) -> None:
+        for pid, seconds in self._read().items():
+            self.seen[pid] = max(seconds, self.seen.get(pid, 0.0))
+
+    def ms_per_message(self, messages: int) -> float | None:
+        self.sample()
+        seconds = sum(v - self.start.get(pid, 0.0) for pid, v in self.seen.items())
+        return round(1000 * seconds / messages, 3) if messages and seconds else None
+
+
 def sink_counters(sink) -> tuple[int, int, float]:
     """Messages the sink accepted so far, their bytes, and when it accepted the last one."""
     sink.stdin.write(b"?\n")
@@ -296,6 +327,7 @@ def run_path(
     )
     campaign.topics.add(topic)
     sink0 = sink_counters(sink)
+    postgres = PostgresCpu(connection.settings_dict["NAME"])
     t0 = time.monotonic()
     campaign_start(campaign=campaign)
     cpu_workers0, cpu_sink0 = cpu_seconds([w.pid for w in workers]), cpu_seconds([sink.pid])
@@ -306,6 +338,7 @@ def run_path(
         status = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True)[0]
         if status != "running":
             break
+        postgres.sample()
         time.sleep(1)
     campaign.refresh_from_db()
     cpu_workers = cpu_seconds([w.pid for w in workers]) - cpu_workers0
@@ -327,6 +360,7 @@ def run_path(
         "sink_cpu_ms_per_message": round(1000 * cpu_sink / sent, 3)
         if sent and path.startswith("smtp")
         else None,
+        "postgres_cpu_ms_per_message": postgres.ms_per_message(sent),
         "sink_accepted": accepted,
         "sink_bytes_per_message": round(size / accepted) if accepted else None,
         "html_bytes": html_bytes(campaign) if sent else None,
@@ -362,6 +396,7 @@ def run_newsletter(n: int, smtp_port: int, sink, html_size: int) -> dict:
     log = baseline.PROJECT / "submit.log"
     sink0 = sink_counters(sink)
     cpu_sink0 = cpu_seconds([sink.pid])
+    postgres = PostgresCpu(database["NAME"])
     t0 = time.time()
     with log.open("w") as stderr:
         proc = subprocess.Popen(
@@ -377,6 +412,7 @@ def run_newsletter(n: int, smtp_port: int, sink, html_size: int) -> dict:
         deadline = time.monotonic() + 3600
         while not pid and time.monotonic() < deadline:
             time.sleep(0.5)
+            postgres.sample()
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if not pid:
             raise TimeoutError("submit_newsletter still running after an hour")
@@ -399,6 +435,7 @@ def run_newsletter(n: int, smtp_port: int, sink, html_size: int) -> dict:
         if accepted
         else None,
         "sink_cpu_ms_per_message": round(1000 * cpu_sink / accepted, 3) if accepted else None,
+        "postgres_cpu_ms_per_message": postgres.ms_per_message(accepted),
         "sink_accepted": accepted,
         "sink_bytes_per_message": round(size / accepted) if accepted else None,
         "html_bytes": loaded["html_bytes"],

@@ -383,8 +383,9 @@ def run_newsletter(n: int, smtp_port: int, sink, html_size: int) -> dict:
         cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database["NAME"]])
         if cursor.fetchone() is None:
             cursor.execute(f'CREATE DATABASE "{database["NAME"]}"')
-    baseline.write_project(database=database, smtp_port=smtp_port)
+    baseline.write_project(smtp_port=smtp_port)
     loaded = baseline.prepare(
+        database=database,
         recipients=n,
         # NoFailMail's bench body, its merge tags at their defaults (django-newsletter has no
         # per-subscriber fields but the name, which its template greets with).
@@ -402,7 +403,7 @@ def run_newsletter(n: int, smtp_port: int, sink, html_size: int) -> dict:
         proc = subprocess.Popen(
             baseline.submit_command(),
             cwd=baseline.PROJECT,
-            env=baseline.command_env(),
+            env=baseline.command_env(database),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )

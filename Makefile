@@ -29,12 +29,16 @@ shell: install
 
 test: install
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/mypy
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) REDIS_URL=$(TEST_REDIS_URL) \
 		$(BIN)/pytest $(PYTEST_ARGS)
 
+# Types: mypy with django-stubs, configured in pyproject.toml (it reads the settings, needs
+# no database).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -46,4 +50,4 @@ bench: install
 	@for b in bench/*.py; do DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python $$b; done
 
 clean:
-	rm -rf var/ .pytest_cache
+	rm -rf var/ .pytest_cache .mypy_cache

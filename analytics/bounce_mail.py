@@ -29,9 +29,10 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
+from datetime import UTC
 from email import policy
 from email.message import Message
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -108,7 +109,10 @@ def parse(raw: bytes, *, uid: str) -> Report:
         return Report(UNPARSEABLE, note=f"Not a readable message: {exc}")
     when = _date(message)
     content_type = message.get_content_type()
-    report_type = (message.get_param("report-type") or "").lower()
+    report_type = message.get_param("report-type") or ""
+    if isinstance(report_type, tuple):  # RFC 2231 encoded
+        report_type = collapse_rfc2231_value(report_type)
+    report_type = report_type.lower()
     if content_type == "multipart/report" and report_type == "feedback-report":
         return _arf(message, uid=uid, when=when)
     if content_type == "multipart/report" and report_type == "delivery-status":
@@ -126,7 +130,7 @@ def _date(message: Message):
     if parsed is None:
         return timezone.now()
     if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, timezone.utc)
+        parsed = timezone.make_aware(parsed, UTC)
     return min(parsed, timezone.now())
 
 
@@ -156,7 +160,7 @@ def _original_text(message: Message) -> str:
                 return "".join(f"{k}: {v}\n" for k, v in inner.items())
         if ctype == "text/rfc822-headers":
             payload = part.get_payload(decode=True) or b""
-            return payload.decode("utf-8", errors="replace")
+            return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""
     return ""
 
 
@@ -253,7 +257,8 @@ def _arf(message: Message, *, uid: str, when) -> Report:
         payload = feedback.get_payload()
         if isinstance(payload, list):  # parsed as header blocks
             for block in payload:
-                fields.update(_fields(block))
+                if isinstance(block, Message):
+                    fields.update(_fields(block))
         else:
             text = payload if isinstance(payload, str) else ""
             fields = {

@@ -126,7 +126,8 @@ def _poll(imap: imaplib.IMAP4, s: MailboxSettings) -> PollResult:
     typ, data = imap.select(_quote(s.folder))
     if typ != "OK":
         raise MailboxError(f"Cannot open folder {s.folder}: {data}")
-    found = _UIDVALIDITY.search(b" ".join(imap.untagged_responses.get("OK", [])))
+    untagged = imap.untagged_responses.get("OK", [])
+    found = _UIDVALIDITY.search(b" ".join(r for r in untagged if isinstance(r, bytes)))
     if not found:
         typ, data = imap.status(_quote(s.folder), "(UIDVALIDITY)")
         found = _UIDVALIDITY.search(data[0] or b"")

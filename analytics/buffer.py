@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import lru_cache, partial
+from typing import cast
 
 import redis
 from django.conf import settings
@@ -167,7 +168,10 @@ def _confirm(url: str) -> None:
 
 def pending() -> int:
     r = client()
-    return (r.llen(BUFFER_KEY) + r.llen(PROCESSING_KEY)) if r is not None else 0
+    if r is None:
+        return 0
+    # (redis-py types each command for its asyncio client too: the casts say which one.)
+    return cast(int, r.llen(BUFFER_KEY)) + cast(int, r.llen(PROCESSING_KEY))
 
 
 def backlog() -> dict | None:
@@ -178,8 +182,10 @@ def backlog() -> dict | None:
         return None
     try:
         with r.pipeline(transaction=False) as pipe:
-            pipe.llen(PROCESSING_KEY).llen(BUFFER_KEY)
-            pipe.lindex(PROCESSING_KEY, 0).lindex(BUFFER_KEY, 0)
+            pipe.llen(PROCESSING_KEY)
+            pipe.llen(BUFFER_KEY)
+            pipe.lindex(PROCESSING_KEY, 0)
+            pipe.lindex(BUFFER_KEY, 0)
             processing, buffered, first_processing, first_buffered = pipe.execute()
     except redis.RedisError:
         return None
@@ -225,7 +231,7 @@ def flush(*, max_batches: int = 100) -> int:
                 moved = r.eval(_MOVE, 2, BUFFER_KEY, PROCESSING_KEY, settings.TRACKING_FLUSH_BATCH)
                 if not moved:
                     break
-            lines = r.lrange(PROCESSING_KEY, 0, -1)
+            lines = cast(list[bytes], r.lrange(PROCESSING_KEY, 0, -1))
             hits = []
             for line in lines:
                 try:

@@ -40,7 +40,7 @@ def load(*, stdout) -> None:
         return
     rng = random.Random(campaign.pk)
     links = list(campaign.links.values_list("id", flat=True))
-    facts = []
+    facts: list[Fact] = []
     rows = Delivery.objects.filter(campaign=campaign, status=Delivery.Status.SENT).values_list(
         "id", "sent_at"
     )

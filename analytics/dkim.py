@@ -97,6 +97,7 @@ class GeneratedKey:
 
 
 def generate_key(algorithm: str = RSA, *, bits: int = 2048) -> GeneratedKey:
+    key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
     if algorithm == RSA:
         key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
         public = key.public_key().public_bytes(
@@ -194,14 +195,14 @@ class Signer:
             present.setdefault(name.strip().lower(), []).append(value)
         names: list[str] = []
         signed = []
-        for name in SIGNED_HEADERS:
-            values = present.get(name.encode())
+        for header_name in SIGNED_HEADERS:
+            values = present.get(header_name.encode())
             if not values:
                 continue
             # Several instances are signed from the bottom up (RFC 6376 §5.4.2).
             for value in reversed(values):
-                names.append(name)
-                signed.append(canonical_header(name.encode(), value))
+                names.append(header_name)
+                signed.append(canonical_header(header_name.encode(), value))
         names.extend(n for n in OVERSIGNED if n.encode() in present)
         algorithm = "rsa-sha256" if self.algorithm == RSA else "ed25519-sha256"
         value = (

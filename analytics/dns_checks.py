@@ -398,7 +398,8 @@ def check_reverse_dns(r, ips: list[str]) -> Check:
             "No dedicated sending IPs entered (shared ESP IPs are your ESP's to keep).",
             "Enter your dedicated IPs to check them.",
         )
-    problems, good = [], []
+    problems: list[str] = []
+    good: list[str] = []
     for ip in ips:
         try:
             ipaddress.ip_address(ip)

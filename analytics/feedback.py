@@ -8,6 +8,7 @@ An ESP-reported unsubscribe unsubscribes from everything, like the one-click lin
 """
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db.models import Count
@@ -16,6 +17,9 @@ from subscribers.models import Subscriber, Suppression, email_hash
 from subscribers.services import subscriber_unsubscribe, suppression_add, suppressions_add
 
 from .models import Event
+
+if TYPE_CHECKING:
+    from .ingest import Fact  # ingest calls feedback_apply
 
 K = Event.Kind
 
@@ -27,10 +31,10 @@ def _set_status(*, subscriber_ids: set[int], status: str) -> None:
     ).update(status=status)
 
 
-def feedback_apply(*, facts: list) -> None:
+def feedback_apply(*, facts: list["Fact"]) -> None:
     bounced_ids, complained_ids = set(), set()
     suppress: list[tuple[str, str, str, str]] = []  # written in one statement, in fact order
-    soft_candidates: dict[str, object] = {}
+    soft_candidates: dict[str, Fact] = {}
     for f in facts:
         address = (f.recipient or "").strip().lower()
         if not address:

@@ -1,6 +1,9 @@
 """What analytics holds about one person: GDPR export, erasure and timeline hooks
 (registered in AnalyticsConfig.ready())."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.db.models import OuterRef, Q, Subquery
 
 from core.erasure import scrub
@@ -110,7 +113,7 @@ _MACHINE = {
 }
 
 
-def _is_leaving(row: dict) -> bool:
+def _is_leaving(row: Mapping[str, Any]) -> bool:
     """A leave or come-back recorded by the preference views (an ESP's has its name in esp;
     erasure empties the payload, and the plain wording is used then)."""
     return (
@@ -151,7 +154,7 @@ def events_timeline(subscriber: Subscriber) -> list[dict]:
     )
     items = []
     for row in rows:
-        name = names.get(row["campaign_id"])
+        name = names.get(row["campaign_id"]) if row["campaign_id"] is not None else None
         about = f" “{name}”" if name else ""
         kind = row["kind"]
         if kind == Event.Kind.OPENED:
@@ -172,7 +175,9 @@ def events_timeline(subscriber: Subscriber) -> list[dict]:
                 {
                     "at": row["occurred_at"],
                     "kind": kind,
-                    "text": leaving_description(kind, row["payload"], campaign_name=name or ""),
+                    "text": leaving_description(
+                        kind, row["payload"] or {}, campaign_name=name or ""
+                    ),
                 }
             )
             continue

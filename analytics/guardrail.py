@@ -117,9 +117,10 @@ def alert_acknowledge(
     now = now or timezone.now()
     with transaction.atomic():
         # Locked: two admins acknowledging at once, or an evaluation lapsing it meanwhile.
-        alert = A.objects.select_for_update().filter(pk=alert.pk).first()
-        if alert is None or alert.resolved_at or alert.level != A.Level.CRITICAL:
+        locked = A.objects.select_for_update().filter(pk=alert.pk).first()
+        if locked is None or locked.resolved_at or locked.level != A.Level.CRITICAL:
             return None
+        alert = locked
         current = alert.acknowledgements.filter(lapsed_at__isnull=True).first()
         if current:
             return current

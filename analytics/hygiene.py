@@ -6,6 +6,7 @@ still with no human engagement, they are unsubscribed. Preview first, then run.
 """
 
 from datetime import timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
@@ -14,8 +15,8 @@ from django.utils import timezone
 from campaigns.models import Delivery
 from subscribers.models import Subscriber, Subscription, Suppression
 
-from .ingest import engagement_score, engagement_score_sql
-from .models import SubscriberEngagement, SunsetPolicy
+from .ingest import engagement_score_sql
+from .models import SunsetPolicy
 from .selectors import engagement_q
 
 
@@ -60,7 +61,7 @@ def sunset_preview_refresh(*, policy: SunsetPolicy, now=None, sample: int = 20) 
     """Count (and sample) who the policy touches now, and keep it on the policy."""
     now = now or timezone.now()
     preview = sunset_preview(policy, now=now)
-    data = {"settings": policy.settings_key()}
+    data: dict[str, Any] = {"settings": policy.settings_key()}
     for name, queryset in preview.items():
         data[name] = queryset.count()
         data[f"{name}_sample"] = list(
@@ -112,15 +113,8 @@ def engagement_scores_refresh() -> int:
     policy = SunsetPolicy.objects.order_by("pk").first()
     if policy is not None:
         sunset_preview_refresh(policy=policy)
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE analytics_subscriberengagement SET score = {engagement_score_sql()}"  # noqa: S608 (a constant)
-            )
-            return cursor.rowcount
-    now = timezone.now()
-    rows = list(SubscriberEngagement.objects.all())
-    for row in rows:
-        row.score = engagement_score(row, now=now)
-    SubscriberEngagement.objects.bulk_update(rows, ["score"], batch_size=1000)
-    return len(rows)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE analytics_subscriberengagement SET score = {engagement_score_sql()}"  # noqa: S608 (a constant)
+        )
+        return cursor.rowcount

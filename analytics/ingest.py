@@ -90,10 +90,8 @@ def ingestion_lock() -> None:
 
 
 def _lock() -> None:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_ID])
-    # SQLite: the settings open every transaction IMMEDIATE, which already serializes writers.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_ID])
 
 
 @lru_cache(maxsize=65536)
@@ -104,13 +102,11 @@ def _valid_ip(value) -> str | None:
         return None
 
 
-def ids_in(ids) -> RawSQL | list:
-    """The right-hand side of ``id__in`` for thousands of ids: on PostgreSQL one array
-    parameter, where Django's ``__in`` prepares each element on its own (16 µs an id, more
-    than the rest of the lookup)."""
-    if connection.vendor == "postgresql":
-        return RawSQL("SELECT unnest(%s::bigint[])", [list(ids)])
-    return list(ids)
+def ids_in(ids) -> RawSQL:
+    """The right-hand side of ``id__in`` for thousands of ids: one array parameter, where
+    Django's ``__in`` prepares each element on its own (16 µs an id, more than the rest of the
+    lookup)."""
+    return RawSQL("SELECT unnest(%s::bigint[])", [list(ids)])
 
 
 def hits_to_facts(hits: list[dict]) -> list[Fact]:
@@ -393,17 +389,11 @@ def ingest_facts(facts: list[Fact]) -> int:
 
 
 def _store(facts: list[Fact]) -> list[Fact]:
-    postgres = connection.vendor == "postgresql"
     # Replays (the buffer re-flushed, the ESP retried) are dropped: within the batch here, and
-    # against the table by INSERT ... ON CONFLICT DO NOTHING on PostgreSQL, or by a lookup.
-    seen = (
-        set()
-        if postgres
-        else set(Event.objects.filter(uid__in=[f.uid for f in facts]).values_list("uid", flat=True))
-    )
+    # against the table by INSERT ... ON CONFLICT DO NOTHING.
     unique, uids = [], set()
     for f in facts:
-        if f.uid not in seen and f.uid not in uids:
+        if f.uid not in uids:
             unique.append(f)
             uids.add(f.uid)
     if not unique:
@@ -426,28 +416,19 @@ def _store(facts: list[Fact]) -> list[Fact]:
     _classify(kept, activity)
     received_at = timezone.now()
     rows = [_event_row(f, received_at) for f in kept]
-    if postgres:
-        inserted = _copy_events(rows)
-        kept = [f for f in kept if f.uid in inserted]
-    else:
-        Event.objects.bulk_create(
-            [Event(**dict(zip(EVENT_COLUMNS, r, strict=True))) for r in rows], batch_size=2000
-        )
+    inserted = _copy_events(rows)
+    kept = [f for f in kept if f.uid in inserted]
     for f in kept:
         f.extra["activity"] = activity
     return kept
 
 
 def _activity_of(delivery_ids: set[int]) -> dict[int, DeliveryActivity]:
-    """The deliveries' activity rows. On PostgreSQL their timestamps come as ISO text and are
-    parsed by datetime.fromisoformat: Django's timestamp loader is Python, and its 6 µs a value
-    over eight columns was the largest single cost of a flush after the SQL."""
+    """The deliveries' activity rows. Their timestamps come as ISO text and are parsed by
+    datetime.fromisoformat: Django's timestamp loader is Python, and its 6 µs a value over
+    eight columns was the largest single cost of a flush after the SQL."""
     if not delivery_ids:
         return {}
-    if connection.vendor != "postgresql":
-        return {
-            a.delivery_id: a for a in DeliveryActivity.objects.filter(delivery_id__in=delivery_ids)
-        }
     fields = DeliveryActivity._meta.concrete_fields
     stamps = [i for i, f in enumerate(fields) if isinstance(f, models.DateTimeField)]
     jsons = [i for i, f in enumerate(fields) if isinstance(f, models.JSONField)]
@@ -527,18 +508,9 @@ def _event_row(f: Fact, received_at: datetime) -> tuple:
 
 
 def _upsert(model, objects: list, unique: str, fields: list[str]) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE of many rows; on PostgreSQL through COPY into a
-    temporary table (the ORM's multi-row INSERT costs more Python than the write itself)."""
+    """INSERT ... ON CONFLICT DO UPDATE of many rows, through COPY into a temporary table
+    (the ORM's multi-row INSERT costs more Python than the write itself)."""
     if not objects:
-        return
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create(
-            objects,
-            update_conflicts=True,
-            unique_fields=[unique],
-            update_fields=fields,
-            batch_size=2000,
-        )
         return
     meta = model._meta
     all_fields = [meta.get_field(unique), *(meta.get_field(f) for f in fields)]
@@ -796,9 +768,6 @@ def _save_engagement(engagement: dict[int, dict]) -> None:
     erased meanwhile are skipped) and rescore them."""
     if not engagement:
         return
-    if connection.vendor != "postgresql":
-        _save_engagement_rows(engagement)
-        return
     ids = list(engagement)
     deltas = [engagement[i] for i in ids]
     merged = {
@@ -837,47 +806,6 @@ def _save_engagement(engagement: dict[int, dict]) -> None:
                 [d.get("last_sent") for d in deltas],
             ],
         )
-
-
-def _save_engagement_rows(engagement: dict[int, dict]) -> None:
-    from subscribers.models import Subscriber
-
-    existing_subscribers = set(
-        Subscriber.objects.filter(id__in=engagement).values_list("id", flat=True)
-    )
-    current = {
-        e.subscriber_id: e
-        for e in SubscriberEngagement.objects.filter(subscriber_id__in=existing_subscribers)
-    }
-    objects = []
-    for sid, delta in engagement.items():
-        if sid not in existing_subscribers:
-            continue
-        e = current.get(sid) or SubscriberEngagement(subscriber_id=sid)
-        e.human_opens += delta.get("opens", 0)
-        e.human_clicks += delta.get("clicks", 0)
-        for attr, key in (
-            ("last_human_open_at", "last_open"),
-            ("last_human_click_at", "last_click"),
-            ("last_sent_at", "last_sent"),
-        ):
-            if delta.get(key) and (getattr(e, attr) is None or delta[key] > getattr(e, attr)):
-                setattr(e, attr, delta[key])
-        e.score = engagement_score(e, now=timezone.now())
-        objects.append(e)
-    _upsert(
-        SubscriberEngagement,
-        objects,
-        "subscriber",
-        [
-            "human_opens",
-            "human_clicks",
-            "last_human_open_at",
-            "last_human_click_at",
-            "last_sent_at",
-            "score",
-        ],
-    )
 
 
 def engagement_score_sql(

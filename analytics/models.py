@@ -276,6 +276,10 @@ class DomainDaily(models.Model):
 
 
 class ReputationAlert(models.Model):
+    # Set by guardrail.campaign_alerts: the acknowledgement in force (not a column).
+    in_force: list["AlertAcknowledgement"]
+    acknowledgement: "AlertAcknowledgement | None"
+
     class Scope(models.TextChoices):
         DOMAIN = "domain", "Sending domain"
         CAMPAIGN = "campaign", "Campaign"

@@ -56,7 +56,7 @@ def campaign_series(campaign: Campaign) -> dict:
         .order_by("bucket")
         .values("bucket", "opens", "opens_human", "clicks", "clicks_human")[: 24 * 31]
     }
-    hours = []
+    hours: list[datetime] = []
     if rows:
         hour, last = min(rows), max(rows)
         while hour <= last and len(hours) < 24 * 31:

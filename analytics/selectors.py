@@ -1,8 +1,9 @@
 """Reads of the analytics capability: engagement conditions for segments, timelines."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .classification import HUMAN
@@ -34,9 +35,7 @@ def engagement_q(kind: str, days: int | None, campaign_id: int | None = None) ->
     base = kind.removeprefix("not_")
     # No window: "ever" (the first email anyone could have opened is after the epoch).
     since = (
-        timezone.now() - timedelta(days=days)
-        if days
-        else timezone.make_aware(timezone.datetime(1970, 1, 1))
+        timezone.now() - timedelta(days=days) if days else timezone.make_aware(datetime(1970, 1, 1))
     )
     if campaign_id is None:
         # The per-subscriber rollup: one indexed lookup, not a scan of the events.
@@ -45,7 +44,9 @@ def engagement_q(kind: str, days: int | None, campaign_id: int | None = None) ->
             "clicked": Q(last_human_click_at__gte=since),
             "engaged": Q(last_human_open_at__gte=since) | Q(last_human_click_at__gte=since),
         }[base]
-        ids = SubscriberEngagement.objects.filter(conditions).values("subscriber_id")
+        ids: QuerySet[Any, Any] = SubscriberEngagement.objects.filter(conditions).values(
+            "subscriber_id"
+        )
     else:
         kinds = {"opened": ["opened"], "clicked": ["clicked"], "engaged": ["opened", "clicked"]}
         ids = Event.objects.filter(
@@ -63,7 +64,7 @@ def subscriber_timeline(subscriber_id: int, *, limit: int = 100) -> list[dict]:
     """A subscriber's deliveries and events, newest first (for the subscriber page)."""
     from campaigns.models import Delivery
 
-    deliveries = [
+    deliveries: list[dict[str, Any]] = [
         {
             "at": d["sent_at"] or d["created_at"],
             "what": f"Sent: {d['campaign__name']}"
@@ -78,7 +79,7 @@ def subscriber_timeline(subscriber_id: int, *, limit: int = 100) -> list[dict]:
         .values("sent_at", "created_at", "status", "campaign_id", "campaign__name")[:limit]
     ]
     leaving = (Event.Kind.UNSUBSCRIBED, Event.Kind.RESUBSCRIBED)
-    events = [
+    events: list[dict[str, Any]] = [
         {
             "at": e["occurred_at"],
             # A leave or come-back from the preference views says what it was (a pause, some
@@ -161,7 +162,10 @@ def engagement_number_q(condition: dict) -> Q:
     A subscriber with no engagement row has 0 of everything, so a comparison that 0 satisfies
     ("fewer than 3 opens") is compiled as "not among the rows that fail it": they are included.
     """
-    field, op, value = condition.get("field"), condition.get("op"), condition.get("value")
+    # A segment's rules are JSON: anything may be in them until checked here.
+    field: Any = condition.get("field")
+    op: Any = condition.get("op")
+    value: Any = condition.get("value")
     column = ENGAGEMENT_NUMBERS.get(field)
     if column is None or op not in NUMBER_OPS:
         raise _rule_error(
@@ -195,7 +199,8 @@ def last_engaged_q(condition: dict) -> Q:
     date and matches none of these; "not engaged in N days" is the engagement condition."""
     import datetime as dt
 
-    op, value = condition.get("op"), condition.get("value")
+    op: Any = condition.get("op")
+    value: Any = condition.get("value")  # JSON: checked below
     opened, clicked = "last_human_open_at", "last_human_click_at"
     if op == "within_days":
         try:
@@ -229,7 +234,7 @@ def last_engaged_q(condition: dict) -> Q:
 
 
 # How the segment builder offers them (subscribers.segments.register_condition(builder=...)).
-ENGAGEMENT_BUILDER = {
+ENGAGEMENT_BUILDER: dict[str, dict[str, Any]] = {
     "engagement": {
         "label": "Human engagement",
         "ops": ["not_engaged", "engaged", "not_opened", "opened", "not_clicked", "clicked"],

@@ -148,15 +148,18 @@ def untracked_html(html: str) -> str:
     from .models import Link
 
     matches = list(_TRACKING_URL_RE.finditer(html))
-    link_ids = {_click_link_id(m["token"]) for m in matches if m["path"].lower() == CLICK_PATH} - {
-        None
+    link_ids = {
+        link_id
+        for m in matches
+        if m["path"].lower() == CLICK_PATH and (link_id := _click_link_id(m["token"])) is not None
     }
     urls = dict(Link.objects.filter(pk__in=link_ids).values_list("pk", "url")) if link_ids else {}
 
     def replace(match: re.Match) -> str:
         if match["path"].lower() == OPEN_PATH:
             return BLANK_GIF
-        url = urls.get(_click_link_id(match["token"]))
+        link_id = _click_link_id(match["token"])
+        url = urls.get(link_id) if link_id is not None else None
         return escape(url) if url else "#"
 
     return _TRACKING_URL_RE.sub(replace, html) if matches else html

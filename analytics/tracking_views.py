@@ -165,6 +165,7 @@ def click_redirect(request, token: str):
         url, mode = None, ""
     if url is None:
         return _bad_link()
+    response: HttpResponseBase
     if mode == "off":
         response = HttpResponseRedirect(url)
         response["Cache-Control"] = NO_CACHE

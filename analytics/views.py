@@ -104,7 +104,7 @@ def campaign_tracking(request, pk: int):
         messages.error(
             request,
             "Tracking settings not saved: "
-            + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()),
+            + "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items()),
         )
     return redirect("analytics:campaign", pk=campaign.pk)
 
@@ -326,7 +326,8 @@ def hygiene_save(request):
     else:
         messages.error(
             request,
-            "Not saved: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()),
+            "Not saved: "
+            + "; ".join(f"{k}: {' '.join(str(e) for e in v)}" for k, v in form.errors.items()),
         )
     return redirect("analytics:hygiene")
 

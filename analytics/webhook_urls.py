@@ -4,6 +4,8 @@ The same paths and names as ``anymail.urls`` (namespace "anymail"), built from i
 anymail adds is routed, and guarded, with no change here.
 """
 
+from typing import Any
+
 from anymail import urls as anymail_urls
 from anymail.signals import tracking
 from anymail.webhooks.mandrill import MandrillCombinedWebhookView
@@ -19,7 +21,7 @@ def _guarded(pattern):
     combined = issubclass(view_class, MandrillCombinedWebhookView)
     if not (combined or getattr(view_class, "signal", None) is tracking):
         return pattern  # inbound mail: not ours to guard
-    guarded = type(
+    guarded: Any = type(
         view_class.__name__,
         (TrackingGuard, view_class),
         {"__module__": __name__, "limit_body": not combined},

@@ -21,6 +21,7 @@ Two things anymail leaves to us:
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from anymail.exceptions import (
     AnymailAPIError,
@@ -93,7 +94,8 @@ def _int(value) -> int | None:
 
 # SparkPost's bounce classes (Mandrill's bgtools codes are the same Message Systems classes):
 # https://support.sparkpost.com/docs/deliverability/bounce-classification-codes
-SPARKPOST_CLASSES = {
+# Looked up by a webhook's number, which may be missing (None).
+SPARKPOST_CLASSES: dict[int | None, str] = {
     **dict.fromkeys([10, 25, 30, 90], B.HARD),  # invalid recipient, admin failure, no RCPT
     **dict.fromkeys([20, 21, 22, 23, 24, 40, 60, 70, 100], B.SOFT),
     # Mail block, spam block, spam content, prohibited attachment, relaying denied: all
@@ -174,8 +176,8 @@ def esp_bounce_facts(esp: str, raw, event) -> tuple[str | None, int | None, str,
     if esp == "postmark":
         return POSTMARK_TYPES.get(_str(_get(raw, "Type"))), None, "", reply
     if esp in {"brevo", "sendinblue"}:
-        verdict = {"soft_bounce": B.SOFT, "hard_bounce": B.HARD, "invalid_email": B.HARD}
-        return verdict.get(_str(_get(raw, "event"))), None, "", reply
+        brevo = {"soft_bounce": B.SOFT, "hard_bounce": B.HARD, "invalid_email": B.HARD}
+        return brevo.get(_str(_get(raw, "event"))), None, "", reply
     if esp == "mailgun":
         data = _get(raw, "event-data")
         if isinstance(data, dict):  # the JSON webhooks
@@ -237,8 +239,8 @@ def esp_bounce_facts(esp: str, raw, event) -> tuple[str | None, int | None, str,
             verdict = B.SOFT if _get(raw, "type") == "blocked" else B.HARD
         return verdict, None, _str(_get(raw, "status")), reply
     if esp == "unisender_go":
-        status = _str(_get(raw, "delivery_info", "delivery_status"))
-        return UNISENDER_GO_STATUSES.get(status), None, "", reply
+        delivery_status = _str(_get(raw, "delivery_info", "delivery_status"))
+        return UNISENDER_GO_STATUSES.get(delivery_status), None, "", reply
     return None, None, "", reply  # Postal, and any ESP anymail adds: the reply alone
 
 
@@ -376,7 +378,13 @@ MALFORMED = (
 )
 
 
-class TrackingGuard:
+if TYPE_CHECKING:
+    from anymail.webhooks.base import AnymailBaseWebhookView as _AnymailView
+else:
+    _AnymailView = object
+
+
+class TrackingGuard(_AnymailView):
     """Mixed in front of an anymail tracking view (``analytics.webhook_urls``).
 
     Only the request's validation and parsing are guarded: the signal receivers run outside,

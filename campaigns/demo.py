@@ -9,7 +9,7 @@ from django.utils import timezone
 from subscribers.models import Topic
 from templates_app.models import Template, TemplateVersion
 
-from .models import Campaign, Delivery, SendingConnection
+from .models import Campaign, SendingConnection
 from .services import _snapshot, campaign_pin_content, campaign_transition
 
 FINISHED_NAME = "October newsletter"
@@ -68,23 +68,6 @@ def _fill_ledger_sql(finished: Campaign, started) -> None:
         )
 
 
-def _fill_ledger_orm(finished: Campaign, started) -> None:
-    rows = list(Delivery.objects.filter(campaign=finished))
-    for row in rows:
-        row.attempts = 1
-        if row.pk % 97 == 0:
-            row.status, row.error = "failed", "SMTP 550 5.1.1 No such user"
-        elif row.pk % 89 == 0:
-            row.status, row.error = "skipped", "Address suppressed at sending time."
-        else:
-            row.status = "sent"
-            row.sent_at = started + timedelta(seconds=row.pk % 600)
-            row.message_id = f"<d{row.pk}.c{finished.pk}@example.com>"
-    Delivery.objects.bulk_update(
-        rows, ["status", "error", "sent_at", "message_id", "attempts"], batch_size=1000
-    )
-
-
 def load(*, stdout) -> None:
     if Campaign.objects.filter(name=FINISHED_NAME).exists():
         stdout.write("Demo campaigns already present.")
@@ -119,10 +102,7 @@ def load(*, stdout) -> None:
     started = timezone.now() - timedelta(days=20)
     Campaign.objects.filter(pk=finished.pk).update(total=total, started_at=started)
     campaign_transition(campaign=finished, to=Campaign.Status.RUNNING)
-    if db.vendor == "postgresql":
-        _fill_ledger_sql(finished, started)
-    else:
-        _fill_ledger_orm(finished, started)
+    _fill_ledger_sql(finished, started)
     campaign_transition(campaign=finished, to=Campaign.Status.FINISHED)
     Campaign.objects.filter(pk=finished.pk).update(finished_at=started + timedelta(minutes=10))
     stdout.write(f"Demo campaigns: “{DRAFT_NAME}” (draft), “{FINISHED_NAME}” ({total} deliveries).")

@@ -8,6 +8,7 @@ can never start one campaign twice — the failure mode of one-off clocked tasks
 
 import logging
 from datetime import timedelta
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -47,7 +48,10 @@ def dispatch_due(*, now=None) -> dict:
     from .tasks import campaign_kick
 
     now = now or timezone.now()
-    started, occurrences, errors, held = [], [], [], []
+    started: list[int] = []
+    occurrences: list[int] = []
+    errors: list[int] = []
+    held: list[int] = []
     for _ in range(100):
         with transaction.atomic():
             # Held ones stay due: skipped for the rest of this tick, tried again on the next.
@@ -95,7 +99,7 @@ def dispatch_due(*, now=None) -> dict:
     for campaign_id in running:
         reconcile(campaign_id=campaign_id)
         if not campaign_maybe_finish(campaign_id=campaign_id):
-            transaction.on_commit(lambda cid=campaign_id: campaign_kick.delay(cid))
+            transaction.on_commit(partial(campaign_kick.delay, campaign_id))
     return {
         "started": started,
         "occurrences": occurrences,

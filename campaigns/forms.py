@@ -66,7 +66,8 @@ class CampaignForm(forms.ModelForm):
         return [t.strip() for t in self.cleaned_data["tags"].split(",") if t.strip()]
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if not cleaned.get("topics") and not cleaned.get("segment"):
             raise forms.ValidationError("Choose at least one topic or a segment as the audience.")
         return cleaned
@@ -176,7 +177,8 @@ class ScheduleForm(forms.Form):
             self.fields["timezone"].widget.attrs["data-browser-zone"] = ""
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         kind = cleaned.get("kind")
         for name, kinds in KIND_FIELDS.items():
             if kind and kind not in kinds:
@@ -270,7 +272,8 @@ class ConnectionForm(forms.ModelForm):
         return path
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         options = cleaned.get("options")
         if cleaned.get("backend") == SMTP_BACKEND and isinstance(options, dict):
             if _truthy(options.get("use_tls")) and _truthy(options.get("use_ssl")):

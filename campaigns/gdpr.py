@@ -47,7 +47,7 @@ def deliveries_erase(subscriber: Subscriber) -> None:
     ).delete()
 
 
-_OUTCOME = {
+_OUTCOME: dict[str, str] = {
     Delivery.Status.SENT: "Sent",
     Delivery.Status.FAILED: "Could not send",
     Delivery.Status.SKIPPED: "Not sent",

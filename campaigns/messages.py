@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate
 
+from anymail.message import AnymailMessage
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends.base import BaseEmailBackend
 from django.urls import reverse
 from django.utils.text import slugify
 
@@ -31,7 +33,7 @@ from core.recipient_links import PREFERENCES, UNSUBSCRIBE, recipient_token
 from templates_app.merge import parse
 from templates_app.rendering import compile_version
 
-from .models import Campaign
+from .models import Campaign, CampaignTransitionError
 
 FOOTER_HTML = (
     '<div style="font-size:12px;color:#666;text-align:center;padding:16px">'
@@ -73,9 +75,11 @@ def _qp(text: str) -> bytes:
 class MessageFactory:
     def __init__(self, campaign: Campaign, *, test_send: bool = False):
         self.campaign = campaign
-        version = (
-            campaign.template_version or campaign.template.versions.order_by("-number").first()
-        )
+        version = campaign.template_version
+        if version is None and campaign.template is not None:
+            version = campaign.template.versions.order_by("-number").first()
+        if version is None:
+            raise CampaignTransitionError("Choose a template with a saved version first.")
         # The campaign's own subject / preheader replace the template's at compile time, so
         # the hidden preheader text is laid out once, by the template pipeline.
         self.compiled = compile_version(
@@ -263,9 +267,12 @@ class MessageFactory:
         ESPs sign for themselves)."""
         return dkim.sign(self.raw(message), self.signers)
 
-    def email_message(self, message: BuiltMessage, connection=None) -> EmailMultiAlternatives:
+    def email_message(
+        self, message: BuiltMessage, connection: BaseEmailBackend | None = None
+    ) -> EmailMultiAlternatives:
         headers = dict(message.headers)
-        email = EmailMultiAlternatives(
+        # anymail's message class: an EmailMultiAlternatives with its ESP options declared.
+        email = AnymailMessage(
             subject=message.subject,
             body=message.text,
             from_email=self.from_header,
@@ -326,7 +333,7 @@ def list_id(campaign: Campaign, domain: str) -> str:
     if topics:
         label = "-".join(slug for slug, _, _ in topics)[:60].strip("-") + ".topics"
         description = ", ".join(public or name for _, public, name in topics)
-    elif campaign.segment_id:
+    elif campaign.segment is not None:
         label = f"segment-{campaign.segment_id}.segments"
         description = campaign.segment.name
     else:

@@ -67,14 +67,17 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.core import mail
 from django.core.mail import get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import DatabaseError, transaction
 from django.db import connection as db
+from django.db.backends.utils import CursorWrapper
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -84,7 +87,7 @@ from analytics.bounces import bounce_kind
 from analytics.ingest import Fact, ingest_facts
 from templates_app.fields import recipient_context, recipient_contexts
 
-from .messages import MessageFactory
+from .messages import BuiltMessage, MessageFactory
 from .models import Campaign, CampaignTransitionError, Delivery, SandboxMessage, SendLease
 from .smtp_connect import (
     ConnectionDown,
@@ -248,12 +251,12 @@ class Transport:
         self.sandbox = campaign.is_test
         self.is_smtp = self.conn is None or self.conn.is_smtp
         self.smtp: LedgerSMTP | None = None
-        self.backend = None
+        self.backend: BaseEmailBackend | None = None
 
     def open(self) -> None:
         if self.sandbox:
             return
-        if self.is_smtp:
+        if self.conn is None or self.conn.is_smtp:
             self._open_smtp()
         else:
             self.backend = get_connection(
@@ -261,8 +264,9 @@ class Transport:
             )
             self.backend.open()
 
-    def _open_smtp(self) -> None:
+    def _open_smtp(self) -> LedgerSMTP:
         self.smtp = smtp_open(SmtpSettings.of(self.conn))
+        return self.smtp
 
     def close(self) -> None:
         if self.smtp is not None:
@@ -285,7 +289,7 @@ class Transport:
         if len(getattr(mail, "outbox", ())) > 1_000:
             mail.outbox.clear()
 
-    def send(self, built) -> str:
+    def send(self, built: BuiltMessage) -> str:
         """Hand one message off; returns the message id. Raises HandoffUnknown when the body
         went out unconfirmed, ConnectionDown when nothing went out for lack of a connection,
         or the backend's own error for an explicit refusal."""
@@ -295,18 +299,18 @@ class Transport:
             return self._send_smtp(built)
         if self.backend is None:
             self.open()
-        message = self.factory.email_message(built, connection=self.backend)
-        if not self.backend.send_messages([message]):
+        backend = self.backend
+        assert backend is not None  # open() makes one for a transport that is not SMTP
+        message = self.factory.email_message(built, connection=backend)
+        if not backend.send_messages([message]):
             raise TransientError("the backend accepted no message")
         status = getattr(message, "anymail_status", None)
         if status is not None and status.message_id is not None:
             return str(status.message_id)
         return built.message_id
 
-    def _send_smtp(self, built) -> str:
-        if self.smtp is None:
-            self._open_smtp()
-        smtp = self.smtp
+    def _send_smtp(self, built: BuiltMessage) -> str:
+        smtp = self.smtp if self.smtp is not None else self._open_smtp()
         smtp.body_sent = False
         try:
             refused = smtp.sendmail(
@@ -343,9 +347,8 @@ class Transport:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, smtplib.SMTPResponseException):
-        text = exc.smtp_error
-        if isinstance(text, bytes):
-            text = text.decode(errors="replace")
+        error = exc.smtp_error
+        text = error.decode(errors="replace") if isinstance(error, bytes) else error
         return f"SMTP {exc.smtp_code} {text}"
     return f"{exc.__class__.__name__}: {exc}"
 
@@ -362,8 +365,8 @@ class Refusal:
 
 def _classify(exc: Exception) -> Refusal:
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        code, text = next(iter(exc.recipients.values()))
-        text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+        code, answer = next(iter(exc.recipients.values()))
+        text = answer.decode(errors="replace") if isinstance(answer, bytes) else str(answer)
         return Refusal(400 <= code < 500, f"SMTP {code} {text}", code)
     if isinstance(exc, smtplib.SMTPResponseException):
         return Refusal(
@@ -489,7 +492,7 @@ def reconcile(*, campaign_id: int | None = None) -> dict[str, int]:
     return {"released": released, "unknown": unknown}
 
 
-def _release(token: str, ids: list[int], *, not_before=None) -> int:
+def _release(token: str, ids: list[int], *, not_before: datetime | None = None) -> int:
     """Give claimed rows back untouched (they were never handed off)."""
     if not ids:
         return 0
@@ -542,7 +545,9 @@ class _Outcome:
         }
 
 
-def _record(cursor, outcome: _Outcome, *, lease: Lease, next_id: int, next_message_id: str):
+def _record(
+    cursor: CursorWrapper, outcome: _Outcome, *, lease: Lease, next_id: int, next_message_id: str
+) -> tuple[bool, bool]:
     """The fenced write: returns (outcome written?, next row marked sending?)."""
     cursor.execute(
         _RECORD_SQL,
@@ -572,137 +577,180 @@ def send_batch(
     lease: Lease,
     rows: list[ClaimedRow],
 ) -> BatchResult:
-    result = BatchResult()
-    conn = campaign.connection
-    streak = campaign.consecutive_failures
-    outcome = _Outcome()
-    bounces: list[Fact] = []
-    accepted: list[Fact] = []
-    token = lease.token
+    """Send claimed rows one by one, each outcome written fenced with the next row's mark
+    (see the module doc); stops at the first row it may not send."""
+    batch = _Batch(
+        campaign=campaign,
+        factory=factory,
+        transport=transport,
+        lease=lease,
+        streak=campaign.consecutive_failures,
+    )
     # Every recipient's merge values in a constant number of queries (the preview's builder).
     recipients = recipient_contexts(row.subscriber_id for row in rows)
     with db.cursor() as cursor:
         cursor.execute("SET synchronous_commit TO off")
         try:
             for index, row in enumerate(rows):
-                try:
-                    lease.check()
-                except LeaseLost:
-                    result.interrupted = True
+                if not batch.send_row(cursor, row, recipients, rest=rows[index + 1 :]):
                     break
-                if conn is not None and conn.rate_per_second:
-                    rate_acquire(conn)
-                built = factory.build(
-                    delivery_id=row.id,
-                    subscriber_id=row.subscriber_id,
-                    email=row.email,
-                    recipient=recipients.get(row.subscriber_id)
-                    or recipient_context(email=row.email),
-                )
-                if transport.sandbox:
-                    if not _record_sandbox(token, built, factory, campaign):
-                        result.interrupted = True
-                        break
-                    result.sent += 1
-                    result.any_success = True
-                    continue
-                _, marked = _record(
-                    cursor, outcome, lease=lease, next_id=row.id, next_message_id=built.message_id
-                )
-                outcome = _Outcome()
-                if not marked:
-                    # Paused, cancelled, or the lease lapsed: not one more message.
-                    result.interrupted = True
-                    break
-                try:
-                    lease.check()
-                    message_id = _send_with_reconnect(transport, built)
-                except LeaseLost:
-                    outcome = _Outcome(prev=row.id, status="pending", attempts_adjust=-1)
-                    result.interrupted = True
-                    break
-                except HandoffUnknown as exc:
-                    outcome = _Outcome(prev=row.id, status="unknown", error=str(exc))
-                    result.unknown += 1
-                    result.last_error = str(exc)
-                    continue
-                except ConnectionDown as exc:
-                    # Nothing went out: this row and the rest wait for the server to come back.
-                    wait = _outage_backoff(campaign)
-                    outcome = _Outcome(
-                        prev=row.id,
-                        status="pending",
-                        error=f"Waiting for the server: {exc}",
-                        not_before=timezone.now() + timedelta(seconds=wait),
-                        attempts_adjust=-1,
-                    )
-                    _release(
-                        token,
-                        [r.id for r in rows[index + 1 :]],
-                        not_before=timezone.now() + timedelta(seconds=wait),
-                    )
-                    result.outage = str(exc)
-                    break
-                except SetupError as exc:
-                    # Nothing went out, and nothing will until a person fixes the settings.
-                    outcome = _Outcome(
-                        prev=row.id, status="pending", error=str(exc), attempts_adjust=-1
-                    )
-                    _release(token, [r.id for r in rows[index + 1 :]])
-                    result.setup = str(exc)
-                    break
-                except Exception as exc:
-                    refusal = _classify(exc)
-                    attempts = _attempts(row.id)
-                    streak += 1
-                    result.trailing_failures += 1
-                    result.last_error = refusal.message
-                    if refusal.transient and attempts < MAX_ATTEMPTS:
-                        backoff = BACKOFF_SECONDS[min(attempts - 1, len(BACKOFF_SECONDS) - 1)]
-                        outcome = _Outcome(
-                            prev=row.id,
-                            status="pending",
-                            error=f"Retrying (attempt {attempts} of {MAX_ATTEMPTS}): "
-                            f"{refusal.message}",
-                            not_before=timezone.now() + timedelta(seconds=backoff),
-                        )
-                        result.retried += 1
-                    else:
-                        if refusal.transient:
-                            refusal.message = (
-                                f"Gave up after {attempts} attempts: {refusal.message}"
-                            )
-                        outcome = _Outcome(prev=row.id, status="failed", error=refusal.message)
-                        result.failed += 1
-                        if refusal.smtp_code and refusal.smtp_code >= 500:
-                            bounces.append(_bounce_fact(row, built, refusal))
-                    if streak >= campaign.max_consecutive_failures:
-                        result.stopped = True
-                        _release(token, [r.id for r in rows[index + 1 :]])
-                        break
-                    continue
-                streak = 0
-                result.trailing_failures = 0
-                result.any_success = True
-                result.sent += 1
-                outcome = _Outcome(
-                    prev=row.id, status="sent", message_id=message_id, sent_at=timezone.now()
-                )
-                if transport.is_smtp:
-                    # No ESP reports deliveries over SMTP: the server's "250" is the delivery
-                    # report, or every rate (bounces, complaints) would divide by nothing.
-                    accepted.append(_accepted_fact(row, message_id))
-            if bounces or accepted:
-                # Synchronous answers take the same path as an ESP's webhook; before the
-                # batch's last row is settled, so a finished campaign has its feedback.
-                ingest_facts(bounces + accepted)
-            if outcome.prev != -1:
-                _record(cursor, outcome, lease=lease, next_id=-1, next_message_id="")
-            if result.interrupted or result.outage or result.setup:
-                _release(token, [r.id for r in rows])
+            batch.settle(cursor, rows)
         finally:
             cursor.execute("SET synchronous_commit TO DEFAULT")
-    return result
+    return batch.result
+
+
+@dataclass
+class _Batch:
+    """One batch on its way out: what is known so far, and the outcome not yet written."""
+
+    campaign: Campaign
+    factory: MessageFactory
+    transport: Transport
+    lease: Lease
+    streak: int  # consecutive failures, counted on from the campaign's
+    result: BatchResult = field(default_factory=BatchResult)
+    outcome: _Outcome = field(default_factory=_Outcome)
+    bounces: list[Fact] = field(default_factory=list)
+    accepted: list[Fact] = field(default_factory=list)
+
+    def send_row(
+        self,
+        cursor: CursorWrapper,
+        row: ClaimedRow,
+        recipients: Mapping[int, Mapping[str, Any]],
+        *,
+        rest: list[ClaimedRow],
+    ) -> bool:
+        """Mark one row sending (writing the previous row's outcome), hand it off, keep its
+        outcome for the next write. False: send nothing more from this batch."""
+        try:
+            self.lease.check()
+        except LeaseLost:
+            self.result.interrupted = True
+            return False
+        conn = self.campaign.connection
+        if conn is not None and conn.rate_per_second:
+            rate_acquire(conn)
+        built = self.factory.build(
+            delivery_id=row.id,
+            subscriber_id=row.subscriber_id,
+            email=row.email,
+            recipient=recipients.get(row.subscriber_id) or recipient_context(email=row.email),
+        )
+        if self.transport.sandbox:
+            if not _record_sandbox(self.lease.token, built, self.factory, self.campaign):
+                self.result.interrupted = True
+                return False
+            self.result.sent += 1
+            self.result.any_success = True
+            return True
+        _, marked = _record(
+            cursor, self.outcome, lease=self.lease, next_id=row.id, next_message_id=built.message_id
+        )
+        self.outcome = _Outcome()
+        if not marked:
+            # Paused, cancelled, or the lease lapsed: not one more message.
+            self.result.interrupted = True
+            return False
+        return self._hand_off(row, built, rest=rest)
+
+    def _hand_off(self, row: ClaimedRow, built: BuiltMessage, *, rest: list[ClaimedRow]) -> bool:
+        """Send the row marked ``sending`` and decide what its outcome is."""
+        token = self.lease.token
+        try:
+            self.lease.check()
+            message_id = _send_with_reconnect(self.transport, built)
+        except LeaseLost:
+            self.outcome = _Outcome(prev=row.id, status="pending", attempts_adjust=-1)
+            self.result.interrupted = True
+            return False
+        except HandoffUnknown as exc:
+            self.outcome = _Outcome(prev=row.id, status="unknown", error=str(exc))
+            self.result.unknown += 1
+            self.result.last_error = str(exc)
+            return True
+        except ConnectionDown as exc:
+            # Nothing went out: this row and the rest wait for the server to come back.
+            wait = _outage_backoff(self.campaign)
+            self.outcome = _Outcome(
+                prev=row.id,
+                status="pending",
+                error=f"Waiting for the server: {exc}",
+                not_before=timezone.now() + timedelta(seconds=wait),
+                attempts_adjust=-1,
+            )
+            _release(
+                token, [r.id for r in rest], not_before=timezone.now() + timedelta(seconds=wait)
+            )
+            self.result.outage = str(exc)
+            return False
+        except SetupError as exc:
+            # Nothing went out, and nothing will until a person fixes the settings.
+            self.outcome = _Outcome(
+                prev=row.id, status="pending", error=str(exc), attempts_adjust=-1
+            )
+            _release(token, [r.id for r in rest])
+            self.result.setup = str(exc)
+            return False
+        except Exception as exc:
+            return self._refused(row, built, exc, rest=rest)
+        self.streak = 0
+        self.result.trailing_failures = 0
+        self.result.any_success = True
+        self.result.sent += 1
+        self.outcome = _Outcome(
+            prev=row.id, status="sent", message_id=message_id, sent_at=timezone.now()
+        )
+        if self.transport.is_smtp:
+            # No ESP reports deliveries over SMTP: the server's "250" is the delivery
+            # report, or every rate (bounces, complaints) would divide by nothing.
+            self.accepted.append(_accepted_fact(row, message_id))
+        return True
+
+    def _refused(
+        self, row: ClaimedRow, built: BuiltMessage, exc: Exception, *, rest: list[ClaimedRow]
+    ) -> bool:
+        """An explicit refusal (or an unexpected error): retry later, or fail the row."""
+        refusal = _classify(exc)
+        attempts = _attempts(row.id)
+        self.streak += 1
+        self.result.trailing_failures += 1
+        self.result.last_error = refusal.message
+        if refusal.transient and attempts < MAX_ATTEMPTS:
+            backoff = BACKOFF_SECONDS[min(attempts - 1, len(BACKOFF_SECONDS) - 1)]
+            self.outcome = _Outcome(
+                prev=row.id,
+                status="pending",
+                error=f"Retrying (attempt {attempts} of {MAX_ATTEMPTS}): {refusal.message}",
+                not_before=timezone.now() + timedelta(seconds=backoff),
+            )
+            self.result.retried += 1
+        else:
+            if refusal.transient:
+                refusal.message = f"Gave up after {attempts} attempts: {refusal.message}"
+            self.outcome = _Outcome(prev=row.id, status="failed", error=refusal.message)
+            self.result.failed += 1
+            if refusal.smtp_code and refusal.smtp_code >= 500:
+                self.bounces.append(_bounce_fact(row, built, refusal))
+        if self.streak >= self.campaign.max_consecutive_failures:
+            self.result.stopped = True
+            _release(self.lease.token, [r.id for r in rest])
+            return False
+        return True
+
+    def settle(self, cursor: CursorWrapper, rows: list[ClaimedRow]) -> None:
+        """After the last row: file the synchronous feedback, write the last outcome, give
+        back whatever an interruption left claimed."""
+        if self.bounces or self.accepted:
+            # Synchronous answers take the same path as an ESP's webhook; before the
+            # batch's last row is settled, so a finished campaign has its feedback.
+            ingest_facts(self.bounces + self.accepted)
+        if self.outcome.prev != -1:
+            _record(cursor, self.outcome, lease=self.lease, next_id=-1, next_message_id="")
+        result = self.result
+        if result.interrupted or result.outage or result.setup:
+            _release(self.lease.token, [r.id for r in rows])
 
 
 def _accepted_fact(row: ClaimedRow, message_id: str) -> Fact:
@@ -718,7 +766,7 @@ def _accepted_fact(row: ClaimedRow, message_id: str) -> Fact:
     )
 
 
-def _bounce_fact(row: ClaimedRow, built, refusal: Refusal) -> Fact:
+def _bounce_fact(row: ClaimedRow, built: BuiltMessage, refusal: Refusal) -> Fact:
     kind = (
         SENDER_CAUSED
         if refusal.sender_side
@@ -750,7 +798,7 @@ def _attempts(delivery_id: int) -> int:
     return Delivery.objects.filter(pk=delivery_id).values_list("attempts", flat=True).first() or 1
 
 
-def _send_with_reconnect(transport: Transport, built) -> str:
+def _send_with_reconnect(transport: Transport, built: BuiltMessage) -> str:
     try:
         return transport.send(built)
     except ConnectionDown:
@@ -759,8 +807,11 @@ def _send_with_reconnect(transport: Transport, built) -> str:
         return transport.send(built)
 
 
-def _record_sandbox(token: str, built, factory: MessageFactory, campaign: Campaign) -> bool:
+def _record_sandbox(
+    token: str, built: BuiltMessage, factory: MessageFactory, campaign: Campaign
+) -> bool:
     """Test mode: the capture and the 'sent' mark commit together — exactly once, nothing out."""
+    assert built.delivery_id is not None  # a batch's messages are deliveries
     raw = factory.signed_raw(built).decode("utf-8", errors="replace")
     with transaction.atomic():
         marked = Delivery.objects.filter(
@@ -950,6 +1001,8 @@ def _note_outage(campaign: Campaign, why: str) -> None:
     since = Campaign.objects.filter(pk=campaign.pk).values_list("connection_down_since", flat=True)[
         0
     ]
+    if since is None:
+        return  # another sender got through meanwhile and cleared it: the outage is over
     local = timezone.localtime(since)
     Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.RUNNING).update(
         status_reason=f"Waiting for the sending server since {local:%Y-%m-%d %H:%M:%S %Z}: "
@@ -1017,7 +1070,8 @@ def test_send(*, campaign: Campaign, addresses: list[str]) -> list[SandboxMessag
                 delivery_id=None,
                 subscriber_id=pk or 0,
                 email=address,
-                recipient=recipients.get(pk) or recipient_context(email=address),
+                recipient=(pk is not None and recipients.get(pk))
+                or recipient_context(email=address),
             )
             built.subject = f"[TEST] {built.subject}"
             captured.append(

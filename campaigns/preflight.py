@@ -16,6 +16,8 @@ from django.core.cache import cache
 from django.template.defaultfilters import pluralize
 
 from templates_app.fields import is_recipient_data, recipient_context, recipient_empty_q
+from templates_app.merge import Tag
+from templates_app.models import TemplateVersion
 from templates_app.rendering import compile_version
 
 from .messages import GMAIL_CLIP_BYTES, MessageFactory
@@ -77,9 +79,11 @@ class Finding:
     link: str = ""  # a page where the marketer acts on it (a blocklist's removal page)
 
 
-def _version(campaign: Campaign):
+def _version(campaign: Campaign) -> TemplateVersion | None:
     return campaign.template_version or (
-        campaign.template.versions.order_by("-number").first() if campaign.template_id else None
+        campaign.template.versions.order_by("-number").first()
+        if campaign.template is not None
+        else None
     )
 
 
@@ -124,7 +128,7 @@ def personalization_findings(campaign: Campaign) -> list[Finding]:
     if version is None:
         return []
     compiled = compile_version(version)
-    tags = {}
+    tags: dict[str, Tag] = {}
     for plan in compiled.plans:
         for tag in plan.tags:
             if not tag.has_default and tag.path not in ALWAYS_FILLED:
@@ -191,7 +195,7 @@ def _is_private(host: str) -> bool:
     except OSError:
         return False  # unresolvable: reported as a network error by the request itself
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if (
             address.is_private
             or address.is_loopback
@@ -430,7 +434,9 @@ def from_domain_findings(campaign: Campaign) -> list[Finding]:
         )
     } | {d.lower() for d in SendingDomain.objects.values_list("domain", flat=True)}
     connection_domain = (
-        campaign.connection.sending_domain.strip().lower() if campaign.connection_id else ""
+        campaign.connection.sending_domain.strip().lower()
+        if campaign.connection is not None
+        else ""
     )
     if not any(_aligned(domain, d) for d in configured):
         out.append(
@@ -461,7 +467,7 @@ def from_domain_findings(campaign: Campaign) -> list[Finding]:
         .first()
     )
     failing = [r for r in (checked.results if checked else []) if r.get("status") == "fail"]
-    if failing:
+    if checked is not None and failing:
         out.append(
             Finding(
                 "from.dns",
@@ -579,7 +585,8 @@ def run_preflight(campaign: Campaign, *, check_links: bool = True) -> list[Findi
     findings: list[Finding] = []
     if not campaign.template_id:
         return [Finding("content.missing", BLOCKING, "Choose a template.")]
-    if _version(campaign) is None:
+    version = _version(campaign)
+    if version is None:
         return [Finding("content.unsaved", BLOCKING, "The template has no saved version.")]
     if not campaign.from_email:
         findings.append(Finding("settings.from", BLOCKING, "Set the From address."))
@@ -597,7 +604,7 @@ def run_preflight(campaign: Campaign, *, check_links: bool = True) -> list[Findi
     findings += size_findings(message.html)
     if check_links:
         # Cached by the URLs themselves: the same links are not fetched again for 10 minutes.
-        urls = compile_version(_version(campaign), track_links=True).links
+        urls = compile_version(version, track_links=True).links
         allow = getattr(settings, "LINK_CHECK_ALLOW_PRIVATE", False)
         digest = hashlib.sha256(f"{allow}\n{chr(10).join(urls)}".encode()).hexdigest()
         key = f"nfm:preflight-links:{digest}"

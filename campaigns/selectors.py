@@ -2,7 +2,6 @@
 
 from datetime import timedelta
 
-from django.db import connection
 from django.db.models import Count, Exists, Func, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
@@ -67,12 +66,9 @@ def audience_for(*, topic_ids, segment=None, since=None, now=None) -> QuerySet[S
         .annotate(n=Count("id"))
         .values("n")
     )
-    if connection.vendor == "postgresql":
-        qs = qs.exclude(
-            Exists(Suppression.objects.filter(email_hash=EmailHash(Lower(OuterRef("email")))))
-        )
-    # (Elsewhere — the zero-service SQLite setup — the snapshot drops suppressed addresses in
-    # Python, and claims re-check them anyway.)
+    qs = qs.exclude(
+        Exists(Suppression.objects.filter(email_hash=EmailHash(Lower(OuterRef("email")))))
+    )
     return (
         qs.filter(status=Subscriber.Status.ACTIVE)
         .filter(Q(paused_until__isnull=True) | Q(paused_until__lte=now))
@@ -93,25 +89,16 @@ def audience_count(campaign: Campaign) -> int:
 
 def delivery_counts(campaign_ids: list[int]) -> dict[int, dict[str, int]]:
     """Deliveries per state for these campaigns, from the counters the ledger's trigger keeps
-    (a handful of rows per campaign, whatever its size). The zero-service SQLite setup has no
-    trigger: there the ledger is counted."""
+    (a handful of rows per campaign, whatever its size)."""
     counts: dict[int, dict[str, int]] = {pk: {} for pk in campaign_ids}
     if not campaign_ids:
         return counts
-    if connection.vendor == "postgresql":
-        rows = (
-            DeliveryCount.objects.filter(campaign_id__in=campaign_ids)
-            .order_by()
-            .values_list("campaign_id", "status")
-            .annotate(n=Sum("n"))
-        )
-    else:
-        rows = (
-            Delivery.objects.filter(campaign_id__in=campaign_ids)
-            .order_by()
-            .values_list("campaign_id", "status")
-            .annotate(n=Count("id"))
-        )
+    rows = (
+        DeliveryCount.objects.filter(campaign_id__in=campaign_ids)
+        .order_by()
+        .values_list("campaign_id", "status")
+        .annotate(n=Sum("n"))
+    )
     for campaign_id, status, n in rows:
         if n:
             counts[campaign_id][status] = int(n)

@@ -1,6 +1,7 @@
 """Writes on campaigns: the one transition function, scheduling, starting, duplication."""
 
 from datetime import datetime
+from functools import partial
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -77,8 +78,6 @@ def _snapshot(campaign: Campaign) -> int:
     qs = audience_queryset(campaign).values_list(
         "pk", "email", EmailHash(_lower("email")), EmailDomain("email")
     )
-    if connection.vendor != "postgresql":
-        return _snapshot_portable(campaign)
     sql, params = qs.order_by("pk").query.sql_with_params()
     with connection.cursor() as cursor:
         # The SELECT is Django's own compiled audience query, parameters kept separate.
@@ -93,34 +92,6 @@ def _snapshot(campaign: Campaign) -> int:
         )
         cursor.execute(statement, [campaign.pk, *params])
         return cursor.rowcount
-
-
-def _snapshot_portable(campaign: Campaign) -> int:
-    """The zero-service development setup (SQLite): same rows, built in chunks in Python.
-    Sending itself needs PostgreSQL (SKIP LOCKED claims)."""
-    from subscribers.models import Suppression, email_hash
-
-    suppressed = set(Suppression.objects.values_list("email_hash", flat=True))
-    created = 0
-    rows = audience_queryset(campaign).order_by("pk").values_list("pk", "email")
-    batch: list[Delivery] = []
-    for pk, email in rows.iterator(chunk_size=2000):
-        if email_hash(email) in suppressed:
-            continue
-        batch.append(
-            Delivery(
-                campaign=campaign,
-                subscriber_id=pk,
-                email=email,
-                email_hash=email_hash(email),
-                domain=email.rpartition("@")[2].lower(),
-            )
-        )
-        if len(batch) == 2000:
-            created += len(Delivery.objects.bulk_create(batch, ignore_conflicts=True))
-            batch = []
-    created += len(Delivery.objects.bulk_create(batch, ignore_conflicts=True))
-    return created
 
 
 def _hold_until_local_hour(campaign: Campaign) -> None:
@@ -166,12 +137,15 @@ def campaign_pin_content(*, campaign: Campaign) -> None:
     if campaign.template_id is None:
         raise CampaignTransitionError("Choose a template before sending.")
     if campaign.template_version_id is None:
-        version = campaign.template.versions.order_by("-number").first()
+        template = campaign.template
+        assert template is not None  # checked above
+        version = template.versions.order_by("-number").first()
         if version is None:
             raise CampaignTransitionError("The template has no saved version yet.")
         campaign.template_version = version
         Campaign.objects.filter(pk=campaign.pk).update(template_version=version)
     if campaign.track_links and not Link.objects.filter(campaign=campaign).exists():
+        assert campaign.template_version is not None  # pinned above
         compiled = compile_version(campaign.template_version, track_links=True)
         Link.objects.bulk_create(
             [Link(campaign=campaign, index=i, url=url) for i, url in enumerate(compiled.links)]
@@ -359,5 +333,5 @@ def deliveries_settle_unknown(*, now=None) -> int:
         error="Sent again by the campaign's policy: nobody decided within the set time.",
     )
     for campaign_id in {cid for _, cid in resend_ids}:
-        transaction.on_commit(lambda cid=campaign_id: campaign_kick.delay(cid))
+        transaction.on_commit(partial(campaign_kick.delay, campaign_id))
     return accepted + resent

@@ -107,7 +107,7 @@ def tls_context(s: SmtpSettings) -> ssl.SSLContext:
     return context
 
 
-class _Ledger:
+class _Ledger(smtplib.SMTP):
     """Remembers whether the current message's body (with its final dot) was written to the
     socket: after that, a lost answer is no reason to send again (see campaigns.pipeline)."""
 
@@ -139,7 +139,8 @@ class LedgerSMTPSSL(_Ledger, smtplib.SMTP_SSL):
 def _check_pin(smtp: smtplib.SMTP, s: SmtpSettings) -> None:
     if not s.tls_fingerprint:
         return
-    der = smtp.sock.getpeercert(binary_form=True) if smtp.sock else None
+    # Not an SSLSocket: no TLS at all, so nothing matches the pin.
+    der = smtp.sock.getpeercert(binary_form=True) if isinstance(smtp.sock, ssl.SSLSocket) else None
     seen = certificate_fingerprint(der or b"")
     if not hmac.compare_digest(seen, s.tls_fingerprint):
         raise SetupError(

@@ -270,7 +270,7 @@ def campaign_acknowledge(request, pk):
     form = AlertAcknowledgeForm(request.POST)
     if not form.is_valid():
         for errors in form.errors.values():
-            messages.error(request, " ".join(errors))
+            messages.error(request, " ".join(str(e) for e in errors))
         return redirect("campaigns:detail", pk=pk)
     holding = {alert.pk for alert in holding_alerts(campaign)}
     chosen = [alert for alert in form.cleaned_data["alert"] if alert.pk in holding]
@@ -349,7 +349,7 @@ def campaign_test_send(request, pk):
     campaign = _campaign(request, pk)
     form = TestSendForm(request.POST)
     if not form.is_valid():
-        messages.error(request, " ".join(form.errors["addresses"]))
+        messages.error(request, " ".join(str(e) for e in form.errors["addresses"]))
         return redirect("campaigns:detail", pk=pk)
     addresses = form.cleaned_data["addresses"]
     Campaign.objects.filter(pk=pk).update(seed_addresses="\n".join(addresses))

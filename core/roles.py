@@ -7,6 +7,7 @@ they show in the admin; a superuser is always an admin.
 
 from collections.abc import Callable
 from functools import wraps
+from typing import cast
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -27,9 +28,9 @@ def role_of(user) -> Role | None:
         return None
     if user.is_superuser:
         return Role.ADMIN
-    cached = getattr(user, "_nofailmail_role", "unset")
+    cached: Role | str | None = getattr(user, "_nofailmail_role", "unset")
     if cached != "unset":
-        return cached
+        return cast(Role | None, cached)
     names = set(user.groups.values_list("name", flat=True))
     role = next((r for r in (Role.ADMIN, Role.EDITOR, Role.VIEWER) if r.value in names), None)
     user._nofailmail_role = role

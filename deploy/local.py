@@ -2,7 +2,7 @@
 
 With no DATABASE_URL, it starts an embedded PostgreSQL (the `pgserver` wheel: PostgreSQL's
 own binaries, no install, no root) under var/postgres, so a newcomer gets the real database
-and every feature (COPY imports, SKIP LOCKED sending) instead of a SQLite subset. The broker
+and every feature (COPY imports, SKIP LOCKED sending). The broker
 stays Celery's embedded filesystem transport. Then: migrate, demo data, and web + worker + beat
 together (honcho). Ctrl-C stops everything, the database last.
 
@@ -26,12 +26,11 @@ def _embedded_postgres():
     try:
         import pgserver
     except ImportError:
-        print(
-            "pgserver is not installed: falling back to SQLite (imports and sending need "
-            "PostgreSQL; set DATABASE_URL to use one).",
-            file=sys.stderr,
+        # The app runs on PostgreSQL only (SQLite serves manage.py check and migrate).
+        sys.exit(
+            "pgserver is not installed (make install puts it in .venv): install it, or set "
+            "DATABASE_URL to a PostgreSQL database."
         )
-        return None
     data = VAR / "postgres"
     data.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data, cleanup_mode="stop")

@@ -1,19 +1,20 @@
 """NoFailMail settings: one file, driven by the environment.
 
-Every variable is documented in deploy/.env.example. With nothing set, the app runs for
-development on SQLite under var/ with an embedded (filesystem) Celery broker, so a fresh clone
-needs no service at all. A malformed value stops start-up with a message naming the variable.
+Every variable is documented in deploy/.env.example. With nothing set, `manage.py check` and
+`migrate` run on SQLite under var/ with an embedded (filesystem) Celery broker, so a fresh
+clone needs no service for them; the app itself runs on PostgreSQL (`make run` starts an
+embedded one). A malformed value stops start-up with a message naming the variable.
 """
 
 import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import unquote
+from typing import Any, overload
+from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import csp.constants as _csp_constants
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -36,6 +37,10 @@ def _read(name: str) -> str | None:
     return None
 
 
+@overload
+def env_str(name: str, default: str) -> str: ...
+@overload
+def env_str(name: str, default: None = None) -> str | None: ...
 def env_str(name: str, default: str | None = None) -> str | None:
     value = _read(name)
     return default if value is None else value
@@ -69,9 +74,45 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+_DATABASE_ENGINES = {
+    "postgres": "django.db.backends.postgresql",
+    "postgresql": "django.db.backends.postgresql",
+    "pgsql": "django.db.backends.postgresql",
+    "sqlite": "django.db.backends.sqlite3",
+}
+
+
+def env_database(name: str, default: str) -> dict[str, Any]:
+    """A database URL: postgres://user:password@host:port/name?option=value (the host may be a
+    URL-encoded socket directory: postgres://user@%2Fpath%2Fto%2Fdir/name), or sqlite:///path.
+    Query parameters become the connection's OPTIONS."""
+    url = _read(name) or default
+    try:
+        parts = urlsplit(url)
+        engine = _DATABASE_ENGINES[parts.scheme]
+        port = parts.port
+    except (KeyError, ValueError) as exc:
+        raise ImproperlyConfigured(f"{name}={url!r} is not a database URL") from exc
+    config: dict[str, Any] = {"ENGINE": engine, "NAME": unquote(parts.path[1:])}
+    if parts.scheme == "sqlite":
+        return config
+    host = parts.netloc.rpartition("@")[2]
+    config |= {
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        # A socket directory keeps its case; a host name is case-insensitive.
+        "HOST": unquote(host) if host.upper().startswith("%2F") else parts.hostname or "",
+        "PORT": port or "",
+    }
+    options = {k: int(v) if v.isdigit() else v for k, v in parse_qsl(parts.query)}
+    if options:
+        config["OPTIONS"] = options
+    return config
+
+
 DEBUG = env_bool("DEBUG", True)
 
-SECRET_KEY = env_str("SECRET_KEY")
+SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is False")
@@ -155,15 +196,8 @@ TEMPLATES = [
     },
 ]
 
-# Databases: PostgreSQL in production and tests; a SQLite file when DATABASE_URL is unset.
-_database_url = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'nofailmail.sqlite3'}"
-try:
-    DATABASES = {"default": environ.Env.db_url_config(_database_url)}
-except Exception as exc:  # environ raises several types for a malformed URL
-    raise ImproperlyConfigured(f"DATABASE_URL={_database_url!r} is not a database URL") from exc
-if DATABASES["default"].get("HOST", "").startswith("%2F"):
-    # A Unix socket directory, URL-encoded: postgres://user@%2Fpath%2Fto%2Fdir/name
-    DATABASES["default"]["HOST"] = unquote(DATABASES["default"]["HOST"])
+# Databases: PostgreSQL; a SQLite file when DATABASE_URL is unset, for `check` and `migrate`.
+DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'nofailmail.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -263,7 +297,7 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "NoFailMail <newsletter@examp
 SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
 # Every ANYMAIL_<SETTING> variable becomes ANYMAIL["<SETTING>"] (e.g. ANYMAIL_MAILGUN_API_KEY,
 # ANYMAIL_WEBHOOK_SECRET), so any ESP anymail supports is configured without code changes.
-ANYMAIL = {
+ANYMAIL: dict[str, str | None] = {
     key.removeprefix("ANYMAIL_"): value
     for key, value in os.environ.items()
     if key.startswith("ANYMAIL_") and not key.endswith("_FILE")
@@ -365,12 +399,12 @@ LOGGING = {
     },
 }
 
-# --- Subscribers ---------------------------------------------------------------------------
+# Subscribers.
 # The subscriber list counts exactly up to this many rows, and shows an estimate ("about")
 # past it: a COUNT(*) of a million-row list on every page view is what this avoids.
 SUBSCRIBER_EXACT_COUNT_LIMIT = env_int("SUBSCRIBER_EXACT_COUNT_LIMIT", 10000)
 
-# --- Signup forms (signup app) ------------------------------------------------------------
+# Signup forms.
 # How long a rendered form (and a started multi-step signup) may be submitted, in seconds.
 SIGNUP_TOKEN_MAX_AGE = env_int("SIGNUP_TOKEN_MAX_AGE", 24 * 3600)
 # Submissions per client IP per window (all forms together), counted in the shared cache.
@@ -396,9 +430,8 @@ SIGNUP_TRUST_X_FORWARDED_FOR = env_bool("SIGNUP_TRUST_X_FORWARDED_FOR", False)
 SIGNUP_DISPOSABLE_DOMAINS_FILE = env_str("SIGNUP_DISPOSABLE_DOMAINS_FILE", "")
 # Largest lead magnet upload, in megabytes.
 SIGNUP_LEAD_MAGNET_MAX_MB = env_int("SIGNUP_LEAD_MAGNET_MAX_MB", 25)
-# --- end of signup forms ------------------------------------------------------------------
 
-# --- Analytics: tracking buffer, feedback loop, reputation guardrails (issue 6) -----------
+# Analytics: tracking buffer, feedback loop, reputation guardrails.
 # Tracking hits are buffered in this Redis and written in bulk by a worker; unset (the
 # embedded default) they are written to the database directly.
 TRACKING_REDIS_URL = env_str("TRACKING_REDIS_URL") or env_str("REDIS_URL") or None
@@ -485,4 +518,3 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 20.0,
     },
 }
-# --- end of analytics settings ------------------------------------------------------------

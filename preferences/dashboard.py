@@ -25,8 +25,8 @@ def report(request):
 
     # Grouped in PostgreSQL (one row per month and reason, and per campaign and reason), so
     # the page costs the same however many answers there are.
-    monthly = defaultdict(Counter)
-    totals = Counter()
+    monthly: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    totals: Counter[str] = Counter()
     for month, key, count in selectors.exit_reasons_by_month(timezone.get_current_timezone_name()):
         monthly[month][key] += count
         if key:
@@ -60,7 +60,7 @@ def report(request):
         .filter(answers__gt=0)
         .order_by("-answers")[:50]
     )
-    campaign_reasons = defaultdict(Counter)
+    campaign_reasons: defaultdict[int, Counter[str]] = defaultdict(Counter)
     for campaign_id, key, count in selectors.exit_reasons_by_campaign([c.pk for c in by_campaign]):
         if key:
             campaign_reasons[campaign_id][key] += count

@@ -1,3 +1,5 @@
+from typing import Any, cast
+
 from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
@@ -22,7 +24,7 @@ class FrequencyForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Labels are built per request, in the subscriber's language (not at import time).
-        self.fields["per_month"].choices = [("", _("Every campaign"))] + [
+        cast(forms.ChoiceField, self.fields["per_month"]).choices = [("", _("Every campaign"))] + [
             (n, _("At most %(n)s a month") % {"n": n}) for n in FREQUENCY_CHOICES
         ]
 
@@ -60,7 +62,8 @@ class KnownChoicesField(forms.MultipleChoiceField):
     cost the recipient the reasons they did give."""
 
     def to_python(self, value):
-        known = {str(key) for key, _label in self.choices}
+        # Set from a list in the form's __init__ (the stubs allow lazier kinds of choices).
+        known = {str(key) for key, _label in cast(list[tuple[Any, str]], self.choices)}
         return [item for item in super().to_python(value) if item in known]
 
 
@@ -76,7 +79,9 @@ class ExitSurveyForm(forms.Form):
     def __init__(self, *args, language="en", **kwargs):
         super().__init__(*args, **kwargs)
         reasons = ExitSurveyReason.objects.filter(active=True)
-        self.fields["reasons"].choices = [(r.key, r.label(language)) for r in reasons]
+        cast(forms.ChoiceField, self.fields["reasons"]).choices = [
+            (r.key, r.label(language)) for r in reasons
+        ]
         self.fields["reasons"].label = _("Why are you leaving? (optional)")
 
 

@@ -1,6 +1,9 @@
 """Exit-survey answers of one person: GDPR export and timeline hooks (registered in
 PreferencesConfig.ready(); erasure is services.exit_survey_forget)."""
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from subscribers.models import Subscriber
 
 from .models import ExitSurveyReason, ExitSurveyResponse
@@ -8,7 +11,7 @@ from .models import ExitSurveyReason, ExitSurveyResponse
 TIMELINE_LIMIT = 200
 
 
-def _labels(responses: list[dict]) -> dict[str, str]:
+def _labels(responses: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     keys = {key for r in responses for key in r["reasons"]}
     return dict(ExitSurveyReason.objects.filter(key__in=keys).values_list("key", "label_en"))
 

@@ -6,6 +6,8 @@ that ``{{ confirm_url }}`` / ``{{ download_url }}`` pass the linter); when none 
 built-in text below goes through the same compile pipeline.
 """
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.urls import reverse
@@ -13,6 +15,7 @@ from django.urls import reverse
 from core.recipient_links import preferences_url, unsubscribe_url
 from core.tokens import make_token
 from templates_app.fields import subscriber_context
+from templates_app.models import Template
 from templates_app.rendering import compile_email, compile_version
 from templates_app.selectors import current_version
 
@@ -72,8 +75,8 @@ def download_url(signup: Signup) -> str:
     return settings.SITE_URL + reverse("signup:download", args=[token])
 
 
-def _pick_template(templates, languages: list[str]):
-    by_language = {}
+def _pick_template(templates: Iterable[Template], languages: list[str]) -> Template | None:
+    by_language: dict[str, Template] = {}
     for template in templates:
         by_language.setdefault(template.language, template)
     for language in languages:
@@ -111,7 +114,9 @@ def build_message(signup: Signup, kind: str, *, reminder: bool = False) -> Email
     extra = {
         "confirm_url": confirm_url(signup) if kind == "confirmation" else "",
         "download_url": link,
-        "download_label": DOWNLOAD_LABEL[language].format(name=magnet.name) if link else "",
+        "download_label": (
+            DOWNLOAD_LABEL[language].format(name=magnet.name) if link and magnet is not None else ""
+        ),
         "form_name": signup.form.name,
     }
     context = subscriber_context(

@@ -42,7 +42,7 @@ class LeadMagnet(models.Model):
 
     @property
     def filename(self) -> str:
-        return self.file.name.rsplit("/", 1)[-1] if self.file else ""
+        return (self.file.name or "").rsplit("/", 1)[-1]
 
 
 class SignupForm(models.Model):

@@ -295,7 +295,7 @@ def submit(request, public_id):
                 # Someone is hammering one address: answer as usual, do nothing.
                 return finished(None, activated=not form.double_opt_in)
             origin_info = _origin_of_page(page, request.POST)
-            signup = services.signup_start(
+            started = services.signup_start(
                 form=form,
                 email=email,
                 step=data,
@@ -309,7 +309,7 @@ def submit(request, public_id):
                 ),
                 last_step=len(layout) == 1,
             )
-            return finished(signup, activated=signup.confirmed_at is not None)
+            return finished(started, activated=started.confirmed_at is not None)
         signup_id = step_token_read(request.POST.get("signup", ""), form_id=form.pk)
         if errors:
             return answer(400, errors=errors)
@@ -362,6 +362,8 @@ def confirm(request, token):
             ip=client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),
         )
+        if signup is None:  # deleted since the page was shown (purged, or erased)
+            raise Http404("This signup no longer exists.")
     context.update(
         signup=signup,
         confirmed=True,

@@ -148,7 +148,7 @@ def steps_clean(steps: Any) -> list[dict]:
     if len(steps) > 5:
         problems.append("A form has at most 5 steps.")
     custom = {f.key: f for f in CustomField.objects.all()}
-    cleaned_steps = []
+    cleaned_steps: list[dict[str, Any]] = []
     names_seen: set[str] = set()
     for s_index, step in enumerate(steps, start=1):
         if not isinstance(step, dict) or not isinstance(step.get("fields"), list):
@@ -395,7 +395,7 @@ def step_validate(fields: list[Field], data, *, language: str) -> tuple[StepData
                 errors[item.name] = words["too_long"]
             else:
                 result.names[item.kind] = value
-        elif item.kind == "attribute":
+        elif item.kind == "attribute" and item.custom is not None:
             try:
                 result.attributes[item.key] = attribute_coerce(field=item.custom, raw=value)
             except ValueError:

@@ -226,21 +226,20 @@ def signup_confirmation_claim(*, signup_id: int) -> bool:
 def signups_claim_due_confirmations(*, limit: int = 500) -> list[int]:
     """Claim the confirmations whose grace time ran out (the visitor left before the last
     step): set-based, a row is claimed by exactly one UPDATE whoever else sweeps or finishes."""
-    lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""
+            """
             UPDATE signup_signup SET confirmation_sent_at = %s
             WHERE id IN (
                 SELECT id FROM signup_signup
                 WHERE confirmation_sent_at IS NULL AND confirmed_at IS NULL
                   AND confirmation_due_at <= %s
                 ORDER BY confirmation_due_at LIMIT %s
-                {lock}
+                FOR UPDATE SKIP LOCKED
             ) AND confirmation_sent_at IS NULL
             RETURNING id
-            """,  # noqa: S608 - no user input in the f-string
+            """,
             [now, now, limit],
         )
         return [row[0] for row in cursor.fetchall()]
@@ -354,11 +353,9 @@ def signups_claim_reminders(*, limit: int = 500) -> list[int]:
     """Claim the signups due for their one reminder (set-based, safe with several beats or
     workers: a row is claimed by exactly one UPDATE)."""
     due = timezone.now() - dt.timedelta(hours=settings.SIGNUP_REMINDER_HOURS)
-    # SQLite (development) has no row locks: it runs one writer at a time anyway.
-    lock = "FOR UPDATE OF s SKIP LOCKED" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""
+            """
             UPDATE signup_signup SET reminder_sent_at = CURRENT_TIMESTAMP
             WHERE id IN (
                 SELECT s.id FROM signup_signup s
@@ -366,10 +363,10 @@ def signups_claim_reminders(*, limit: int = 500) -> list[int]:
                 WHERE s.confirmed_at IS NULL AND s.reminder_sent_at IS NULL
                   AND s.confirmation_sent_at < %s AND sub.status <> 'active'
                 ORDER BY s.id LIMIT %s
-                {lock}
+                FOR UPDATE OF s SKIP LOCKED
             )
             RETURNING id
-            """,  # noqa: S608 - no user input in the f-string
+            """,
             [due, limit],
         )
         return [row[0] for row in cursor.fetchall()]

@@ -44,7 +44,8 @@ class SubscriberForm(forms.Form):
                 self.initial[name] = subscriber.attributes.get(field.key)
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         attributes = {}
         for field in self.custom_fields:
             raw = data.get(f"attr_{field.key}")
@@ -76,7 +77,8 @@ class CustomFieldForm(forms.ModelForm):
         fields = ["key", "label", "type"]
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         choices = [c.strip() for c in data.get("choices_text", "").splitlines() if c.strip()]
         if data.get("type") == CustomField.Type.CHOICE and not choices:
             self.add_error("choices_text", "A choice field needs at least one choice.")
@@ -137,7 +139,8 @@ class ImportOptionsForm(forms.Form):
     )
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("confirmed") == "yes" and not (data.get("consent_note") or "").strip():
             self.add_error(
                 "consent_note", "Say how these people consented: it is kept as their record."

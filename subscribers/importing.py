@@ -163,7 +163,7 @@ def sniff(path: str) -> FileShape:
             delimiter = ","
     rows = csv.reader(io.StringIO(sample), delimiter=delimiter)
     header: list[str] | None = None
-    preview = []
+    preview: list[list[str]] = []
     try:
         for row in rows:
             if not any(cell.strip() for cell in row):
@@ -297,7 +297,7 @@ def _chunks(path: str, options: dict, plan: _Plan) -> Iterator[tuple[list[tuple]
                 blank += 1
                 continue
             rows += 1
-            if error:
+            if error or row is None:  # (no row comes without an error)
                 chunk.append((line, None, "", "", "", "", "{}", error, ""))
             else:
                 staged = _validate(line, row, width, email_at, plain, attributes, delimiter)
@@ -604,10 +604,6 @@ def _drop_stage() -> None:
 
 def import_run(*, job: ImportJob) -> ImportJob:
     """Run one import to completion (or to FAILED with the error), idempotently."""
-    if connection.vendor != "postgresql":
-        _fail(job, "CSV import needs PostgreSQL (set DATABASE_URL); nothing was imported.")
-        job.refresh_from_db()
-        return job
     # A redelivered task (worker lost, visibility timeout) must never run beside the first one:
     # a session advisory lock per job, released below or when the connection dies.
     with connection.cursor() as cursor:
@@ -626,7 +622,7 @@ def import_job_stalled(*, job: ImportJob) -> bool:
     """Running, yet nobody holds its lock: the worker running it died, and with it the open
     transaction, so nothing of it was saved. The broker would redeliver the task only after its
     visibility timeout (an hour); ``import_job_resume`` runs it again now."""
-    if job.status != ImportJob.Status.RUNNING or connection.vendor != "postgresql":
+    if job.status != ImportJob.Status.RUNNING:
         return False
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, job.pk])

@@ -30,6 +30,9 @@ class Topic(models.Model):
 
 
 class Subscriber(models.Model):
+    # Set only while subscriber_erase runs its hooks: the address already wiped from the row.
+    erasing_address: str
+
     class Status(models.TextChoices):
         UNCONFIRMED = "unconfirmed", "Unconfirmed"
         ACTIVE = "active", "Active"

@@ -36,7 +36,6 @@ Fields and their operators:
 import datetime as dt
 from collections.abc import Callable
 
-from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -65,7 +64,7 @@ def register_condition(
 
 STRING_FIELDS = {"email", "first_name", "last_name", "language"}
 DATE_FIELDS = {"created_at", "confirmed_at"}
-OPS_BY_TYPE = {
+OPS_BY_TYPE: dict[str, set[str]] = {
     CustomField.Type.TEXT: {"eq", "neq", "contains", "is_set"},
     CustomField.Type.NUMBER: {"eq", "neq", "gt", "gte", "lt", "lte", "is_set"},
     CustomField.Type.DATE: {"eq", "before", "after", "within_days", "is_set"},
@@ -113,7 +112,7 @@ def _start_of_day(day: dt.date) -> dt.datetime:
     return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
 
 
-def _date_field_q(name: str, op: str, value, condition) -> Q:
+def _date_field_q(name: str, op: str | None, value, condition) -> Q:
     if op == "before":
         return Q(**{f"{name}__lt": _start_of_day(_date(value, condition))})
     if op == "after":
@@ -126,7 +125,7 @@ def _date_field_q(name: str, op: str, value, condition) -> Q:
     raise SegmentRuleError(f"Operator {op!r} does not apply to {name} in {condition!r}")
 
 
-def _string_field_q(name: str, op: str, value, condition) -> Q:
+def _string_field_q(name: str, op: str | None, value, condition) -> Q:
     if op == "is_set":
         q = Q(**{name: ""})
         return ~q if value else q
@@ -157,17 +156,12 @@ def _topic_exists(slugs: list) -> Exists:
 
 
 def _json_eq(key: str, value) -> Q:
-    """attributes[key] == value, and False (never SQL NULL) when the key is missing.
-
-    PostgreSQL: JSON containment. Elsewhere (the SQLite development database has no @>):
-    has_key AND the key's value, which negates the same way.
-    """
-    if connection.vendor == "postgresql":
-        return Q(attributes__contains={key: value})
-    return Q(attributes__has_key=key) & Q(**{f"attributes__{key}": value})
+    """attributes[key] == value, and False (never SQL NULL) when the key is missing: JSON
+    containment."""
+    return Q(attributes__contains={key: value})
 
 
-def _attribute_q(key: str, op: str, value, condition) -> Q:
+def _attribute_q(key: str, op: str | None, value, condition) -> Q:
     field = CustomField.objects.filter(key=key).first()
     if field is None:
         raise SegmentRuleError(f"There is no custom field {key!r}")

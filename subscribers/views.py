@@ -1,5 +1,6 @@
 import csv
 import json
+from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -472,7 +473,7 @@ def import_mapping(request, job_id: int):
                 return redirect("subscribers:import_detail", job.pk)
     from .importing import _open_text  # the preview reads the same way as the import
 
-    preview = []
+    preview: list[list[str]] = []
     try:
         with _open_text(job.file.path, job.options["encoding"]) as f:
             reader = csv.reader(f, delimiter=job.options["delimiter"])
@@ -565,7 +566,7 @@ def _builder_fields() -> list[dict]:
     """What the rule builder offers: each field with the operators that fit its type, and for
     choices the label to show for each stored value (a topic's name, not its slug)."""
     topics = list(Topic.objects.order_by("name").values_list("slug", "name"))
-    fields = [
+    fields: list[dict[str, Any]] = [
         {"field": "status", "label": "Status", "ops": ["eq", "neq"], "kind": "choice",
          "choices": list(Subscriber.Status.values), "labels": dict(Subscriber.Status.choices)},
         {"field": "topic", "label": "Topic", "ops": ["in", "not_in"], "kind": "choice",

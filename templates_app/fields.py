@@ -5,8 +5,9 @@ plain name, such as ``{{ topic }}``) that the sender fills in when replying.
 """
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, Expression, OuterRef, Q
 
 # What a recipient's own data fills: names, address, language code, and the names of the
 # topics they are subscribed to ("Product news, Weekly"); custom attributes are attr.<key>.
@@ -134,7 +135,7 @@ def attribute_text(value, kind: str = "") -> str | None:
     return str(value)
 
 
-def recipient_empty_q(path: str) -> Q | None:
+def recipient_empty_q(path: str) -> Q | Expression | None:
     """Which subscribers get an empty ``path`` (as recipient_context fills it), for counting
     over a whole audience in SQL; None for a path that is no recipient data."""
     from subscribers.models import Subscription
@@ -181,7 +182,7 @@ def subscriber_context(
     return context
 
 
-SAMPLE_CONTEXT = {
+SAMPLE_CONTEXT: dict[str, Any] = {
     "first_name": "Camille",
     "last_name": "Martin",
     "email": "camille.martin@example.com",

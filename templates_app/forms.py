@@ -1,3 +1,5 @@
+from typing import cast
+
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -26,14 +28,17 @@ class TemplateForm(forms.ModelForm):
     def __init__(self, *args, kind: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.kind = kind
-        self.fields["layout"].queryset = Layout.objects.order_by("name")
+        cast(forms.ModelChoiceField, self.fields["layout"]).queryset = Layout.objects.order_by(
+            "name"
+        )
         if kind == Template.Kind.CANNED_REPLY:
             del self.fields["layout"]
         if self.instance.pk:
             self.fields["tags_text"].initial = ", ".join(self.instance.tags or [])
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         try:
             template_validate(
                 subject=data.get("subject") or "",

@@ -15,6 +15,7 @@ import html
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _PATH_RE = re.compile(rf"{_NAME}(?:\.{_NAME})*\Z")
@@ -76,7 +77,7 @@ class Tag:
         return any(name == "default" for name, _ in self.filters)
 
     def value(self, context: Mapping) -> str:
-        value = context
+        value: Any = context
         for key in self.keys:
             if value.__class__ is not dict and not isinstance(value, Mapping):
                 value = None
@@ -97,7 +98,7 @@ def _is_structure(value) -> bool:
 
 def lookup(context: Mapping, path: str):
     """Dotted lookup through dicts only: ``attr.company`` is context["attr"]["company"]."""
-    value = context
+    value: Any = context
     for part in path.split("."):
         if not isinstance(value, Mapping):
             return None

@@ -92,7 +92,7 @@ class Image(models.Model):
         # Served by a public view: MEDIA_URL is only served in DEBUG.
         from django.urls import reverse
 
-        return reverse("templates_app:image_file", args=[self.file.name.rsplit("/", 1)[-1]])
+        return reverse("templates_app:image_file", args=[(self.file.name or "").rsplit("/", 1)[-1]])
 
     @property
     def absolute_url(self) -> str:

@@ -56,7 +56,7 @@ def _snapshot(template: Template, *, user, layout_html: str | None = None) -> Te
         text_body=template.text_body,
         layout_html=layout_html
         if layout_html is not None
-        else (template.layout.html if template.layout_id else ""),
+        else (template.layout.html if template.layout is not None else ""),
         created_by=user if user is not None and user.is_authenticated else None,
     )
 
@@ -209,7 +209,7 @@ def _open_checked(data: bytes) -> PILImage.Image:
     return image
 
 
-def _reencode(image: PILImage.Image, source_format: str) -> tuple[bytes, str, str]:
+def _reencode(image: PILImage.Image, source_format: str | None) -> tuple[bytes, str, str]:
     """Re-encode without metadata (EXIF with GPS, camera serials ... never leave the server)."""
     if source_format == "GIF" and getattr(image, "n_frames", 1) > 1:
         return _reencode_animation(image)
@@ -237,7 +237,7 @@ MAX_ANIMATION_PIXELS = 200_000_000  # all frames together: a long animation is a
 
 def _reencode_animation(image: PILImage.Image) -> tuple[bytes, str, str]:
     """Animated GIFs stay animated (a first frame alone would change the message)."""
-    if image.n_frames * image.width * image.height > MAX_ANIMATION_PIXELS:
+    if getattr(image, "n_frames", 1) * image.width * image.height > MAX_ANIMATION_PIXELS:
         raise ImageRejected("The animation has too many frames to process safely.")
     size = image.size
     if image.width > EMAIL_MAX_WIDTH:

@@ -113,7 +113,7 @@ def running_campaigns_of_domain(domain: str) -> list[Campaign]:
 
 
 def _pause(campaigns: list[Campaign], reason: str) -> list[int]:
-    from campaigns.services import campaign_transition
+    from campaigns.transitions import campaign_transition
 
     paused = []
     for campaign in campaigns:

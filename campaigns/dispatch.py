@@ -17,6 +17,8 @@ from analytics.guardrail import ReputationHold, campaign_hold_check
 from .models import Campaign, SendLease
 from .pipeline import campaign_maybe_finish, reconcile
 from .scheduling import next_weekly_occurrence
+from .send_tasks import campaign_kick_on_commit
+from .services import campaign_occurrence_create, campaign_start, deliveries_settle_unknown
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,6 @@ def _hold(campaign: Campaign, exc: ReputationHold) -> None:
 
 
 def dispatch_due(*, now=None) -> dict:
-    from .services import campaign_occurrence_create, campaign_start, deliveries_settle_unknown
-    from .tasks import campaign_kick
-
     now = now or timezone.now()
     started, occurrences, errors, held = [], [], [], []
     for _ in range(100):
@@ -95,7 +94,7 @@ def dispatch_due(*, now=None) -> dict:
     for campaign_id in running:
         reconcile(campaign_id=campaign_id)
         if not campaign_maybe_finish(campaign_id=campaign_id):
-            transaction.on_commit(lambda cid=campaign_id: campaign_kick.delay(cid))
+            campaign_kick_on_commit(campaign_id)
     return {
         "started": started,
         "occurrences": occurrences,

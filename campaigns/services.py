@@ -12,6 +12,7 @@ from templates_app.rendering import compile_version
 from .models import Campaign, CampaignTransitionError, Delivery
 from .scheduling import local_to_utc, next_weekly_occurrence
 from .selectors import EmailDomain, EmailHash, audience_queryset
+from .send_tasks import campaign_kick_on_commit
 from .transitions import TRANSITIONS, campaign_transition
 
 __all__ = ["TRANSITIONS", "campaign_transition"]
@@ -181,8 +182,6 @@ def campaign_pin_content(*, campaign: Campaign) -> None:
 def campaign_start(*, campaign: Campaign, now=None) -> Campaign:
     """Scheduled (or draft, for "send now") -> running: pin content, snapshot the audience,
     then let the senders loose once the transaction has committed."""
-    from .tasks import campaign_kick
-
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.status not in (S.DRAFT, S.SCHEDULED):
@@ -202,7 +201,7 @@ def campaign_start(*, campaign: Campaign, now=None) -> Campaign:
         )
         campaign.total, campaign.started_at, campaign.next_run_at = total, now, None
         campaign_transition(campaign=campaign, to=S.RUNNING)
-        transaction.on_commit(lambda: campaign_kick.delay(campaign.pk))
+        campaign_kick_on_commit(campaign.pk)
     return campaign
 
 
@@ -211,11 +210,9 @@ def campaign_pause(*, campaign: Campaign, reason: str = "Paused by a user.") -> 
 
 
 def campaign_resume(*, campaign: Campaign) -> Campaign:
-    from .tasks import campaign_kick
-
     Campaign.objects.filter(pk=campaign.pk).update(consecutive_failures=0)
     campaign_transition(campaign=campaign, to=S.RUNNING)
-    transaction.on_commit(lambda: campaign_kick.delay(campaign.pk))
+    campaign_kick_on_commit(campaign.pk)
     return campaign
 
 
@@ -286,8 +283,6 @@ def delivery_resolve_unknown(
     """Decide about deliveries whose handoff was interrupted, all of them or the rows in
     ``ids``: resend them (back to pending) or accept them as sent. Nobody decides this
     silently: the decision, who made it and when stay on the row."""
-    from .tasks import campaign_kick
-
     rows = Delivery.objects.filter(campaign=campaign, status=Delivery.Status.UNKNOWN)
     if ids is not None:
         rows = rows.filter(id__in=ids)
@@ -303,7 +298,7 @@ def delivery_resolve_unknown(
             resolved_by=user,
             error=f"Sent again after an interrupted handoff (decided by {who}).",
         )
-        transaction.on_commit(lambda: campaign_kick.delay(campaign.pk))
+        campaign_kick_on_commit(campaign.pk)
     else:
         count = rows.update(
             status=Delivery.Status.SENT,
@@ -322,8 +317,6 @@ def deliveries_settle_unknown(*, now=None) -> int:
     from datetime import timedelta
 
     from django.db.models import DateTimeField, ExpressionWrapper, F
-
-    from .tasks import campaign_kick
 
     now = now or timezone.now()
     due = (
@@ -359,5 +352,5 @@ def deliveries_settle_unknown(*, now=None) -> int:
         error="Sent again by the campaign's policy: nobody decided within the set time.",
     )
     for campaign_id in {cid for _, cid in resend_ids}:
-        transaction.on_commit(lambda cid=campaign_id: campaign_kick.delay(cid))
+        campaign_kick_on_commit(campaign_id)
     return accepted + resent

@@ -29,6 +29,7 @@ from subscribers.services import (
     topic_subscribe,
 )
 
+from .email_tasks import signup_send_confirmation, signup_send_welcome
 from .models import LeadMagnet, Signup, SignupForm
 from .protection import confirmation_window_claim
 from .schema import UTM_KEYS, StepData, consent_notice
@@ -188,8 +189,6 @@ def _confirmation_owe(signup: Signup, *, send_now: bool) -> None:
     to flood someone's inbox). With ``send_now`` it is claimed here (the caller holds the row:
     new, or locked) and enqueued after commit; else it waits for the last step or the grace
     time. The signup row is saved by the caller."""
-    from .tasks import signup_send_confirmation
-
     if Suppression.objects.filter(
         email_hash=email_hash(signup.subscriber.email), reason__in=HARD_SUPPRESSIONS
     ).exists():
@@ -251,8 +250,6 @@ def signup_continue(
 ) -> Signup:
     """A later step (index from 1): add the answers to the same subscriber (or to pending). On
     the last step, send the confirmation email still owed (now that it knows their name)."""
-    from .tasks import signup_send_confirmation
-
     with transaction.atomic():
         signup = Signup.objects.select_for_update().select_related("subscriber").get(pk=signup.pk)
         topic_ids = _topics_for(signup.form, step) if step.topic_ids is not None else None
@@ -272,8 +269,6 @@ def signup_continue(
 
 def _activate(*, signup: Signup, subscriber: Subscriber, ip: str | None, ua: str) -> None:
     """Make the subscriber active with what the signup asked for; enqueue the welcome email."""
-    from .tasks import signup_send_welcome
-
     now = timezone.now()
     pending = signup.pending or {}
     if not signup.applies_directly:

@@ -625,7 +625,7 @@ def import_run(*, job: ImportJob) -> ImportJob:
 def import_job_stalled(*, job: ImportJob) -> bool:
     """Running, yet nobody holds its lock: the worker running it died, and with it the open
     transaction, so nothing of it was saved. The broker would redeliver the task only after its
-    visibility timeout (an hour); ``import_job_resume`` runs it again now."""
+    visibility timeout (an hour); ``tasks.import_job_resume`` runs it again now."""
     if job.status != ImportJob.Status.RUNNING or connection.vendor != "postgresql":
         return False
     with connection.cursor() as cursor:
@@ -634,18 +634,6 @@ def import_job_stalled(*, job: ImportJob) -> bool:
         if free:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, job.pk])
     return free
-
-
-def import_job_resume(*, job: ImportJob) -> bool:
-    """Queue a stalled import again (after the transaction commits); False if it is not
-    stalled. A second copy of the task, should the broker redeliver the first one too, finds
-    the job locked or done and does nothing."""
-    from .tasks import import_subscribers_task
-
-    if not import_job_stalled(job=job):
-        return False
-    transaction.on_commit(lambda: import_subscribers_task.delay(job.pk))
-    return True
 
 
 def _run_locked(job: ImportJob) -> ImportJob:
@@ -723,9 +711,8 @@ def import_job_create(
 
 
 def import_job_start(*, job: ImportJob, mapping: dict[str, str], **options) -> ImportJob:
-    """Fix the mapping and options, then queue the import (after the transaction commits)."""
-    from .tasks import import_subscribers_task
-
+    """Fix the mapping and options and mark the import queued; the caller enqueues it
+    (``tasks.import_job_enqueue``)."""
     targets = [t for t in mapping.values() if t != "ignore"]
     if "email" not in targets:
         raise ImportError_("Map one column to the email address.")
@@ -737,5 +724,4 @@ def import_job_start(*, job: ImportJob, mapping: dict[str, str], **options) -> I
     job.options = {**job.options, **options, "mapping": mapping}
     job.status = ImportJob.Status.QUEUED
     job.save(update_fields=["options", "status"])
-    transaction.on_commit(lambda: import_subscribers_task.delay(job.pk))
     return job

@@ -35,7 +35,6 @@ from .forms import (
 from .importing import (
     ImportError_,
     import_job_create,
-    import_job_resume,
     import_job_stalled,
     import_job_start,
     row_cells,
@@ -43,6 +42,7 @@ from .importing import (
 from .models import CustomField, ImportJob, Segment, Subscriber, Topic
 from .segments import SegmentRuleError, rules_q, segment_queryset
 from .selectors import subscriber_timeline, subscribers_total
+from .tasks import import_job_enqueue, import_job_resume
 
 PAGE_SIZE = 50
 FILTER_KEYS = ["q", "status", "topic", "segment", "attr", "attr_value"]
@@ -466,6 +466,7 @@ def import_mapping(request, job_id: int):
                         consent_note=data["consent_note"],
                         update_existing=data["update_existing"] == "yes",
                     )
+                    import_job_enqueue(job=job)
             except ImportError_ as exc:
                 form.add_error(None, str(exc))
             else:

@@ -12,6 +12,9 @@ import dns.resolver
 import dns.reversename
 from django.conf import settings
 from django.utils import timezone
+from publicsuffixlist import PublicSuffixList
+
+from campaigns.models import SendingConnection
 
 from . import dkim
 from .models import SendingDomain
@@ -271,8 +274,6 @@ def organisational_domain(domain: str) -> str:
 
 @functools.cache
 def _psl():
-    from publicsuffixlist import PublicSuffixList
-
     return PublicSuffixList()
 
 
@@ -473,8 +474,6 @@ def sending_domain_check(*, domain: SendingDomain, r=None) -> list[Check]:
 
 def sending_domains_sync() -> None:
     """A SendingDomain row for every domain the connections send from."""
-    from campaigns.models import SendingConnection
-
     for name in SendingConnection.objects.exclude(sending_domain="").values_list(
         "sending_domain", flat=True
     ):

@@ -3,6 +3,7 @@
 
 from django.db.models import OuterRef, Q, Subquery
 
+from campaigns.models import Campaign
 from core.erasure import scrub
 from subscribers.models import Subscriber, email_hash
 
@@ -124,8 +125,6 @@ def _is_leaving(row: dict) -> bool:
 def events_timeline(subscriber: Subscriber) -> list[dict]:
     """The latest opens, clicks, bounces, complaints and unsubscribes, saying which opens and
     clicks were machines. Two queries: the events, then their campaigns' names."""
-    from campaigns.models import Campaign
-
     rows = list(
         Event.objects.filter(subscriber_id=subscriber.pk, kind__in=TIMELINE_KINDS)
         .annotate(link_url=_link_url())

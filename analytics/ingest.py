@@ -24,9 +24,10 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from campaigns.models import Campaign, Delivery
-from subscribers.models import email_hash
+from subscribers.models import Subscriber, email_hash
 
 from . import classification as rules
+from .feedback import feedback_apply
 from .models import (
     CampaignBreakdown,
     CampaignSeries,
@@ -35,9 +36,11 @@ from .models import (
     DeliveryActivity,
     DomainDaily,
     Event,
+    Link,
     LinkStats,
     SubscriberEngagement,
 )
+from .reputation import reputation_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +217,6 @@ def _resolve(facts: list[Fact]) -> None:
 
 
 def _classify(facts: list[Fact], activity: dict[int, DeliveryActivity]) -> None:
-    from .models import Link
-
     link_counts = dict(
         Link.objects.filter(
             campaign_id__in={f.campaign_id for f in facts if f.kind == K.CLICKED and f.campaign_id}
@@ -386,8 +387,6 @@ def ingest_facts(facts: list[Fact]) -> int:
         if new:
             consequences = _apply(new)
     if consequences:
-        from .reputation import reputation_evaluate
-
         reputation_evaluate(domains=consequences["domains"], campaign_ids=consequences["campaigns"])
     return consequences["stored"] if consequences else 0
 
@@ -594,8 +593,6 @@ def _copy_events(rows: list[tuple]) -> set[str]:
 
 
 def _apply(facts: list[Fact]) -> dict:
-    from .feedback import feedback_apply
-
     activity: dict[int, DeliveryActivity] = facts[0].extra["activity"]
     domains = _sending_domains({f.campaign_id for f in facts if f.campaign_id})
     stats = Counters(
@@ -840,8 +837,6 @@ def _save_engagement(engagement: dict[int, dict]) -> None:
 
 
 def _save_engagement_rows(engagement: dict[int, dict]) -> None:
-    from subscribers.models import Subscriber
-
     existing_subscribers = set(
         Subscriber.objects.filter(id__in=engagement).values_list("id", flat=True)
     )

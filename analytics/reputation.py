@@ -18,6 +18,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignTransitionError
+from campaigns.transitions import campaign_transition
 
 from .guardrail import acknowledgement_covers
 from .models import CampaignStats, DomainDaily, ReputationAlert
@@ -113,8 +114,6 @@ def running_campaigns_of_domain(domain: str) -> list[Campaign]:
 
 
 def _pause(campaigns: list[Campaign], reason: str) -> list[int]:
-    from campaigns.transitions import campaign_transition
-
     paused = []
     for campaign in campaigns:
         try:

@@ -1,9 +1,13 @@
 """Reads of the analytics capability: engagement conditions for segments, timelines."""
 
+import datetime as dt
 from datetime import timedelta
 
 from django.db.models import Q
 from django.utils import timezone
+
+from campaigns.models import Delivery
+from subscribers.segments import SegmentRuleError
 
 from .classification import HUMAN
 from .models import Event, SubscriberEngagement
@@ -61,8 +65,6 @@ def engagement_q(kind: str, days: int | None, campaign_id: int | None = None) ->
 
 def subscriber_timeline(subscriber_id: int, *, limit: int = 100) -> list[dict]:
     """A subscriber's deliveries and events, newest first (for the subscriber page)."""
-    from campaigns.models import Delivery
-
     deliveries = [
         {
             "at": d["sent_at"] or d["created_at"],
@@ -109,8 +111,6 @@ def engagement_condition_q(condition: dict) -> Q:
     """The segment rule compiler of ``{"field": "engagement", "op": <kind>, "value": ...}``
     where value is a number of days, or {"days": N, "campaign": <campaign id>}; days may be
     omitted for "ever" (e.g. op "not_opened" alone: never opened). Human engagement only."""
-    from subscribers.segments import SegmentRuleError
-
     op, value = condition.get("op"), condition.get("value")
     if op not in ENGAGEMENT_KINDS:
         raise SegmentRuleError(
@@ -149,8 +149,6 @@ NUMBER_OPS = {
 
 
 def _rule_error(message: str):
-    from subscribers.segments import SegmentRuleError
-
     return SegmentRuleError(message)
 
 
@@ -193,8 +191,6 @@ def last_engaged_q(condition: dict) -> Q:
     """``{"field": "last_engaged", "op": "within_days" | "before" | "after", "value": ...}``:
     the last human open or click (whichever is later). Someone who never engaged has no such
     date and matches none of these; "not engaged in N days" is the engagement condition."""
-    import datetime as dt
-
     op, value = condition.get("op"), condition.get("value")
     opened, clicked = "last_human_open_at", "last_human_click_at"
     if op == "within_days":

@@ -8,6 +8,9 @@ from django.db.models import Count, Min, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from campaigns.models import Delivery
+from subscribers.models import Subscriber
+
 from . import classification as rules
 from .ingest import Fact, _classify, _lock, ingest_facts
 from .models import (
@@ -26,9 +29,6 @@ K = Event.Kind
 def events_reclassify(*, campaign_id: int) -> int:
     """Re-run the classification rules over a campaign's stored raw facts, then rebuild its
     rollups. Returns how many events changed class."""
-    from campaigns.models import Delivery
-    from subscribers.models import Subscriber
-
     sent_at = dict(Delivery.objects.filter(campaign_id=campaign_id).values_list("id", "sent_at"))
     with transaction.atomic():
         _lock()

@@ -4,9 +4,11 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from django import forms
 from django.conf import settings
+from django.core.validators import validate_email
 from django.forms.fields import BaseTemporalField
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
+from django.utils.module_loading import import_string
 
 from analytics.models import ReputationAlert
 from subscribers.models import Segment, Topic
@@ -223,8 +225,6 @@ class TestSendForm(forms.Form):
     )
 
     def clean_addresses(self):
-        from django.core.validators import validate_email
-
         addresses = [a.strip() for a in self.cleaned_data["addresses"].splitlines() if a.strip()]
         for address in addresses:
             try:
@@ -260,8 +260,6 @@ class ConnectionForm(forms.ModelForm):
         widgets = {"warmup_started_on": forms.DateInput(attrs={"type": "date"})}
 
     def clean_backend(self):
-        from django.utils.module_loading import import_string
-
         path = self.cleaned_data["backend"]
         try:
             import_string(path)

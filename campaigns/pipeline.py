@@ -71,6 +71,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, NamedTuple
 
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.core import mail
 from django.core.mail import get_connection
 from django.db import DatabaseError, transaction
@@ -82,6 +83,7 @@ from django.utils import timezone
 from analytics.bounces import SENDER as SENDER_CAUSED
 from analytics.bounces import bounce_kind
 from analytics.ingest import Fact, ingest_facts
+from subscribers.models import Subscriber
 from templates_app.fields import recipient_context, recipient_contexts
 
 from .messages import MessageFactory
@@ -94,7 +96,7 @@ from .smtp_connect import (
     is_setup_refusal,
     smtp_open,
 )
-from .throttle import domain_allowance, next_minute, rate_acquire, warmup_reserve
+from .throttle import _incr, domain_allowance, next_minute, rate_acquire, warmup_reserve
 from .transitions import campaign_transition
 
 log = logging.getLogger(__name__)
@@ -374,7 +376,6 @@ def _classify(exc: Exception) -> Refusal:
         )
     if isinstance(exc, TransientError | socket.timeout | ConnectionError):
         return Refusal(True, _describe(exc))
-    from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 
     if isinstance(exc, AnymailRecipientsRefused):
         return Refusal(False, f"Refused by the ESP: {exc}")
@@ -834,8 +835,6 @@ def campaign_send_work(*, campaign_id: int, time_budget: float | None = None) ->
         with db.execute_wrapper(counter):
             return _send_work(campaign_id=campaign_id, time_budget=time_budget)
     finally:
-        from .throttle import _incr
-
         _incr(f"nfm:bench:queries:{campaign_id}", count[0], timeout=86400)
 
 
@@ -1003,8 +1002,6 @@ def campaign_maybe_finish(*, campaign_id: int) -> bool:
 def test_send(*, campaign: Campaign, addresses: list[str]) -> list[SandboxMessage]:
     """Send the draft to seed addresses: always captured in the sandbox inbox (and, unless the
     campaign or connection is in test mode, delivered to those addresses only)."""
-    from subscribers.models import Subscriber
-
     factory = MessageFactory(campaign, test_send=True)
     sample = dict(Subscriber.objects.filter(email__in=addresses).values_list("email", "pk"))
     recipients = recipient_contexts(sample.values())

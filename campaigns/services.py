@@ -1,15 +1,21 @@
 """Writes on campaigns: the one transition function, scheduling, starting, duplication."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from analytics.guardrail import campaign_hold_check
 from analytics.models import Link
+from core.roles import Role, role_of
+from subscribers.models import Suppression, email_hash
 from templates_app.rendering import compile_version
 
 from .models import Campaign, CampaignTransitionError, Delivery
+from .preflight import blocking_findings
 from .scheduling import local_to_utc, next_weekly_occurrence
 from .selectors import EmailDomain, EmailHash, audience_queryset
 from .send_tasks import campaign_kick_on_commit
@@ -45,9 +51,6 @@ def campaign_schedule(
     *, campaign: Campaign, user=None, override: bool = False, now=None, check_links: bool = False
 ) -> Campaign:
     """Draft -> scheduled. Blocking pre-flight findings refuse it unless an admin overrides."""
-    from core.roles import Role, role_of
-
-    from .preflight import blocking_findings
 
     now = now or timezone.now()
     blocking = blocking_findings(campaign, check_links=check_links)
@@ -99,8 +102,6 @@ def _snapshot(campaign: Campaign) -> int:
 def _snapshot_portable(campaign: Campaign) -> int:
     """The zero-service development setup (SQLite): same rows, built in chunks in Python.
     Sending itself needs PostgreSQL (SKIP LOCKED claims)."""
-    from subscribers.models import Suppression, email_hash
-
     suppressed = set(Suppression.objects.values_list("email_hash", flat=True))
     created = 0
     rows = audience_queryset(campaign).order_by("pk").values_list("pk", "email")
@@ -157,8 +158,6 @@ def _hold_until_local_hour(campaign: Campaign) -> None:
 
 
 def _lower(field):
-    from django.db.models.functions import Lower
-
     return Lower(field)
 
 
@@ -272,8 +271,6 @@ def campaign_occurrence_create(*, parent: Campaign, now=None) -> Campaign:
 
 
 def _tz(campaign):
-    from zoneinfo import ZoneInfo
-
     return ZoneInfo(campaign.schedule_timezone)
 
 
@@ -314,9 +311,6 @@ def delivery_resolve_unknown(
 def deliveries_settle_unknown(*, now=None) -> int:
     """The campaigns' optional policy: unknown rows left undecided for their campaign's
     ``unknown_settle_hours`` are counted as sent (or sent again), and the row says so."""
-    from datetime import timedelta
-
-    from django.db.models import DateTimeField, ExpressionWrapper, F
 
     now = now or timezone.now()
     due = (

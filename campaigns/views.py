@@ -17,6 +17,7 @@ from subscribers.models import Segment
 from . import services
 from .forms import AlertAcknowledgeForm, CampaignForm, ConnectionForm, ScheduleForm, TestSendForm
 from .models import Campaign, CampaignTransitionError, Delivery, SandboxMessage, SendingConnection
+from .pipeline import test_send
 from .preflight import BLOCKING, run_preflight
 from .scheduling import describe_instant, schedule_summary
 from .selectors import (
@@ -27,6 +28,7 @@ from .selectors import (
     delivery_page,
     progress_of,
 )
+from .tasks import campaigns_dispatch
 from .throttle import warmup_days_needed
 
 
@@ -231,8 +233,6 @@ def campaign_schedule(request, pk):
             campaign=campaign, user=request.user, override=override, check_links=True
         )
         if campaign.schedule_kind == Campaign.ScheduleKind.NOW:
-            from .tasks import campaigns_dispatch
-
             transaction.on_commit(campaigns_dispatch.delay)
 
     return _act(request, campaign, schedule, success)
@@ -289,8 +289,6 @@ def campaign_acknowledge(request, pk):
             done + "; resumed.",
         )
     if campaign.status == Campaign.Status.SCHEDULED:
-        from .tasks import campaigns_dispatch
-
         transaction.on_commit(campaigns_dispatch.delay)
         messages.success(request, done + ": it starts when due.")
     else:
@@ -344,8 +342,6 @@ def campaign_resolve_unknown(request, pk):
 @require_POST
 @editor_required
 def campaign_test_send(request, pk):
-    from .pipeline import test_send
-
     campaign = _campaign(request, pk)
     form = TestSendForm(request.POST)
     if not form.is_valid():

@@ -5,13 +5,20 @@ from django.contrib.auth import get_user_model
 from django.contrib.staticfiles import finders
 from django.db import connection
 from django.db.models import Count, Q
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponseServerError, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template import loader
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from analytics import reports
+from analytics.models import ReputationAlert
+from campaigns.models import Campaign
+from campaigns.selectors import delivery_counts, progress_of
 from nofailmail.celery import app as celery_app
+from subscribers.models import Subscriber, Topic
+from templates_app.models import Template
 
 from .forms import UserCreateForm, UserRoleForm
 from .roles import Role, admin_required, role_of, user_set_role, viewer_required
@@ -21,13 +28,6 @@ logger = logging.getLogger(__name__)
 
 @viewer_required
 def home(request):
-    from analytics import reports
-    from analytics.models import ReputationAlert
-    from campaigns.models import Campaign
-    from campaigns.selectors import delivery_counts, progress_of
-    from subscribers.models import Subscriber, Topic
-    from templates_app.models import Template
-
     # One scan of the subscriber table for both figures.
     counts = Subscriber.objects.aggregate(
         subscribers=Count("id"), active=Count("id", filter=Q(status=Subscriber.Status.ACTIVE))
@@ -146,9 +146,6 @@ def page_not_found(request, exception=None):
 
 def server_error(request):
     # No context processors that touch the database: the error may be the database itself.
-    from django.http import HttpResponseServerError
-    from django.template import loader
-
     return HttpResponseServerError(loader.get_template("errors/500.html").render())
 
 

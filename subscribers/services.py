@@ -23,7 +23,7 @@ from .models import (
     Topic,
     email_hash,
 )
-from .selectors import subscribers_with_email
+from .selectors import subscriber_timeline, subscribers_with_email
 
 
 def attribute_coerce(*, field: CustomField, raw: Any) -> Any:
@@ -282,7 +282,6 @@ def consent_record(
 
 def subscriber_export(*, subscriber: Subscriber) -> dict:
     """Everything held about one person, JSON-serialisable (GDPR access request)."""
-    from .selectors import subscriber_timeline
 
     def iso(value):
         return value.isoformat() if value else None

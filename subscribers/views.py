@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 from django.views.decorators.http import require_POST
 
 from core.csv_download import csv_response
@@ -34,13 +35,14 @@ from .forms import (
 )
 from .importing import (
     ImportError_,
+    _open_text,
     import_job_create,
     import_job_stalled,
     import_job_start,
     row_cells,
 )
 from .models import CustomField, ImportJob, Segment, Subscriber, Topic
-from .segments import SegmentRuleError, rules_q, segment_queryset
+from .segments import BUILDER_FIELDS, OPS_BY_TYPE, SegmentRuleError, rules_q, segment_queryset
 from .selectors import subscriber_timeline, subscribers_total
 from .tasks import import_job_enqueue, import_job_resume
 
@@ -471,7 +473,6 @@ def import_mapping(request, job_id: int):
                 form.add_error(None, str(exc))
             else:
                 return redirect("subscribers:import_detail", job.pk)
-    from .importing import _open_text  # the preview reads the same way as the import
 
     preview = []
     try:
@@ -586,7 +587,6 @@ def _builder_fields() -> list[dict]:
         {"field": "confirmed_at", "label": "Confirmed",
          "ops": ["within_days", "before", "after", "is_set"], "kind": "date"},
     ]  # fmt: skip
-    from .segments import BUILDER_FIELDS, OPS_BY_TYPE
 
     # Fields other apps registered (analytics: human engagement, opens, clicks, score).
     fields += BUILDER_FIELDS.values()
@@ -654,8 +654,6 @@ def segment_count(request):
 
 
 def _escape(text: str) -> str:
-    from django.utils.html import escape
-
     return escape(text)
 
 

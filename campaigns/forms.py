@@ -14,7 +14,7 @@ from analytics.models import ReputationAlert
 from subscribers.models import Segment, Topic
 from templates_app.models import Template
 
-from .models import Campaign, SendingConnection
+from .models import SENDER_AND_TRACKING_FIELDS, Campaign, SendingConnection
 from .scheduling import SkippedLocalTime, resolve_local_time
 from .smtp_connect import normalise_fingerprint
 
@@ -45,15 +45,7 @@ class CampaignForm(forms.ModelForm):
             "template",
             "subject",
             "preheader",
-            "from_name",
-            "from_email",
-            "reply_to",
-            "connection",
-            "track_links",
-            "track_opens",
-            "tags",
-            "test_mode",
-            "seed_addresses",
+            *SENDER_AND_TRACKING_FIELDS,
             "max_consecutive_failures",
             "unknown_settle_hours",
             "unknown_settle_action",

@@ -96,6 +96,7 @@ from .smtp_connect import (
     is_setup_refusal,
     smtp_open,
 )
+from .smtp_connect import smtp_error_text as _describe
 from .throttle import _incr, domain_allowance, next_minute, rate_acquire, warmup_reserve
 from .transitions import campaign_transition
 
@@ -341,15 +342,6 @@ class Transport:
             with contextlib.suppress(OSError):
                 self.smtp.close()
             self.smtp = None
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, smtplib.SMTPResponseException):
-        text = exc.smtp_error
-        if isinstance(text, bytes):
-            text = text.decode(errors="replace")
-        return f"SMTP {exc.smtp_code} {text}"
-    return f"{exc.__class__.__name__}: {exc}"
 
 
 @dataclass

@@ -14,7 +14,7 @@ from core.roles import Role, role_of
 from subscribers.models import Suppression, email_hash
 from templates_app.rendering import compile_version
 
-from .models import Campaign, CampaignTransitionError, Delivery
+from .models import SENDER_AND_TRACKING_FIELDS, Campaign, CampaignTransitionError, Delivery
 from .preflight import blocking_findings
 from .scheduling import local_to_utc, next_weekly_occurrence
 from .selectors import EmailDomain, EmailHash, audience_queryset
@@ -225,15 +225,7 @@ _COPIED = [
     "subject",
     "preheader",
     "segment",
-    "from_name",
-    "from_email",
-    "reply_to",
-    "connection",
-    "track_links",
-    "track_opens",
-    "tags",
-    "test_mode",
-    "seed_addresses",
+    *SENDER_AND_TRACKING_FIELDS,
     "schedule_kind",
     "schedule_timezone",
     "send_date",

@@ -148,6 +148,22 @@ def _open_text(path: str, encoding: str):
     return open(path, encoding=encoding, newline="", errors="replace")
 
 
+def import_preview(*, job: ImportJob, rows: int = 6) -> list[list[str]]:
+    """The file's first non-blank rows (header included), read the way the import reads them:
+    for the mapping page. Empty when the file cannot be read."""
+    preview: list[list[str]] = []
+    try:
+        with _open_text(job.file.path, job.options["encoding"]) as f:
+            for row in csv.reader(f, delimiter=job.options["delimiter"]):
+                if len(preview) >= rows:
+                    break
+                if any(c.strip() for c in row):
+                    preview.append(row)
+    except (OSError, csv.Error):
+        preview = []
+    return preview
+
+
 def sniff(path: str) -> FileShape:
     encoding = detect_encoding(path)
     with _open_text(path, encoding) as f:

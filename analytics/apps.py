@@ -7,8 +7,7 @@ class AnalyticsConfig(AppConfig):
 
     def ready(self):
         from subscribers.segments import register_condition
-        from subscribers.selectors import TIMELINE_SOURCES
-        from subscribers.services import ERASE_HOOKS, EXPORT_SECTIONS
+        from subscribers.services import gdpr_register
 
         from . import gdpr, webhooks  # noqa: F401  (webhooks connects the anymail receiver)
         from .selectors import (
@@ -30,9 +29,8 @@ class AnalyticsConfig(AppConfig):
         for field in ENGAGEMENT_NUMBERS:
             register_condition(field, engagement_number_q, builder=ENGAGEMENT_BUILDER[field])
 
-        EXPORT_SECTIONS["events"] = gdpr.events_export
-        EXPORT_SECTIONS["engagement"] = gdpr.engagement_export
-        if gdpr.events_erase not in ERASE_HOOKS:
-            ERASE_HOOKS.append(gdpr.events_erase)
-        if gdpr.events_timeline not in TIMELINE_SOURCES:
-            TIMELINE_SOURCES.append(gdpr.events_timeline)
+        gdpr_register(
+            export={"events": gdpr.events_export, "engagement": gdpr.engagement_export},
+            erase=gdpr.events_erase,
+            timeline=gdpr.events_timeline,
+        )

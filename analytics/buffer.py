@@ -24,6 +24,8 @@ from typing import cast
 import redis
 from django.conf import settings
 
+from .ingest import ingest_hits
+
 log = logging.getLogger(__name__)
 
 BUFFER_KEY = "nfm:tracking:buffer"
@@ -150,7 +152,6 @@ def send(hit: dict) -> Callable[[], None]:
         if url:
             _pusher.send(url, _to_json(hit))
             return partial(_confirm, url)
-        from .ingest import ingest_hits
 
         ingest_hits([hit])
     except Exception:
@@ -218,7 +219,6 @@ def flush(*, max_batches: int = 100) -> int:
     r = client()
     if r is None:
         return 0
-    from .ingest import ingest_hits
 
     lock = r.lock(LOCK_KEY, timeout=300, blocking_timeout=0)
     if not lock.acquire(blocking=False):

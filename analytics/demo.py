@@ -7,6 +7,8 @@ rollups, suppressions, reputation), with deterministic uids: a second run adds n
 import random
 from datetime import timedelta
 
+from campaigns.models import Campaign, Delivery
+
 from .ingest import Fact, ingest_facts
 from .models import Event, SendingDomain, SunsetPolicy
 
@@ -24,8 +26,6 @@ HUMAN_AGENTS = [
 
 
 def load(*, stdout) -> None:
-    from campaigns.models import Campaign, Delivery
-
     campaign = Campaign.objects.filter(name="October newsletter").first()
     if campaign is None:
         stdout.write("Analytics demo: no finished demo campaign, nothing to add.")

@@ -12,6 +12,9 @@ import dns.resolver
 import dns.reversename
 from django.conf import settings
 from django.utils import timezone
+from publicsuffixlist import PublicSuffixList
+
+from campaigns.models import SendingConnection
 
 from . import dkim
 from .models import SendingDomain
@@ -276,8 +279,6 @@ def registered_domain(domain: str) -> str | None:
 
 @functools.cache
 def _psl():
-    from publicsuffixlist import PublicSuffixList
-
     return PublicSuffixList()
 
 
@@ -492,8 +493,6 @@ def domain_status(domain: SendingDomain) -> str:
 
 def sending_domains_sync() -> None:
     """A SendingDomain row for every domain the connections send from."""
-    from campaigns.models import SendingConnection
-
     for name in SendingConnection.objects.exclude(sending_domain="").values_list(
         "sending_domain", flat=True
     ):

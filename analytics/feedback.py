@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 
 K = Event.Kind
 
+# A hard bounce or a complaint suppresses the address: (reason, note when the ESP gave none,
+# the suppression's event after the ESP's name).
+SUPPRESSING = {
+    K.BOUNCED: (Suppression.Reason.HARD_BOUNCE, "hard bounce", "bounce"),
+    K.COMPLAINED: (Suppression.Reason.COMPLAINT, "spam complaint", "complaint"),
+}
+
 
 def _set_status(*, subscriber_ids: set[int], status: str) -> None:
     """Set the status, but never turn a complaint back into a bounce."""
@@ -43,28 +50,11 @@ def feedback_apply(*, facts: list["Fact"]) -> None:
             continue  # refused for our fault, not the address's: reputation.py deals with it
         if f.kind == K.BOUNCED and f.bounce_type == Event.BounceType.SOFT:
             soft_candidates[f.email_hash or email_hash(address)] = f
-        elif f.kind == K.BOUNCED:
-            suppress.append(
-                (
-                    address,
-                    Suppression.Reason.HARD_BOUNCE,
-                    f.reason or "hard bounce",
-                    f"{f.esp} bounce",
-                )
-            )
+        elif f.kind in SUPPRESSING:
+            reason, default, event = SUPPRESSING[f.kind]
+            suppress.append((address, reason, f.reason or default, f"{f.esp} {event}"))
             if f.subscriber_id:
-                bounced_ids.add(f.subscriber_id)
-        elif f.kind == K.COMPLAINED:
-            suppress.append(
-                (
-                    address,
-                    Suppression.Reason.COMPLAINT,
-                    f.reason or "spam complaint",
-                    f"{f.esp} complaint",
-                )
-            )
-            if f.subscriber_id:
-                complained_ids.add(f.subscriber_id)
+                (bounced_ids if f.kind == K.BOUNCED else complained_ids).add(f.subscriber_id)
         elif f.kind == K.UNSUBSCRIBED:
             subscriber = (
                 Subscriber.objects.filter(pk=f.subscriber_id).first() if f.subscriber_id else None

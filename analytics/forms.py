@@ -1,3 +1,5 @@
+import ipaddress
+
 from django import forms
 
 from .models import CampaignTracking, SendingDomain, SunsetPolicy
@@ -34,8 +36,6 @@ class SendingDomainForm(forms.ModelForm):
         return domain
 
     def clean_sending_ips(self):
-        import ipaddress
-
         ips = [ip.strip() for ip in self.cleaned_data["sending_ips"].split(",") if ip.strip()]
         for ip in ips:
             try:

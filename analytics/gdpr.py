@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import OuterRef, Q, Subquery
 
+from campaigns.models import Campaign
 from core.erasure import scrub
 from subscribers.models import Subscriber, email_hash
 
@@ -127,8 +128,6 @@ def _is_leaving(row: Mapping[str, Any]) -> bool:
 def events_timeline(subscriber: Subscriber) -> list[dict]:
     """The latest opens, clicks, bounces, complaints and unsubscribes, saying which opens and
     clicks were machines. Two queries: the events, then their campaigns' names."""
-    from campaigns.models import Campaign
-
     rows = list(
         Event.objects.filter(subscriber_id=subscriber.pk, kind__in=TIMELINE_KINDS)
         .annotate(link_url=_link_url())

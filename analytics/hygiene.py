@@ -13,7 +13,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from campaigns.models import Delivery
-from subscribers.models import Subscriber, Subscription, Suppression
+from subscribers.models import Subscriber, Subscription, Suppression, email_hash
 
 from .ingest import engagement_score_sql
 from .models import SunsetPolicy
@@ -101,8 +101,6 @@ def sunset_run(*, policy: SunsetPolicy, now=None) -> int:
 
 
 def _hashes(ids: list[int]):
-    from subscribers.models import email_hash
-
     for email in Subscriber.objects.filter(pk__in=ids).values_list("email", flat=True):
         yield email_hash(email), email
 

@@ -13,7 +13,7 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
@@ -27,6 +27,7 @@ from campaigns.models import Campaign, Delivery
 from subscribers.models import email_hash
 
 from . import classification as rules
+from .feedback import feedback_apply
 from .models import (
     CampaignBreakdown,
     CampaignSeries,
@@ -35,9 +36,11 @@ from .models import (
     DeliveryActivity,
     DomainDaily,
     Event,
+    Link,
     LinkStats,
     SubscriberEngagement,
 )
+from .reputation import reputation_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +153,19 @@ def esp_uid(
 # --- resolving facts to deliveries ------------------------------------------------------------
 
 
+# What a fact learns from its delivery, found by id or by the ESP's message id.
+RESOLVE_FIELDS = (
+    "id",
+    "campaign_id",
+    "subscriber_id",
+    "email_hash",
+    "domain",
+    "sent_at",
+    "message_id",
+    "email",
+)
+
+
 def _resolve(facts: list[Fact]) -> None:
     ids = {f.delivery_id for f in facts if f.delivery_id}
     message_ids = {f.message_id.strip("<>") for f in facts if not f.delivery_id and f.message_id}
@@ -157,30 +173,12 @@ def _resolve(facts: list[Fact]) -> None:
     if ids:
         rows.update(
             (r["id"], r)
-            for r in Delivery.objects.filter(id__in=ids_in(ids)).values(
-                "id",
-                "campaign_id",
-                "subscriber_id",
-                "email_hash",
-                "domain",
-                "sent_at",
-                "message_id",
-                "email",
-            )
+            for r in Delivery.objects.filter(id__in=ids_in(ids)).values(*RESOLVE_FIELDS)
         )
     by_message = defaultdict(list)
     if message_ids:
         candidates = message_ids | {f"<{m}>" for m in message_ids}
-        for r in Delivery.objects.filter(message_id__in=candidates).values(
-            "id",
-            "campaign_id",
-            "subscriber_id",
-            "email_hash",
-            "domain",
-            "sent_at",
-            "message_id",
-            "email",
-        ):
+        for r in Delivery.objects.filter(message_id__in=candidates).values(*RESOLVE_FIELDS):
             rows[r["id"]] = r
             by_message[r["message_id"].strip("<>")].append(r)
     for f in facts:
@@ -210,8 +208,6 @@ def _resolve(facts: list[Fact]) -> None:
 
 
 def _classify(facts: list[Fact], activity: dict[int, DeliveryActivity]) -> None:
-    from .models import Link
-
     link_counts = dict(
         Link.objects.filter(
             campaign_id__in={f.campaign_id for f in facts if f.kind == K.CLICKED and f.campaign_id}
@@ -382,8 +378,6 @@ def ingest_facts(facts: list[Fact]) -> int:
         if new:
             consequences = _apply(new)
     if consequences:
-        from .reputation import reputation_evaluate
-
         reputation_evaluate(domains=consequences["domains"], campaign_ids=consequences["campaigns"])
     return consequences["stored"] if consequences else 0
 
@@ -565,148 +559,198 @@ def _copy_events(rows: list[tuple]) -> set[str]:
     return inserted
 
 
-def _apply(facts: list[Fact]) -> dict:
-    from .feedback import feedback_apply
+@dataclass
+class Rollups:
+    """A batch's deltas for every rollup table, and the subscribers' engagement, written
+    together at the end of the batch."""
 
+    stats: Counters = field(
+        default_factory=lambda: Counters(
+            CampaignStats,
+            ["campaign_id"],
+            [
+                f.name
+                for f in CampaignStats._meta.fields
+                if f.name not in ("campaign", "updated_at")
+            ],
+        )
+    )
+    series: Counters = field(
+        default_factory=lambda: Counters(
+            CampaignSeries,
+            ["campaign_id", "bucket"],
+            ["opens", "opens_human", "clicks", "clicks_human"],
+        )
+    )
+    links: Counters = field(
+        default_factory=lambda: Counters(
+            LinkStats, ["link_id"], ["clicks", "clicks_human", "unique_human_clicks"]
+        )
+    )
+    breakdown: Counters = field(
+        default_factory=lambda: Counters(
+            CampaignBreakdown,
+            ["campaign_id", "dimension", "key"],
+            ["delivered", "bounced", "human_opens", "human_clicks"],
+        )
+    )
+    daily: Counters = field(
+        default_factory=lambda: Counters(
+            DomainDaily,
+            ["domain", "day"],
+            [
+                "delivered",
+                "bounced_hard",
+                "bounced_soft",
+                "bounced_sender",
+                "complained",
+                "opens_human",
+                "clicks_human",
+                "unsubscribed",
+            ],
+        )
+    )
+    engagement: dict[int, dict] = field(default_factory=dict)
+
+    def engage(self, subscriber_id: int, *, count: str, last: str, at: datetime) -> None:
+        """Count one engagement of a subscriber (``count`` may be empty) and keep the latest
+        time of its kind."""
+        row = self.engagement.setdefault(subscriber_id, defaultdict(int))
+        if count:
+            row[count] += 1
+        row[last] = max(row.get(last) or at, at)
+
+    def save(self) -> None:
+        self.stats.save(updated_at=timezone.now())
+        for counters in (self.series, self.breakdown, self.daily, self.links):
+            counters.save()
+        _save_engagement(self.engagement)
+
+
+@dataclass
+class RollupKeys:
+    """The keys a fact counts under: its campaign, the campaign's sending domain, the day."""
+
+    campaign_id: int
+    domain: str
+    day: date
+
+
+def _apply(facts: list[Fact]) -> dict:
     activity: dict[int, DeliveryActivity] = facts[0].extra["activity"]
     domains = _sending_domains({f.campaign_id for f in facts if f.campaign_id})
-    stats = Counters(
-        CampaignStats,
-        ["campaign_id"],
-        [f.name for f in CampaignStats._meta.fields if f.name not in ("campaign", "updated_at")],
-    )
-    series = Counters(
-        CampaignSeries,
-        ["campaign_id", "bucket"],
-        ["opens", "opens_human", "clicks", "clicks_human"],
-    )
-    links = Counters(LinkStats, ["link_id"], ["clicks", "clicks_human", "unique_human_clicks"])
-    breakdown = Counters(
-        CampaignBreakdown,
-        ["campaign_id", "dimension", "key"],
-        ["delivered", "bounced", "human_opens", "human_clicks"],
-    )
-    daily = Counters(
-        DomainDaily,
-        ["domain", "day"],
-        [
-            "delivered",
-            "bounced_hard",
-            "bounced_soft",
-            "bounced_sender",
-            "complained",
-            "opens_human",
-            "clicks_human",
-            "unsubscribed",
-        ],
-    )
-    engagement: dict[int, dict] = {}
+    rollups = Rollups()
     touched_activity: set[int] = set()
     reputation_domains: set[str] = set()
     reputation_campaigns: set[int] = set()
 
-    for f in sorted(facts, key=lambda f: f.occurred_at):
-        cid = f.campaign_id
+    for fact in sorted(facts, key=lambda f: f.occurred_at):
+        cid = fact.campaign_id
         if cid is None:
             continue  # unknown message id: the Event is the record
-        if f.kind == K.RESUBSCRIBED:
+        if fact.kind == K.RESUBSCRIBED:
             continue  # coming back is for the timeline: an unsubscribe is never un-counted
-        domain = domains.get(cid, "")
-        day = f.occurred_at.date()
-        human = f.classification == rules.HUMAN
-        a = None
-        if f.delivery_id and not f.anonymous:
-            a = activity.get(f.delivery_id)
-            if a is None:
-                a = activity[f.delivery_id] = DeliveryActivity(
-                    delivery_id=f.delivery_id, campaign_id=cid, subscriber_id=f.subscriber_id
+        keys = RollupKeys(cid, domains.get(cid, ""), fact.occurred_at.date())
+        row = None
+        if fact.delivery_id and not fact.anonymous:
+            row = activity.get(fact.delivery_id)
+            if row is None:
+                row = activity[fact.delivery_id] = DeliveryActivity(
+                    delivery_id=fact.delivery_id, campaign_id=cid, subscriber_id=fact.subscriber_id
                 )
-            touched_activity.add(f.delivery_id)
-        if f.kind == K.OPENED:
-            bucket = f.occurred_at.replace(minute=0, second=0, microsecond=0)
-            series.add((cid, bucket), opens=1, opens_human=int(human))
-            stats.add((cid,), opens=1, **{f"opens_{f.classification}": 1})
-            if human:
-                daily.add((domain, day), opens_human=1)
-            if a is not None:
-                a.opens += 1
-                if a.first_open_at is None:
-                    a.first_open_at = f.occurred_at
-                    stats.add((cid,), unique_opens=1)
-                if human:
-                    a.human_opens += 1
-                    if a.first_human_open_at is None:
-                        a.first_human_open_at = f.occurred_at
-                        stats.add((cid,), unique_human_opens=1)
-                        breakdown.add(
-                            (cid, "client", rules.mail_client(f.user_agent)), human_opens=1
-                        )
-                        breakdown.add((cid, "device", rules.device(f.user_agent)), human_opens=1)
-                        breakdown.add((cid, "domain", f.recipient_domain), human_opens=1)
-            if human and f.subscriber_id and not f.anonymous:
-                e = engagement.setdefault(f.subscriber_id, defaultdict(int))
-                e["opens"] += 1
-                e["last_open"] = max(e.get("last_open") or f.occurred_at, f.occurred_at)
-        elif f.kind == K.CLICKED:
-            bucket = f.occurred_at.replace(minute=0, second=0, microsecond=0)
-            series.add((cid, bucket), clicks=1, clicks_human=int(human))
-            stats.add(
-                (cid,),
-                clicks=1,
-                clicks_human=int(human),
-                clicks_scanner=int(f.classification == rules.SCANNER),
-            )
-            if f.link_id:
-                links.assign((f.link_id,), campaign_id=cid)
-                first_on_link = human and a is not None and f.link_id not in a.human_link_ids
-                if first_on_link:
-                    a.human_link_ids.append(f.link_id)
-                links.add(
-                    (f.link_id,),
-                    clicks=1,
-                    clicks_human=int(human),
-                    unique_human_clicks=int(first_on_link),
-                )
-            if human:
-                daily.add((domain, day), clicks_human=1)
-            if a is not None:
-                a.clicks += 1
-                a.last_click_at = f.occurred_at
-                a.last_link_id = f.link_id
-                if a.first_click_at is None:
-                    a.first_click_at = f.occurred_at
-                    stats.add((cid,), unique_clicks=1)
-                if human:
-                    a.human_clicks += 1
-                    if a.first_human_click_at is None:
-                        a.first_human_click_at = f.occurred_at
-                        stats.add((cid,), unique_human_clicks=1)
-                        breakdown.add((cid, "domain", f.recipient_domain), human_clicks=1)
-            if human and f.subscriber_id and not f.anonymous:
-                e = engagement.setdefault(f.subscriber_id, defaultdict(int))
-                e["clicks"] += 1
-                e["last_click"] = max(e.get("last_click") or f.occurred_at, f.occurred_at)
-        elif a is not None:
-            _apply_delivery_event(f, a, stats, daily, breakdown, domain, day)
-            reputation_domains.add(domain)
+            touched_activity.add(fact.delivery_id)
+        if fact.kind == K.OPENED:
+            _apply_open(fact, row, rollups, keys)
+        elif fact.kind == K.CLICKED:
+            _apply_click(fact, row, rollups, keys)
+        elif row is not None:
+            _apply_delivery_event(fact, row, rollups, keys)
+            reputation_domains.add(keys.domain)
             reputation_campaigns.add(cid)
-            if f.kind == K.DELIVERED and f.subscriber_id:
-                e = engagement.setdefault(f.subscriber_id, defaultdict(int))
-                e["last_sent"] = max(e.get("last_sent") or f.occurred_at, f.occurred_at)
+            if fact.kind == K.DELIVERED and fact.subscriber_id:
+                rollups.engage(fact.subscriber_id, count="", last="last_sent", at=fact.occurred_at)
 
     if touched_activity:
         fields = [f.name for f in DeliveryActivity._meta.fields if f.name not in ("delivery",)]
         _upsert(DeliveryActivity, [activity[d] for d in touched_activity], "delivery", fields)
-    stats.save(updated_at=timezone.now())
-    for counters in (series, breakdown, daily, links):
-        counters.save()
-    _save_engagement(engagement)
+    rollups.save()
     feedback_apply(facts=[f for f in facts if f.kind not in ENGAGEMENT and not f.already_applied])
     return {
         "domains": reputation_domains,
         "campaigns": reputation_campaigns,
         "stored": len(facts),
     }
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _apply_open(
+    fact: Fact, row: DeliveryActivity | None, rollups: Rollups, keys: RollupKeys
+) -> None:
+    cid, human = keys.campaign_id, fact.classification == rules.HUMAN
+    rollups.series.add((cid, _hour(fact.occurred_at)), opens=1, opens_human=int(human))
+    rollups.stats.add((cid,), opens=1, **{f"opens_{fact.classification}": 1})
+    if human:
+        rollups.daily.add((keys.domain, keys.day), opens_human=1)
+    if row is not None:
+        row.opens += 1
+        if row.first_open_at is None:
+            row.first_open_at = fact.occurred_at
+            rollups.stats.add((cid,), unique_opens=1)
+        if human:
+            row.human_opens += 1
+            if row.first_human_open_at is None:
+                row.first_human_open_at = fact.occurred_at
+                rollups.stats.add((cid,), unique_human_opens=1)
+                breakdown = rollups.breakdown
+                breakdown.add((cid, "client", rules.mail_client(fact.user_agent)), human_opens=1)
+                breakdown.add((cid, "device", rules.device(fact.user_agent)), human_opens=1)
+                breakdown.add((cid, "domain", fact.recipient_domain), human_opens=1)
+    if human and fact.subscriber_id and not fact.anonymous:
+        rollups.engage(fact.subscriber_id, count="opens", last="last_open", at=fact.occurred_at)
+
+
+def _apply_click(
+    fact: Fact, row: DeliveryActivity | None, rollups: Rollups, keys: RollupKeys
+) -> None:
+    cid, human = keys.campaign_id, fact.classification == rules.HUMAN
+    rollups.series.add((cid, _hour(fact.occurred_at)), clicks=1, clicks_human=int(human))
+    rollups.stats.add(
+        (cid,),
+        clicks=1,
+        clicks_human=int(human),
+        clicks_scanner=int(fact.classification == rules.SCANNER),
+    )
+    if fact.link_id:
+        rollups.links.assign((fact.link_id,), campaign_id=cid)
+        first_on_link = human and row is not None and fact.link_id not in row.human_link_ids
+        if first_on_link:
+            row.human_link_ids.append(fact.link_id)
+        rollups.links.add(
+            (fact.link_id,),
+            clicks=1,
+            clicks_human=int(human),
+            unique_human_clicks=int(first_on_link),
+        )
+    if human:
+        rollups.daily.add((keys.domain, keys.day), clicks_human=1)
+    if row is not None:
+        row.clicks += 1
+        row.last_click_at = fact.occurred_at
+        row.last_link_id = fact.link_id
+        if row.first_click_at is None:
+            row.first_click_at = fact.occurred_at
+            rollups.stats.add((cid,), unique_clicks=1)
+        if human:
+            row.human_clicks += 1
+            if row.first_human_click_at is None:
+                row.first_human_click_at = fact.occurred_at
+                rollups.stats.add((cid,), unique_human_clicks=1)
+                rollups.breakdown.add((cid, "domain", fact.recipient_domain), human_clicks=1)
+    if human and fact.subscriber_id and not fact.anonymous:
+        rollups.engage(fact.subscriber_id, count="clicks", last="last_click", at=fact.occurred_at)
 
 
 BOUNCE_COUNTERS = {
@@ -716,51 +760,54 @@ BOUNCE_COUNTERS = {
 }
 
 
-def _apply_delivery_event(f, a, stats, daily, breakdown, domain, day) -> None:
-    cid = f.campaign_id
-    if f.kind == K.DELIVERED:
-        if a.delivered_at is None:
-            a.delivered_at = f.occurred_at
+def _apply_delivery_event(
+    fact: Fact, row: DeliveryActivity, rollups: Rollups, keys: RollupKeys
+) -> None:
+    cid, stats = keys.campaign_id, rollups.stats
+    day_key, domain_key = (keys.domain, keys.day), (cid, "domain", fact.recipient_domain)
+    if fact.kind == K.DELIVERED:
+        if row.delivered_at is None:
+            row.delivered_at = fact.occurred_at
             stats.add((cid,), delivered=1)
-            daily.add((domain, day), delivered=1)
-            breakdown.add((cid, "domain", f.recipient_domain), delivered=1)
-        if not a.esp_status:
-            a.esp_status = "delivered"
-    elif f.kind == K.DEFERRED:
-        a.deferred_count += 1
+            rollups.daily.add(day_key, delivered=1)
+            rollups.breakdown.add(domain_key, delivered=1)
+        if not row.esp_status:
+            row.esp_status = "delivered"
+    elif fact.kind == K.DEFERRED:
+        row.deferred_count += 1
         stats.add((cid,), deferred=1)
-        a.esp_status = a.esp_status or "deferred"
-    elif f.kind == K.BOUNCED:
-        kind = f.bounce_type or Event.BounceType.HARD
+        row.esp_status = row.esp_status or "deferred"
+    elif fact.kind == K.BOUNCED:
+        kind = fact.bounce_type or Event.BounceType.HARD
         counter = BOUNCE_COUNTERS.get(kind, "bounced_hard")
-        if a.bounced_at is None:
-            a.bounced_at = f.occurred_at
-            a.bounce_type = kind
+        if row.bounced_at is None:
+            row.bounced_at = fact.occurred_at
+            row.bounce_type = kind
             stats.add((cid,), **{counter: 1})
-            daily.add((domain, day), **{counter: 1})
-            breakdown.add((cid, "domain", f.recipient_domain), bounced=1)
-        elif kind != Event.BounceType.SOFT and a.bounce_type == Event.BounceType.SOFT:
+            rollups.daily.add(day_key, **{counter: 1})
+            rollups.breakdown.add(domain_key, bounced=1)
+        elif kind != Event.BounceType.SOFT and row.bounce_type == Event.BounceType.SOFT:
             # A soft bounce that turned final (hard, or a block of the sender) counts once,
             # as what it turned into. The day's row counts events: the soft one may be
             # another day's.
-            a.bounce_type = kind
+            row.bounce_type = kind
             stats.add((cid,), bounced_soft=-1, **{counter: 1})
-            daily.add((domain, day), **{counter: 1})
-        a.esp_status = "bounced"
-    elif f.kind == K.REJECTED:
-        if a.esp_status != "rejected":
+            rollups.daily.add(day_key, **{counter: 1})
+        row.esp_status = "bounced"
+    elif fact.kind == K.REJECTED:
+        if row.esp_status != "rejected":
             stats.add((cid,), rejected=1)
-        a.esp_status = "rejected"
-    elif f.kind == K.COMPLAINED:
-        if a.complained_at is None:
-            a.complained_at = f.occurred_at
+        row.esp_status = "rejected"
+    elif fact.kind == K.COMPLAINED:
+        if row.complained_at is None:
+            row.complained_at = fact.occurred_at
             stats.add((cid,), complained=1)
-            daily.add((domain, day), complained=1)
-        a.esp_status = "complained"
-    elif f.kind == K.UNSUBSCRIBED and a.unsubscribed_at is None:
-        a.unsubscribed_at = f.occurred_at
+            rollups.daily.add(day_key, complained=1)
+        row.esp_status = "complained"
+    elif fact.kind == K.UNSUBSCRIBED and row.unsubscribed_at is None:
+        row.unsubscribed_at = fact.occurred_at
         stats.add((cid,), unsubscribed=1)
-        daily.add((domain, day), unsubscribed=1)
+        rollups.daily.add(day_key, unsubscribed=1)
 
 
 def _save_engagement(engagement: dict[int, dict]) -> None:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign
 from campaigns.selectors import delivery_counts
+from subscribers.models import Subscriber, Subscription
 
 from . import reputation
 from .models import (
@@ -144,7 +145,6 @@ def list_growth(days: int = 30) -> dict:
     cached = cache.get(key)
     if cached is not None:
         return cached
-    from subscribers.models import Subscriber, Subscription
 
     joined = dict(
         Subscriber.objects.filter(created_at__gte=start)

@@ -18,6 +18,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignTransitionError
+from campaigns.transitions import campaign_transition
 
 from .guardrail import acknowledgement_covers
 from .models import CampaignStats, DomainDaily, ReputationAlert
@@ -113,8 +114,6 @@ def running_campaigns_of_domain(domain: str) -> list[Campaign]:
 
 
 def _pause(campaigns: list[Campaign], reason: str) -> list[int]:
-    from campaigns.services import campaign_transition
-
     paused = []
     for campaign in campaigns:
         try:
@@ -201,57 +200,56 @@ def reputation_evaluate(*, domains=(), campaign_ids=()) -> list[ReputationAlert]
     """Check the rates of these domains and campaigns; raise alerts, pause when critical."""
     raised = []
     for domain in {d for d in domains if d}:
-        rates = domain_rates(domain)
-        if rates["volume"] < settings.REPUTATION_MIN_VOLUME:
-            continue
-        for metric in METRICS:
-            level = level_of(metric, rates[metric])
-            if level is None:
-                continue
-            message = (
-                f"{LABELS[metric]} of {domain} is {rates[metric]:.2%} over the last "
+        raised += _evaluate(
+            domain_rates(domain),
+            scope=A.Scope.DOMAIN,
+            key=domain,
+            describe=lambda metric, rate, level, domain=domain: (
+                f"{LABELS[metric]} of {domain} is {rate:.2%} over the last "
                 f"{settings.REPUTATION_WINDOW_DAYS} days ({level})"
-            )
-            alert = _raise(
-                scope=A.Scope.DOMAIN,
-                key=domain,
-                metric=metric,
-                level=level,
-                rate=rates[metric],
-                volume=rates["volume"],
-                message=message,
-                to_pause=lambda domain=domain: running_campaigns_of_domain(domain),
-            )
-            if alert:
-                raised.append(alert)
+            ),
+            to_pause=lambda domain=domain: running_campaigns_of_domain(domain),
+        )
     for stats in CampaignStats.objects.filter(campaign_id__in=set(campaign_ids)).select_related(
         "campaign"
     ):
-        rates = campaign_rates(stats)
-        if rates["volume"] < settings.REPUTATION_MIN_VOLUME:
+        campaign = stats.campaign
+        raised += _evaluate(
+            campaign_rates(stats),
+            scope=A.Scope.CAMPAIGN,
+            key=str(campaign.pk),
+            describe=lambda metric, rate, level, campaign=campaign: (
+                f"{LABELS[metric]} of campaign “{campaign.name}” is {rate:.2%} ({level})"
+            ),
+            to_pause=lambda campaign=campaign: (
+                [campaign] if campaign.status == Campaign.Status.RUNNING else []
+            ),
+        )
+    return raised
+
+
+def _evaluate(rates: dict, *, scope: str, key: str, describe, to_pause) -> list[ReputationAlert]:
+    """The alerts one domain's or campaign's rates raise (none under the minimum volume);
+    ``describe(metric, rate, level)`` words the message."""
+    if rates["volume"] < settings.REPUTATION_MIN_VOLUME:
+        return []
+    raised = []
+    for metric in METRICS:
+        level = level_of(metric, rates[metric])
+        if level is None:
             continue
-        for metric in METRICS:
-            level = level_of(metric, rates[metric])
-            if level is None:
-                continue
-            campaign = stats.campaign
-            message = (
-                f"{LABELS[metric]} of campaign “{campaign.name}” is {rates[metric]:.2%} ({level})"
-            )
-            alert = _raise(
-                scope=A.Scope.CAMPAIGN,
-                key=str(campaign.pk),
-                metric=metric,
-                level=level,
-                rate=rates[metric],
-                volume=rates["volume"],
-                message=message,
-                to_pause=lambda campaign=campaign: (
-                    [campaign] if campaign.status == Campaign.Status.RUNNING else []
-                ),
-            )
-            if alert:
-                raised.append(alert)
+        alert = _raise(
+            scope=scope,
+            key=key,
+            metric=metric,
+            level=level,
+            rate=rates[metric],
+            volume=rates["volume"],
+            message=describe(metric, rates[metric], level),
+            to_pause=to_pause,
+        )
+        if alert:
+            raised.append(alert)
     return raised
 
 

@@ -1,10 +1,14 @@
 """Reads of the analytics capability: engagement conditions for segments, timelines."""
 
-from datetime import datetime, timedelta
+import datetime as dt
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+
+from campaigns.models import Delivery
+from subscribers.segments import SegmentRuleError
 
 from .classification import HUMAN
 from .models import Event, SubscriberEngagement
@@ -35,7 +39,9 @@ def engagement_q(kind: str, days: int | None, campaign_id: int | None = None) ->
     base = kind.removeprefix("not_")
     # No window: "ever" (the first email anyone could have opened is after the epoch).
     since = (
-        timezone.now() - timedelta(days=days) if days else timezone.make_aware(datetime(1970, 1, 1))
+        timezone.now() - timedelta(days=days)
+        if days
+        else timezone.make_aware(dt.datetime(1970, 1, 1))
     )
     if campaign_id is None:
         # The per-subscriber rollup: one indexed lookup, not a scan of the events.
@@ -62,8 +68,6 @@ def engagement_q(kind: str, days: int | None, campaign_id: int | None = None) ->
 
 def subscriber_timeline(subscriber_id: int, *, limit: int = 100) -> list[dict]:
     """A subscriber's deliveries and events, newest first (for the subscriber page)."""
-    from campaigns.models import Delivery
-
     deliveries: list[dict[str, Any]] = [
         {
             "at": d["sent_at"] or d["created_at"],
@@ -110,8 +114,6 @@ def engagement_condition_q(condition: dict) -> Q:
     """The segment rule compiler of ``{"field": "engagement", "op": <kind>, "value": ...}``
     where value is a number of days, or {"days": N, "campaign": <campaign id>}; days may be
     omitted for "ever" (e.g. op "not_opened" alone: never opened). Human engagement only."""
-    from subscribers.segments import SegmentRuleError
-
     op, value = condition.get("op"), condition.get("value")
     if op not in ENGAGEMENT_KINDS:
         raise SegmentRuleError(
@@ -150,8 +152,6 @@ NUMBER_OPS = {
 
 
 def _rule_error(message: str):
-    from subscribers.segments import SegmentRuleError
-
     return SegmentRuleError(message)
 
 
@@ -197,8 +197,6 @@ def last_engaged_q(condition: dict) -> Q:
     """``{"field": "last_engaged", "op": "within_days" | "before" | "after", "value": ...}``:
     the last human open or click (whichever is later). Someone who never engaged has no such
     date and matches none of these; "not engaged in N days" is the engagement condition."""
-    import datetime as dt
-
     op: Any = condition.get("op")
     value: Any = condition.get("value")  # JSON: checked below
     opened, clicked = "last_human_open_at", "last_human_click_at"

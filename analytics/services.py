@@ -8,6 +8,9 @@ from django.db.models import Count, Min, Q
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from campaigns.models import Delivery
+from subscribers.models import Subscriber
+
 from . import classification as rules
 from .ingest import Fact, _classify, _lock, ingest_facts
 from .models import (
@@ -26,9 +29,6 @@ K = Event.Kind
 def events_reclassify(*, campaign_id: int) -> int:
     """Re-run the classification rules over a campaign's stored raw facts, then rebuild its
     rollups. Returns how many events changed class."""
-    from campaigns.models import Delivery
-    from subscribers.models import Subscriber
-
     sent_at = dict(Delivery.objects.filter(campaign_id=campaign_id).values_list("id", "sent_at"))
     with transaction.atomic():
         _lock()
@@ -68,6 +68,21 @@ def events_reclassify(*, campaign_id: int) -> int:
     return len(changed)
 
 
+HUMAN = Q(classification=rules.HUMAN)
+OPENED, CLICKED = Q(kind=K.OPENED), Q(kind=K.CLICKED)
+# DeliveryActivity's columns that a rebuild recomputes from the events.
+ACTIVITY_FIELDS = [
+    "opens",
+    "human_opens",
+    "clicks",
+    "human_clicks",
+    "first_open_at",
+    "first_human_open_at",
+    "first_click_at",
+    "first_human_click_at",
+]
+
+
 def campaign_rollups_rebuild(*, campaign_id: int) -> None:
     """Recompute a campaign's open, click and unsubscribe rollups from its events
     (maintenance path: after a rule change, never on a page view).
@@ -75,9 +90,16 @@ def campaign_rollups_rebuild(*, campaign_id: int) -> None:
     An unsubscribe counts once per delivery, from its first unsubscribe event, as ingestion
     counts it: one-click then the page, or a pause then a topic change, is one recipient lost.
     """
-    human = Q(classification=rules.HUMAN)
-    opened, clicked = Q(kind=K.OPENED), Q(kind=K.CLICKED)
     events = Event.objects.filter(campaign_id=campaign_id)
+    activity = _activity_rebuild(events, campaign_id=campaign_id)
+    _stats_rebuild(events, activity, campaign_id=campaign_id)
+    _series_rebuild(events, campaign_id=campaign_id)
+    _link_stats_rebuild(events, campaign_id=campaign_id)
+    _breakdown_rebuild(events, campaign_id=campaign_id)
+
+
+def _activity_rebuild(events, *, campaign_id: int) -> list[DeliveryActivity]:
+    """Each delivery's opens, clicks, links clicked by a human and unsubscribe time."""
     left_at = dict(
         events.filter(kind=K.UNSUBSCRIBED, delivery_id__isnull=False)
         .values("delivery_id")
@@ -89,14 +111,14 @@ def campaign_rollups_rebuild(*, campaign_id: int) -> None:
         for row in events.filter(delivery_id__isnull=False, kind__in=[K.OPENED, K.CLICKED])
         .values("delivery_id")
         .annotate(
-            opens=Count("id", filter=opened),
-            human_opens=Count("id", filter=opened & human),
-            clicks=Count("id", filter=clicked),
-            human_clicks=Count("id", filter=clicked & human),
-            first_open_at=Min("occurred_at", filter=opened),
-            first_human_open_at=Min("occurred_at", filter=opened & human),
-            first_click_at=Min("occurred_at", filter=clicked),
-            first_human_click_at=Min("occurred_at", filter=clicked & human),
+            opens=Count("id", filter=OPENED),
+            human_opens=Count("id", filter=OPENED & HUMAN),
+            clicks=Count("id", filter=CLICKED),
+            human_clicks=Count("id", filter=CLICKED & HUMAN),
+            first_open_at=Min("occurred_at", filter=OPENED),
+            first_human_open_at=Min("occurred_at", filter=OPENED & HUMAN),
+            first_click_at=Min("occurred_at", filter=CLICKED),
+            first_human_click_at=Min("occurred_at", filter=CLICKED & HUMAN),
         )
     }
     human_links = defaultdict(set)
@@ -109,7 +131,7 @@ def campaign_rollups_rebuild(*, campaign_id: int) -> None:
         human_links[delivery_id].add(link_id)
     activity = list(DeliveryActivity.objects.filter(campaign_id=campaign_id))
     # A delivery whose activity row is gone (rollups wiped) gets it back from its events.
-    missing = (set(per_delivery) | set(left_at)) - {a.delivery_id for a in activity}
+    missing = (set(per_delivery) | set(left_at)) - {row.delivery_id for row in activity}
     if missing:
         activity += DeliveryActivity.objects.bulk_create(
             [
@@ -122,44 +144,39 @@ def campaign_rollups_rebuild(*, campaign_id: int) -> None:
                 .order_by("delivery_id")
             ]
         )
-    fields = [
-        "opens",
-        "human_opens",
-        "clicks",
-        "human_clicks",
-        "first_open_at",
-        "first_human_open_at",
-        "first_click_at",
-        "first_human_click_at",
-    ]
-    for a in activity:
-        row = per_delivery.get(a.delivery_id, {})
-        for name in fields:
-            setattr(a, name, row.get(name) or (0 if "_at" not in name else None))
-        a.human_link_ids = sorted(human_links.get(a.delivery_id, ()))
-        a.unsubscribed_at = left_at.get(a.delivery_id)
+    for row in activity:
+        counted = per_delivery.get(row.delivery_id, {})
+        for name in ACTIVITY_FIELDS:
+            setattr(row, name, counted.get(name) or (0 if "_at" not in name else None))
+        row.human_link_ids = sorted(human_links.get(row.delivery_id, ()))
+        row.unsubscribed_at = left_at.get(row.delivery_id)
     DeliveryActivity.objects.bulk_update(
-        activity, [*fields, "human_link_ids", "unsubscribed_at"], batch_size=2000
+        activity, [*ACTIVITY_FIELDS, "human_link_ids", "unsubscribed_at"], batch_size=2000
     )
+    return activity
 
+
+def _stats_rebuild(events, activity: list[DeliveryActivity], *, campaign_id: int) -> None:
     totals = events.aggregate(
-        opens=Count("id", filter=opened),
-        opens_human=Count("id", filter=opened & human),
-        opens_proxy=Count("id", filter=opened & Q(classification=rules.PROXY)),
-        opens_scanner=Count("id", filter=opened & Q(classification=rules.SCANNER)),
-        clicks=Count("id", filter=clicked),
-        clicks_human=Count("id", filter=clicked & human),
-        clicks_scanner=Count("id", filter=clicked & Q(classification=rules.SCANNER)),
+        opens=Count("id", filter=OPENED),
+        opens_human=Count("id", filter=OPENED & HUMAN),
+        opens_proxy=Count("id", filter=OPENED & Q(classification=rules.PROXY)),
+        opens_scanner=Count("id", filter=OPENED & Q(classification=rules.SCANNER)),
+        clicks=Count("id", filter=CLICKED),
+        clicks_human=Count("id", filter=CLICKED & HUMAN),
+        clicks_scanner=Count("id", filter=CLICKED & Q(classification=rules.SCANNER)),
     )
     uniques = {
-        "unique_opens": sum(1 for a in activity if a.first_open_at),
-        "unique_human_opens": sum(1 for a in activity if a.first_human_open_at),
-        "unique_clicks": sum(1 for a in activity if a.first_click_at),
-        "unique_human_clicks": sum(1 for a in activity if a.first_human_click_at),
-        "unsubscribed": sum(1 for a in activity if a.unsubscribed_at),
+        "unique_opens": sum(1 for row in activity if row.first_open_at),
+        "unique_human_opens": sum(1 for row in activity if row.first_human_open_at),
+        "unique_clicks": sum(1 for row in activity if row.first_click_at),
+        "unique_human_clicks": sum(1 for row in activity if row.first_human_click_at),
+        "unsubscribed": sum(1 for row in activity if row.unsubscribed_at),
     }
     CampaignStats.objects.update_or_create(campaign_id=campaign_id, defaults=totals | uniques)
 
+
+def _series_rebuild(events, *, campaign_id: int) -> None:
     CampaignSeries.objects.filter(campaign_id=campaign_id).delete()
     CampaignSeries.objects.bulk_create(
         [
@@ -168,26 +185,32 @@ def campaign_rollups_rebuild(*, campaign_id: int) -> None:
             .annotate(bucket=TruncHour("occurred_at"))
             .values("bucket")
             .annotate(
-                opens=Count("id", filter=opened),
-                opens_human=Count("id", filter=opened & human),
-                clicks=Count("id", filter=clicked),
-                clicks_human=Count("id", filter=clicked & human),
+                opens=Count("id", filter=OPENED),
+                opens_human=Count("id", filter=OPENED & HUMAN),
+                clicks=Count("id", filter=CLICKED),
+                clicks_human=Count("id", filter=CLICKED & HUMAN),
             )
         ]
     )
+
+
+def _link_stats_rebuild(events, *, campaign_id: int) -> None:
     for row in (
         events.filter(kind=K.CLICKED, link_id__isnull=False)
         .values("link_id")
         .annotate(
             clicks=Count("id"),
-            clicks_human=Count("id", filter=human),
-            unique_human_clicks=Count("delivery_id", filter=human, distinct=True),
+            clicks_human=Count("id", filter=HUMAN),
+            unique_human_clicks=Count("delivery_id", filter=HUMAN, distinct=True),
         )
     ):
         LinkStats.objects.update_or_create(
             link_id=row.pop("link_id"), defaults={**row, "campaign_id": campaign_id}
         )
-    # Clients and devices of each delivery's first human open.
+
+
+def _breakdown_rebuild(events, *, campaign_id: int) -> None:
+    """Clients and devices of each delivery's first human open."""
     first_agents = {}
     for delivery_id, agent in (
         events.filter(kind=K.OPENED, classification=rules.HUMAN, delivery_id__isnull=False)

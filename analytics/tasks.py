@@ -1,18 +1,20 @@
 from celery import shared_task
 
+from .bounce_mailbox import bounce_mailbox_poll as poll
+from .buffer import flush
+from .dns_checks import sending_domain_check, sending_domains_check
+from .hygiene import engagement_scores_refresh
+from .models import SendingDomain
+
 
 @shared_task
 def tracking_flush() -> int:
     """Write the buffered opens and clicks (beat runs it every TRACKING_FLUSH_SECONDS)."""
-    from .buffer import flush
-
     return flush()
 
 
 @shared_task
 def dns_check_all() -> int:
-    from .dns_checks import sending_domains_check
-
     return sending_domains_check()
 
 
@@ -26,9 +28,6 @@ def blocklists_check_all() -> int:
 
 @shared_task
 def dns_check(domain_id: int) -> None:
-    from .dns_checks import sending_domain_check
-    from .models import SendingDomain
-
     domain = SendingDomain.objects.filter(pk=domain_id).first()
     if domain is not None:
         sending_domain_check(domain=domain)
@@ -36,16 +35,12 @@ def dns_check(domain_id: int) -> None:
 
 @shared_task
 def engagement_refresh() -> int:
-    from .hygiene import engagement_scores_refresh
-
     return engagement_scores_refresh()
 
 
 @shared_task(ignore_result=True)
 def bounce_mailbox_poll() -> int:
     """Beat: read the bounce mailbox (BOUNCE_IMAP_URL), when one is configured."""
-    from .bounce_mailbox import bounce_mailbox_poll as poll
-
     return poll().read
 
 

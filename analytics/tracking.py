@@ -16,6 +16,8 @@ from functools import lru_cache
 from django.conf import settings
 from django.utils.html import escape
 
+from .models import Link
+
 CLICK_PATH = "/t/c/"  # served by analytics:click
 OPEN_PATH = "/t/o/"  # served by analytics:open
 
@@ -145,8 +147,6 @@ def untracked_html(html: str) -> str:
     a blank inline image and each click URL the link's own destination. For the marketer's
     views of captured messages (the sandbox inbox), where loading the pixel or following a
     link would be recorded as the recipient's open or click (one query for the links)."""
-    from .models import Link
-
     matches = list(_TRACKING_URL_RE.finditer(html))
     link_ids = {
         link_id

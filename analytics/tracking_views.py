@@ -21,6 +21,7 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_safe
 
 from . import buffer
+from .models import CampaignTracking, Link
 from .tracking import BadTrackingToken, read_click_token, read_open_token
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -97,7 +98,6 @@ def _link(link_id: int) -> tuple[str | None, str]:
     now = time.monotonic()
     if cached and cached[0] > now:
         return cached[1], cached[2]
-    from .models import CampaignTracking, Link
 
     link = Link.objects.filter(pk=link_id).values("url", "campaign_id").first()
     if link is None or urlsplit(link["url"]).scheme.lower() not in REDIRECT_SCHEMES:

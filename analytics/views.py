@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_POST
 
-from campaigns.models import Campaign, Delivery
+from campaigns.models import Campaign, Delivery, SendingConnection
 from core.csv_download import csv_response
 from core.roles import (
     Role,
@@ -17,6 +17,8 @@ from core.roles import (
     personal_data_export_required,
     viewer_required,
 )
+from preferences.selectors import campaign_exit_survey
+from subscribers.models import Subscriber
 
 from . import buffer, reports
 from .blocklists import sending_domain_blocklists_check
@@ -33,6 +35,7 @@ from .models import (
     SubscriberEngagement,
 )
 from .reputation import alert_resolve, thresholds
+from .selectors import subscriber_timeline
 
 
 @viewer_required
@@ -65,8 +68,6 @@ def _campaign(pk: int) -> Campaign:
 
 @viewer_required
 def campaign_report(request, pk: int):
-    from preferences.selectors import campaign_exit_survey
-
     campaign = _campaign(pk)
     tracking = CampaignTracking.objects.filter(campaign=campaign).first()
     return render(
@@ -169,8 +170,6 @@ def domain_list(request):
 
 
 def _domains_context(form, editing=None) -> dict:
-    from campaigns.models import SendingConnection
-
     known = set(SendingDomain.objects.values_list("domain", flat=True))
     used = {
         d.strip().lower()
@@ -353,9 +352,6 @@ def hygiene_run(request):
 def subscriber_timeline_view(request, pk: int):
     """A subscriber's deliveries and events: a fragment the subscriber page can include
     (hx-get), or a page of its own."""
-    from subscribers.models import Subscriber
-
-    from .selectors import subscriber_timeline
 
     subscriber = get_object_or_404(Subscriber, pk=pk)
     engagement = SubscriberEngagement.objects.filter(subscriber=subscriber).first()

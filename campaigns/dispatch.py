@@ -8,7 +8,6 @@ can never start one campaign twice — the failure mode of one-off clocked tasks
 
 import logging
 from datetime import timedelta
-from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -18,6 +17,8 @@ from analytics.guardrail import ReputationHold, campaign_hold_check
 from .models import Campaign, SendLease
 from .pipeline import campaign_maybe_finish, reconcile
 from .scheduling import next_weekly_occurrence
+from .send_tasks import campaign_kick_on_commit
+from .services import campaign_occurrence_create, campaign_start, deliveries_settle_unknown
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,6 @@ def _hold(campaign: Campaign, exc: ReputationHold) -> None:
 
 
 def dispatch_due(*, now=None) -> dict:
-    from .services import campaign_occurrence_create, campaign_start, deliveries_settle_unknown
-    from .tasks import campaign_kick
-
     now = now or timezone.now()
     started: list[int] = []
     occurrences: list[int] = []
@@ -99,7 +97,7 @@ def dispatch_due(*, now=None) -> dict:
     for campaign_id in running:
         reconcile(campaign_id=campaign_id)
         if not campaign_maybe_finish(campaign_id=campaign_id):
-            transaction.on_commit(partial(campaign_kick.delay, campaign_id))
+            campaign_kick_on_commit(campaign_id)
     return {
         "started": started,
         "occurrences": occurrences,

@@ -4,15 +4,17 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from django import forms
 from django.conf import settings
+from django.core.validators import validate_email
 from django.forms.fields import BaseTemporalField
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
+from django.utils.module_loading import import_string
 
 from analytics.models import ReputationAlert
 from subscribers.models import Segment, Topic
 from templates_app.models import Template
 
-from .models import Campaign, SendingConnection
+from .models import SENDER_AND_TRACKING_FIELDS, Campaign, SendingConnection
 from .scheduling import SkippedLocalTime, resolve_local_time
 from .smtp_connect import normalise_fingerprint
 
@@ -43,15 +45,7 @@ class CampaignForm(forms.ModelForm):
             "template",
             "subject",
             "preheader",
-            "from_name",
-            "from_email",
-            "reply_to",
-            "connection",
-            "track_links",
-            "track_opens",
-            "tags",
-            "test_mode",
-            "seed_addresses",
+            *SENDER_AND_TRACKING_FIELDS,
             "max_consecutive_failures",
             "unknown_settle_hours",
             "unknown_settle_action",
@@ -225,8 +219,6 @@ class TestSendForm(forms.Form):
     )
 
     def clean_addresses(self):
-        from django.core.validators import validate_email
-
         addresses = [a.strip() for a in self.cleaned_data["addresses"].splitlines() if a.strip()]
         for address in addresses:
             try:
@@ -262,8 +254,6 @@ class ConnectionForm(forms.ModelForm):
         widgets = {"warmup_started_on": forms.DateInput(attrs={"type": "date"})}
 
     def clean_backend(self):
-        from django.utils.module_loading import import_string
-
         path = self.cleaned_data["backend"]
         try:
             import_string(path)

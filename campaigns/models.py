@@ -411,3 +411,17 @@ class SandboxMessage(models.Model):
 
     def __str__(self):
         return f"{self.to}: {self.subject}"
+
+
+# A campaign's sender, tracking and test settings: what its form edits and a copy keeps.
+SENDER_AND_TRACKING_FIELDS = [
+    "from_name",
+    "from_email",
+    "reply_to",
+    "connection",
+    "track_links",
+    "track_opens",
+    "tags",
+    "test_mode",
+    "seed_addresses",
+]

@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.core import mail
 from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
@@ -85,6 +86,7 @@ from django.utils import timezone
 from analytics.bounces import SENDER as SENDER_CAUSED
 from analytics.bounces import bounce_kind
 from analytics.ingest import Fact, ingest_facts
+from subscribers.models import Subscriber
 from templates_app.fields import recipient_context, recipient_contexts
 
 from .messages import BuiltMessage, MessageFactory
@@ -97,7 +99,8 @@ from .smtp_connect import (
     is_setup_refusal,
     smtp_open,
 )
-from .throttle import domain_allowance, next_minute, rate_acquire, warmup_reserve
+from .smtp_connect import smtp_error_text as _describe
+from .throttle import _incr, domain_allowance, next_minute, rate_acquire, warmup_reserve
 from .transitions import campaign_transition
 
 log = logging.getLogger(__name__)
@@ -345,14 +348,6 @@ class Transport:
             self.smtp = None
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, smtplib.SMTPResponseException):
-        error = exc.smtp_error
-        text = error.decode(errors="replace") if isinstance(error, bytes) else error
-        return f"SMTP {exc.smtp_code} {text}"
-    return f"{exc.__class__.__name__}: {exc}"
-
-
 @dataclass
 class Refusal:
     """An explicit answer from the server or the ESP about one message."""
@@ -377,7 +372,6 @@ def _classify(exc: Exception) -> Refusal:
         )
     if isinstance(exc, TransientError | socket.timeout | ConnectionError):
         return Refusal(True, _describe(exc))
-    from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 
     if isinstance(exc, AnymailRecipientsRefused):
         return Refusal(False, f"Refused by the ESP: {exc}")
@@ -885,8 +879,6 @@ def campaign_send_work(*, campaign_id: int, time_budget: float | None = None) ->
         with db.execute_wrapper(counter):
             return _send_work(campaign_id=campaign_id, time_budget=time_budget)
     finally:
-        from .throttle import _incr
-
         _incr(f"nfm:bench:queries:{campaign_id}", count[0], timeout=86400)
 
 
@@ -1056,8 +1048,6 @@ def campaign_maybe_finish(*, campaign_id: int) -> bool:
 def test_send(*, campaign: Campaign, addresses: list[str]) -> list[SandboxMessage]:
     """Send the draft to seed addresses: always captured in the sandbox inbox (and, unless the
     campaign or connection is in test mode, delivered to those addresses only)."""
-    from subscribers.models import Subscriber
-
     factory = MessageFactory(campaign, test_send=True)
     sample = dict(Subscriber.objects.filter(email__in=addresses).values_list("email", "pk"))
     recipients = recipient_contexts(sample.values())

@@ -3,25 +3,31 @@
 scheduling unless an admin overrides them."""
 
 import hashlib
-import importlib.util
+import ipaddress
 import re
 import socket
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
 from django.template.defaultfilters import pluralize
 
+from analytics.guardrail import campaign_alerts
+from analytics.models import SendingDomain
+from subscribers.models import Subscriber
 from templates_app.fields import is_recipient_data, recipient_context, recipient_empty_q
+from templates_app.lint import lint_version
 from templates_app.merge import Tag
 from templates_app.models import TemplateVersion
 from templates_app.rendering import compile_version
 
+from .mailbox_providers import mailbox_provider_of
 from .messages import GMAIL_CLIP_BYTES, MessageFactory
-from .models import Campaign
+from .models import Campaign, SendingConnection
 from .selectors import audience_queryset
 
 BLOCKING = "blocking"
@@ -92,10 +98,8 @@ def _version(campaign: Campaign) -> TemplateVersion | None:
 
 def lint_findings(campaign: Campaign) -> list[Finding]:
     version = _version(campaign)
-    if version is None or importlib.util.find_spec("templates_app.lint") is None:
+    if version is None:
         return []
-    from templates_app.lint import lint_version
-
     # Every campaign message gets the standard footer (unsubscribe, preferences, postal
     # address) when its template has none (see MessageFactory), so for a campaign these two
     # template findings are already taken care of.
@@ -188,8 +192,6 @@ _OPENER = urllib.request.build_opener(_NoRedirect)
 def _is_private(host: str) -> bool:
     """True when the host resolves to a loopback, private, link-local or reserved address:
     the link check must not become a way for an editor to probe the internal network."""
-    import ipaddress
-
     try:
         infos = socket.getaddrinfo(host, None)
     except OSError:
@@ -210,8 +212,6 @@ def _is_private(host: str) -> bool:
 
 def _check_url(url: str, timeout: float) -> tuple[str, int | None, str]:
     """(url, status or None, error kind: '' | 'network: ...' | 'http' | 'private')."""
-    from urllib.parse import urlsplit
-
     if not url.startswith(("http://", "https://")):
         return url, None, "network: not an http(s) link"
     host = urlsplit(url).hostname or ""
@@ -373,8 +373,6 @@ def reputation_findings(campaign: Campaign) -> list[Finding]:
     """Open reputation alerts of the campaign's sending domain (and of the campaign itself).
     Warnings here: the hold itself is enforced by the transition (and explained on the page),
     not by the pre-flight, so an admin's pre-flight override never lifts it."""
-    from analytics.guardrail import campaign_alerts
-
     out = []
     for alert in campaign_alerts(campaign):
         details = [
@@ -407,11 +405,6 @@ def _aligned(a: str, b: str) -> bool:
 def from_domain_findings(campaign: Campaign) -> list[Finding]:
     """The From domain: a mailbox provider's (cannot be authenticated), not one this app
     sends as, or one whose stored DNS checks fail."""
-    from analytics.models import SendingDomain
-
-    from .mailbox_providers import mailbox_provider_of
-    from .models import SendingConnection
-
     domain = campaign.from_email.rpartition("@")[2].strip().lower()
     if not domain:
         return []
@@ -567,8 +560,6 @@ def blocklist_findings(campaign: Campaign, *, html: str, text: str) -> list[Find
 
 
 def sample_message(campaign: Campaign):
-    from subscribers.models import Subscriber
-
     sub = audience_queryset(campaign).order_by("pk").first() or Subscriber(
         pk=0, email="sample@example.com"
     )

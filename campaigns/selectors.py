@@ -134,6 +134,16 @@ def progress_of(campaign: Campaign, counts: dict[str, int], *, with_eta: bool = 
     }
 
 
+def campaigns_with_progress(campaigns: list[Campaign]) -> list[Campaign]:
+    """Set ``progress`` on each started campaign of a list, from the ledger's counters read in
+    one query for them all (no scan, no query per row)."""
+    counts = delivery_counts([c.pk for c in campaigns if c.started_at])
+    for campaign in campaigns:
+        if campaign.pk in counts:
+            campaign.progress = progress_of(campaign, counts[campaign.pk], with_eta=False)
+    return campaigns
+
+
 def campaign_progress(campaign: Campaign) -> dict:
     return progress_of(campaign, delivery_counts([campaign.pk])[campaign.pk])
 

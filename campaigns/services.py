@@ -1,18 +1,23 @@
 """Writes on campaigns: the one transition function, scheduling, starting, duplication."""
 
-from datetime import datetime
-from functools import partial
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from analytics.guardrail import campaign_hold_check
 from analytics.models import Link
+from core.roles import Role, role_of
 from templates_app.rendering import compile_version
 
-from .models import Campaign, CampaignTransitionError, Delivery
+from .models import SENDER_AND_TRACKING_FIELDS, Campaign, CampaignTransitionError, Delivery
+from .preflight import blocking_findings
 from .scheduling import local_to_utc, next_weekly_occurrence
 from .selectors import EmailDomain, EmailHash, audience_queryset
+from .send_tasks import campaign_kick_on_commit
 from .transitions import TRANSITIONS, campaign_transition
 
 __all__ = ["TRANSITIONS", "campaign_transition"]
@@ -45,9 +50,6 @@ def campaign_schedule(
     *, campaign: Campaign, user=None, override: bool = False, now=None, check_links: bool = False
 ) -> Campaign:
     """Draft -> scheduled. Blocking pre-flight findings refuse it unless an admin overrides."""
-    from core.roles import Role, role_of
-
-    from .preflight import blocking_findings
 
     now = now or timezone.now()
     blocking = blocking_findings(campaign, check_links=check_links)
@@ -127,8 +129,6 @@ def _hold_until_local_hour(campaign: Campaign) -> None:
 
 
 def _lower(field):
-    from django.db.models.functions import Lower
-
     return Lower(field)
 
 
@@ -155,8 +155,6 @@ def campaign_pin_content(*, campaign: Campaign) -> None:
 def campaign_start(*, campaign: Campaign, now=None) -> Campaign:
     """Scheduled (or draft, for "send now") -> running: pin content, snapshot the audience,
     then let the senders loose once the transaction has committed."""
-    from .tasks import campaign_kick
-
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if campaign.status not in (S.DRAFT, S.SCHEDULED):
@@ -176,7 +174,7 @@ def campaign_start(*, campaign: Campaign, now=None) -> Campaign:
         )
         campaign.total, campaign.started_at, campaign.next_run_at = total, now, None
         campaign_transition(campaign=campaign, to=S.RUNNING)
-        transaction.on_commit(lambda: campaign_kick.delay(campaign.pk))
+        campaign_kick_on_commit(campaign.pk)
     return campaign
 
 
@@ -185,11 +183,9 @@ def campaign_pause(*, campaign: Campaign, reason: str = "Paused by a user.") -> 
 
 
 def campaign_resume(*, campaign: Campaign) -> Campaign:
-    from .tasks import campaign_kick
-
     Campaign.objects.filter(pk=campaign.pk).update(consecutive_failures=0)
     campaign_transition(campaign=campaign, to=S.RUNNING)
-    transaction.on_commit(lambda: campaign_kick.delay(campaign.pk))
+    campaign_kick_on_commit(campaign.pk)
     return campaign
 
 
@@ -203,15 +199,7 @@ _COPIED = [
     "subject",
     "preheader",
     "segment",
-    "from_name",
-    "from_email",
-    "reply_to",
-    "connection",
-    "track_links",
-    "track_opens",
-    "tags",
-    "test_mode",
-    "seed_addresses",
+    *SENDER_AND_TRACKING_FIELDS,
     "schedule_kind",
     "schedule_timezone",
     "send_date",
@@ -249,8 +237,6 @@ def campaign_occurrence_create(*, parent: Campaign, now=None) -> Campaign:
 
 
 def _tz(campaign):
-    from zoneinfo import ZoneInfo
-
     return ZoneInfo(campaign.schedule_timezone)
 
 
@@ -260,8 +246,6 @@ def delivery_resolve_unknown(
     """Decide about deliveries whose handoff was interrupted, all of them or the rows in
     ``ids``: resend them (back to pending) or accept them as sent. Nobody decides this
     silently: the decision, who made it and when stay on the row."""
-    from .tasks import campaign_kick
-
     rows = Delivery.objects.filter(campaign=campaign, status=Delivery.Status.UNKNOWN)
     if ids is not None:
         rows = rows.filter(id__in=ids)
@@ -277,7 +261,7 @@ def delivery_resolve_unknown(
             resolved_by=user,
             error=f"Sent again after an interrupted handoff (decided by {who}).",
         )
-        transaction.on_commit(lambda: campaign_kick.delay(campaign.pk))
+        campaign_kick_on_commit(campaign.pk)
     else:
         count = rows.update(
             status=Delivery.Status.SENT,
@@ -293,11 +277,6 @@ def delivery_resolve_unknown(
 def deliveries_settle_unknown(*, now=None) -> int:
     """The campaigns' optional policy: unknown rows left undecided for their campaign's
     ``unknown_settle_hours`` are counted as sent (or sent again), and the row says so."""
-    from datetime import timedelta
-
-    from django.db.models import DateTimeField, ExpressionWrapper, F
-
-    from .tasks import campaign_kick
 
     now = now or timezone.now()
     due = (
@@ -333,5 +312,5 @@ def deliveries_settle_unknown(*, now=None) -> int:
         error="Sent again by the campaign's policy: nobody decided within the set time.",
     )
     for campaign_id in {cid for _, cid in resend_ids}:
-        transaction.on_commit(partial(campaign_kick.delay, campaign_id))
+        campaign_kick_on_commit(campaign_id)
     return accepted + resent

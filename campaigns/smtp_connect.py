@@ -149,7 +149,8 @@ def _check_pin(smtp: smtplib.SMTP, s: SmtpSettings) -> None:
         )
 
 
-def _describe(exc: BaseException) -> str:
+def smtp_error_text(exc: BaseException) -> str:
+    """An SMTP error as the ledger and the pages show it: the server's code and words."""
     if isinstance(exc, smtplib.SMTPResponseException):
         text = exc.smtp_error
         if isinstance(text, bytes):
@@ -186,15 +187,15 @@ def smtp_open(s: SmtpSettings) -> LedgerSMTP:
         raise SetupError(f"The server offers no STARTTLS ({exc}).") from exc
     except smtplib.SMTPAuthenticationError as exc:
         _close(smtp)
-        raise SetupError(f"The server refused the login: {_describe(exc)}") from exc
+        raise SetupError(f"The server refused the login: {smtp_error_text(exc)}") from exc
     except smtplib.SMTPResponseException as exc:
         _close(smtp)
         if 400 <= exc.smtp_code < 500:
-            raise ConnectionDown(_describe(exc)) from exc
-        raise SetupError(f"The server refused the session: {_describe(exc)}") from exc
+            raise ConnectionDown(smtp_error_text(exc)) from exc
+        raise SetupError(f"The server refused the session: {smtp_error_text(exc)}") from exc
     except OSError as exc:  # refused, reset, timed out, TLS handshake cut, disconnected
         _close(smtp)
-        raise ConnectionDown(_describe(exc)) from exc
+        raise ConnectionDown(smtp_error_text(exc)) from exc
     return smtp  # type: ignore[return-value]
 
 

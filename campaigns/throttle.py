@@ -11,7 +11,8 @@ never in process memory.
 import time
 from datetime import UTC, date, datetime, timedelta
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
 from .models import SendingConnection
@@ -54,9 +55,6 @@ _gcra_scripts: dict[int, object] = {}
 def _gcra():
     """The GCRA script bound to the shared cache's Redis client (None when the cache is not
     Redis: the zero-service `make run`, where windows of one second in the cache do)."""
-    from django.core.cache import caches
-    from django.core.cache.backends.redis import RedisCache
-
     backend = caches["default"]
     if not isinstance(backend, RedisCache):
         return None

@@ -2,6 +2,8 @@
 
 from django.http import HttpResponseBadRequest, HttpResponseNotAllowed, QueryDict
 
+from .views import method_not_allowed
+
 NUL = "\x00"
 # ESP webhooks verify signatures over the body as sent; anymail reads it itself.
 _RAW_BODY_PREFIXES = ("/anymail/",)
@@ -67,8 +69,6 @@ class FriendlyMethodNotAllowed:
             and not response.content
             and "HX-Request" not in request.headers
         ):
-            from .views import method_not_allowed
-
             allowed = [m.strip() for m in response.get("Allow", "").split(",") if m.strip()]
             return method_not_allowed(request, allowed)
         return response

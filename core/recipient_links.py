@@ -9,7 +9,7 @@ working) but they survive a key rotation through SECRET_KEY_FALLBACKS.
 from django.conf import settings
 from django.urls import reverse
 
-from .tokens import make_token, read_token
+from .tokens import BadToken, make_token, read_token
 
 PREFERENCES = "preferences"
 UNSUBSCRIBE = "unsubscribe"
@@ -24,8 +24,6 @@ def read_recipient_token(purpose: str, token: str) -> tuple[int, int | None]:
     """(subscriber_id, delivery_id or None); raises core.tokens.BadToken."""
     payload = read_token(purpose, token)
     if not isinstance(payload, list) or not payload or not all(isinstance(v, int) for v in payload):
-        from .tokens import BadToken
-
         raise BadToken("unexpected payload")
     return payload[0], (payload[1] if len(payload) > 1 else None)
 

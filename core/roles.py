@@ -10,6 +10,7 @@ from functools import wraps
 from typing import cast
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.db import models
 
@@ -69,8 +70,6 @@ personal_data_export_required = role_required(PERSONAL_DATA_EXPORT_ROLE)
 
 
 def user_set_role(*, user, role: Role) -> None:
-    from django.contrib.auth.models import Group
-
     groups = Group.objects.filter(name__in=[r.value for r in Role])
     user.groups.remove(*groups)
     # get_or_create: the groups come from a data migration, which a flushed database lacks.

@@ -4,9 +4,9 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.staticfiles import finders
 from django.db import connection
-from django.db.models import Count, Q
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpResponseServerError, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template import loader
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -14,61 +14,9 @@ from django.views.decorators.http import require_GET, require_POST
 from nofailmail.celery import app as celery_app
 
 from .forms import UserCreateForm, UserRoleForm
-from .roles import Role, admin_required, role_of, user_set_role, viewer_required
+from .roles import Role, admin_required, role_of, user_set_role
 
 logger = logging.getLogger(__name__)
-
-
-@viewer_required
-def home(request):
-    from analytics import reports
-    from analytics.models import ReputationAlert
-    from campaigns.models import Campaign
-    from campaigns.selectors import delivery_counts, progress_of
-    from subscribers.models import Subscriber, Topic
-    from templates_app.models import Template
-
-    # One scan of the subscriber table for both figures.
-    counts = Subscriber.objects.aggregate(
-        subscribers=Count("id"), active=Count("id", filter=Q(status=Subscriber.Status.ACTIVE))
-    )
-    counts |= {
-        "topics": Topic.objects.count(),
-        "templates": Template.objects.count(),
-        "campaigns": Campaign.objects.count(),
-    }
-    S = Campaign.Status
-    listed = Campaign.objects.select_related("stats").order_by("-id")
-    current = list(listed.filter(status__in=[S.RUNNING, S.PAUSED, S.SCHEDULED])[:10])
-    recent = list(
-        listed.filter(status__in=[S.FINISHED, S.CANCELLED]).order_by("-finished_at", "-id")[:5]
-    )
-    # The ledger's counters for every listed campaign in one query, as on the campaign list.
-    ledger = delivery_counts([c.pk for c in current + recent if c.started_at])
-    for campaign in current + recent:
-        if campaign.pk in ledger:
-            campaign.progress = progress_of(campaign, ledger[campaign.pk], with_eta=False)
-    for campaign in recent:
-        stats = getattr(campaign, "stats", None)
-        if stats is not None and stats.delivered:
-            campaign.open_rate = stats.unique_human_opens / stats.delivered
-            campaign.click_rate = stats.unique_human_clicks / stats.delivered
-    return render(
-        request,
-        "core/home.html",
-        {
-            "counts": counts,
-            "current_campaigns": current,
-            "recent_campaigns": recent,
-            "alerts": ReputationAlert.objects.filter(resolved_at__isnull=True).order_by(
-                "level",
-                "-created_at",  # critical before warning
-            )[:5],
-            "open_alerts": ReputationAlert.objects.filter(resolved_at__isnull=True).count(),
-            "growth": reports.list_growth(),
-            "engagement": reports.engagement_trend(),
-        },
-    )
 
 
 def _database_ok() -> str | None:
@@ -146,9 +94,6 @@ def page_not_found(request, exception=None):
 
 def server_error(request):
     # No context processors that touch the database: the error may be the database itself.
-    from django.http import HttpResponseServerError
-    from django.template import loader
-
     return HttpResponseServerError(loader.get_template("errors/500.html").render())
 
 

@@ -8,8 +8,7 @@ class PreferencesConfig(AppConfig):
     verbose_name = "Preference center"
 
     def ready(self):
-        from subscribers.selectors import TIMELINE_SOURCES
-        from subscribers.services import ERASE_HOOKS, EXPORT_SECTIONS
+        from subscribers.services import gdpr_register
 
         from . import (
             gdpr,
@@ -17,8 +16,8 @@ class PreferencesConfig(AppConfig):
         )
         from .services import exit_survey_forget
 
-        EXPORT_SECTIONS["exit_survey"] = gdpr.exit_survey_export
-        if exit_survey_forget not in ERASE_HOOKS:
-            ERASE_HOOKS.append(exit_survey_forget)
-        if gdpr.exit_survey_timeline not in TIMELINE_SOURCES:
-            TIMELINE_SOURCES.append(gdpr.exit_survey_timeline)
+        gdpr_register(
+            export={"exit_survey": gdpr.exit_survey_export},
+            erase=exit_survey_forget,
+            timeline=gdpr.exit_survey_timeline,
+        )

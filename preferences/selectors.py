@@ -1,7 +1,10 @@
 from django.db import connection
 from django.utils import formats, timezone
 
+from campaigns.models import Delivery
 from subscribers.models import Subscriber
+
+from .models import ExitSurveyReason, ExitSurveyResponse, PreferenceCenterSettings
 
 
 def is_paused(subscriber: Subscriber) -> bool:
@@ -14,8 +17,6 @@ def paused_until_display(subscriber: Subscriber) -> str:
 
 def editable_fields() -> list:
     """Custom fields the marketer lets subscribers edit themselves."""
-    from .models import PreferenceCenterSettings
-
     return list(PreferenceCenterSettings.load().editable_fields.order_by("label", "id"))
 
 
@@ -23,7 +24,6 @@ def campaign_for_delivery(delivery_id: int | None) -> int | None:
     """The campaign whose link the recipient followed (None for links not from a campaign)."""
     if delivery_id is None:
         return None
-    from campaigns.models import Delivery
 
     return Delivery.objects.filter(pk=delivery_id).values_list("campaign_id", flat=True).first()
 
@@ -60,8 +60,6 @@ def exit_reasons_by_campaign(campaign_ids: list[int]) -> list[tuple[int, str, in
 def campaign_exit_survey(campaign_id: int, *, texts: int = 10) -> dict:
     """What the people who left through a campaign's links answered: the number of answers,
     each reason with its count (most given first) and the latest free-text answers."""
-    from .models import ExitSurveyReason, ExitSurveyResponse
-
     labels = dict(ExitSurveyReason.objects.values_list("key", "label_en"))
     counts = [(key, n) for _, key, n in exit_reasons_by_campaign([campaign_id]) if key]
     answers = ExitSurveyResponse.objects.filter(campaign_id=campaign_id)

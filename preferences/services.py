@@ -2,12 +2,15 @@
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from analytics.ingest import ingestion_lock
 from analytics.models import Event
+from analytics.services import leaving_record
 from subscribers import services as subscriber_services
 from subscribers.models import (
     ConsentRecord,
@@ -30,8 +33,6 @@ def _record(
 ) -> None:
     """The change, as an Event through analytics ingestion: the campaign whose link was used
     counts the leave once (report, export, rollups) and the timelines show it."""
-    from analytics.services import leaving_record
-
     leaving_record(
         subscriber_id=subscriber.pk,
         email=subscriber.email,
@@ -46,7 +47,6 @@ def _record(
 def _lock_for_recording() -> None:
     # Ingestion's lock before the subscriber's rows, in the order ingestion itself takes them
     # (its feedback loop updates subscribers under this lock): the two can never deadlock.
-    from analytics.ingest import ingestion_lock
 
     ingestion_lock()
 
@@ -173,8 +173,6 @@ def subscriber_leave(
 
 
 def _send_goodbye(subscriber: Subscriber) -> None:
-    from django.conf import settings
-
     with translation.override(subscriber.language):
         send_mail(
             subject=_("You are unsubscribed"),

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from templates_app.models import Template
 
 from .models import LeadMagnet, SignupForm
-from .schema import THEME_DEFAULTS, steps_clean, theme_clean
+from .schema import THEME_DEFAULTS, default_steps, steps_clean, theme_clean
 
 
 def _template_label(template: Template) -> str:
@@ -113,7 +113,6 @@ class SignupFormForm(forms.ModelForm):
         theme = {**THEME_DEFAULTS, **(instance.theme or {})}
         for key in THEME_DEFAULTS:
             self.fields[key].initial = theme[key]
-        from .schema import default_steps
 
         self.fields["steps_json"].initial = json.dumps(
             instance.steps if instance.pk and instance.steps else default_steps(), indent=1

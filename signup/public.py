@@ -25,19 +25,10 @@ from .emails import CONFIRM_TOKEN, DOWNLOAD_TOKEN, download_url
 from .models import LeadMagnet, Signup, SignupForm
 from .protection import (
     HONEYPOT_FIELD,
-    Refused,
-    address_key,
     client_ip,
-    email_check,
-    form_token_check,
     form_token_make,
-    pow_spend,
-    pow_valid,
-    rate_hit,
-    step_token_make,
-    step_token_read,
 )
-from .schema import UTM_KEYS, consent_notice, form_layout, step_validate, texts, theme_for_display
+from .schema import UTM_KEYS, consent_notice, form_layout, texts, theme_for_display
 
 
 def _form(public_id: str) -> SignupForm:
@@ -64,6 +55,17 @@ def _own_origin(request) -> str:
 
 def _origin_ok(request, form: SignupForm, origin: str) -> bool:
     return origin == _own_origin(request) or form.origin_allowed(origin)
+
+
+def _cross_origin(request, form: SignupForm, *, refusal: str) -> tuple[str, HttpResponse | None]:
+    """The request's Origin, and the answer when there is nothing more to do: a refusal for a
+    site the form does not allow, or the answer to a CORS preflight."""
+    origin = request.headers.get("Origin", "")
+    if origin and not _origin_ok(request, form, origin):
+        return origin, JsonResponse({"ok": False, "error": refusal}, status=403)
+    if request.method == "OPTIONS":
+        return origin, _cors(HttpResponse(status=204), origin)
+    return origin, None
 
 
 def _cors(response, origin: str):
@@ -97,6 +99,16 @@ def _origin_of_page(page: str, query=None) -> services.Origin:
     return services.Origin(page=bare, **values)
 
 
+def _protection(form: SignupForm, *, token: str | None = None) -> dict:
+    """What a visitor's browser needs to pass the form's protections: a form token (a fresh
+    one unless given), the proof-of-work difficulty, the honeypot's name."""
+    return {
+        "token": token or form_token_make(form.pk),
+        "pow_bits": settings.SIGNUP_POW_BITS if form.proof_of_work else 0,
+        "honeypot": HONEYPOT_FIELD,
+    }
+
+
 def _context(request, form: SignupForm, *, step: int = 0, **extra) -> dict:
     layout = form_layout(form)
     words = texts(form.language)
@@ -111,9 +123,7 @@ def _context(request, form: SignupForm, *, step: int = 0, **extra) -> dict:
         "is_last": step == len(layout) - 1,
         "words": words,
         "theme": theme_for_display(form.theme),
-        "token": extra.pop("token", None) or form_token_make(form.pk),
-        "pow_bits": settings.SIGNUP_POW_BITS if form.proof_of_work else 0,
-        "honeypot": HONEYPOT_FIELD,
+        **_protection(form, token=extra.pop("token", None)),
         "submit_url": reverse("signup:submit", args=[form.public_id]),
         "consent_notice": consent_notice(form) if step == 0 else "",
         "errors": {},
@@ -150,11 +160,9 @@ def frame(request, public_id):
 def config(request, public_id):
     """What the embed script renders: steps, fields, labels, theme, and a fresh form token."""
     form = _form(public_id)
-    origin = request.headers.get("Origin", "")
-    if origin and not _origin_ok(request, form, origin):
-        return JsonResponse({"ok": False, "error": "This site may not show this form."}, status=403)
-    if request.method == "OPTIONS":
-        return _cors(HttpResponse(status=204), origin)
+    origin, early = _cross_origin(request, form, refusal="This site may not show this form.")
+    if early is not None:
+        return early
     services.form_view_count(form=form, origin=_origin_of_page(request.GET.get("page", "")))
     words = texts(form.language)
     layout = form_layout(form)
@@ -175,9 +183,7 @@ def config(request, public_id):
             "download": words["download"],
             "network": words["network"],
         },
-        "token": form_token_make(form.pk),
-        "pow_bits": settings.SIGNUP_POW_BITS if form.proof_of_work else 0,
-        "honeypot": HONEYPOT_FIELD,
+        **_protection(form),
         "consent_notice": consent_notice(form),
         "submit_url": request.build_absolute_uri(reverse("signup:submit", args=[public_id])),
     }
@@ -189,11 +195,9 @@ def config(request, public_id):
 @never_cache
 def submit(request, public_id):
     form = _form(public_id)
-    origin = request.headers.get("Origin", "")
-    if origin and not _origin_ok(request, form, origin):
-        return JsonResponse({"ok": False, "error": "This site may not use this form."}, status=403)
-    if request.method == "OPTIONS":
-        return _cors(HttpResponse(status=204), origin)
+    origin, early = _cross_origin(request, form, refusal="This site may not use this form.")
+    if early is not None:
+        return early
     as_json = request.POST.get("format") == "json"
     mode = "frame" if request.POST.get("mode") == "frame" else "page"
     words = texts(form.language)
@@ -206,121 +210,69 @@ def submit(request, public_id):
         return JsonResponse({"ok": False, "error": words["expired"]}, status=400)
     token = request.POST.get("token", "")
     page = request.POST.get("page", "") or request.META.get("HTTP_REFERER", "")
-
-    def answer(status=200, *, errors=None, error="", next_step=None, signup_token="", **done):
-        if as_json:
-            payload = {"ok": status == 200 and not errors and not error}
-            if errors or error:
-                payload.update(errors=errors or {}, error=error)
-            elif next_step is not None:
-                payload.update(step=next_step, signup=signup_token)
-            else:
-                payload.update(done=True, **done)
-            return _cors(JsonResponse(payload, status=status), origin)
-        if errors or error or next_step is not None:
-            context = _context(
-                request,
-                form,
-                step=step if next_step is None else next_step,
-                mode=mode,
-                page=page,
-                token=None if error == words["expired"] else token,
-                errors=errors or {},
-                error=error,
-                values=request.POST if (errors or error) else {},
-                signup_token=signup_token or request.POST.get("signup", ""),
-            )
-            response = render(request, "signup/public/form_page.html", context, status=status)
-        elif done.get("redirect"):
-            return HttpResponseRedirect(done["redirect"])
+    page_origin = _origin_of_page(page, request.POST)
+    result = services.signup_submit(
+        form=form,
+        layout=layout,
+        step=step,
+        data=request.POST,
+        origin=services.Origin(
+            page=page_origin.page,
+            utm_source=page_origin.utm_source,
+            utm_medium=page_origin.utm_medium,
+            utm_campaign=page_origin.utm_campaign,
+            ip=client_ip(request),
+            user_agent=request.headers.get("User-Agent", ""),
+        ),
+    )
+    errors, error, next_step = result.errors, result.error, result.next_step
+    if as_json:
+        payload = {"ok": result.status == 200 and not errors and not error}
+        if errors or error:
+            payload.update(errors=errors, error=error)
+        elif next_step is not None:
+            payload.update(step=next_step, signup=result.signup_token)
         else:
-            response = render(
-                request,
-                "signup/public/message.html",
-                {"form": form, "words": words, "theme": theme_for_display(form.theme), **done},
+            payload.update(
+                done=True,
+                message=result.message,
+                redirect=result.redirect,
+                download_url=result.download_url,
             )
-        if mode == "frame":
-            response = _frame_policy(response, form)
-            response.xframe_options_exempt = True
-        return response
-
-    def finished(signup: Signup | None, *, activated: bool) -> HttpResponse:
-        is_last = step == len(layout) - 1
-        if not is_last:
-            return answer(
-                next_step=step + 1,
-                signup_token=step_token_make(signup_id=signup.pk if signup else 0, form_id=form.pk),
-            )
-        # With double opt-in the form's own message speaks of the pending confirmation: an
-        # address confirmed already (nothing to confirm, no email sent) gets the built-in text.
-        custom = form.success_message if activated == (not form.double_opt_in) else ""
-        message = custom or words["success_no_doi" if activated else "success"]
-        redirect = form.redirect_url if form.success_action == form.SuccessAction.REDIRECT else ""
-        link = download_url(signup) if (signup and activated and signup.confirmed_at) else ""
-        return answer(message=message, redirect=redirect, download_url=link)
-
-    # A bot that fills the hidden field gets exactly what a person would see, and nothing else.
-    if request.POST.get(HONEYPOT_FIELD):
-        return finished(None, activated=not form.double_opt_in)
-    try:
-        # The minimum fill time applies to step 1; later steps come after an answer from us.
-        min_fill = form.min_fill_seconds if step == 0 else 0
-        form_token_check(token, form_id=form.pk, min_fill_seconds=min_fill)
-        ip = client_ip(request)
-        if not rate_hit(
-            f"ip:{ip}", limit=settings.SIGNUP_RATE_PER_IP, window=settings.SIGNUP_RATE_IP_WINDOW
-        ):
-            raise Refused("rate_limited", 429)
-        data, errors = step_validate(layout[step]["fields"], request.POST, language=form.language)
-        if step == 0:
-            email, problem = "", ""
-            if "email" not in errors:
-                email, problem = email_check(
-                    data.email, reject_disposable=form.reject_disposable, check_dns=form.check_dns
-                )
-            if problem:
-                errors["email"] = words[problem]
-            if errors:
-                return answer(400, errors=errors)
-            if form.proof_of_work and not (
-                pow_valid(token, request.POST.get("pow", ""), settings.SIGNUP_POW_BITS)
-                and pow_spend(token)
-            ):
-                raise Refused("pow", 400)
-            if not rate_hit(
-                f"address:{address_key(email)}",
-                limit=settings.SIGNUP_RATE_PER_ADDRESS,
-                window=settings.SIGNUP_RATE_ADDRESS_WINDOW,
-            ):
-                # Someone is hammering one address: answer as usual, do nothing.
-                return finished(None, activated=not form.double_opt_in)
-            origin_info = _origin_of_page(page, request.POST)
-            started = services.signup_start(
-                form=form,
-                email=email,
-                step=data,
-                origin=services.Origin(
-                    page=origin_info.page,
-                    utm_source=origin_info.utm_source,
-                    utm_medium=origin_info.utm_medium,
-                    utm_campaign=origin_info.utm_campaign,
-                    ip=ip,
-                    user_agent=request.headers.get("User-Agent", ""),
-                ),
-                last_step=len(layout) == 1,
-            )
-            return finished(started, activated=started.confirmed_at is not None)
-        signup_id = step_token_read(request.POST.get("signup", ""), form_id=form.pk)
-        if errors:
-            return answer(400, errors=errors)
-        signup = Signup.objects.filter(pk=signup_id, form=form).first() if signup_id else None
-        if signup is not None:
-            signup = services.signup_continue(
-                signup=signup, step_index=step, step=data, last_step=step == len(layout) - 1
-            )
-        return finished(signup, activated=bool(signup and signup.confirmed_at))
-    except Refused as exc:
-        return answer(exc.status, error=words[exc.code])
+        return _cors(JsonResponse(payload, status=result.status), origin)
+    if errors or error or next_step is not None:
+        context = _context(
+            request,
+            form,
+            step=step if next_step is None else next_step,
+            mode=mode,
+            page=page,
+            token=None if error == words["expired"] else token,
+            errors=errors,
+            error=error,
+            values=request.POST if (errors or error) else {},
+            signup_token=result.signup_token or request.POST.get("signup", ""),
+        )
+        response = render(request, "signup/public/form_page.html", context, status=result.status)
+    elif result.redirect:
+        return HttpResponseRedirect(result.redirect)
+    else:
+        response = render(
+            request,
+            "signup/public/message.html",
+            {
+                "form": form,
+                "words": words,
+                "theme": theme_for_display(form.theme),
+                "message": result.message,
+                "redirect": result.redirect,
+                "download_url": result.download_url,
+            },
+        )
+    if mode == "frame":
+        response = _frame_policy(response, form)
+        response.xframe_options_exempt = True
+    return response
 
 
 def _signup_from(token: str, purpose: str, *, max_age: int | None) -> dict:

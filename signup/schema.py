@@ -13,6 +13,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from subscribers.models import CustomField
+from subscribers.services import attribute_coerce
 
 KINDS = ("email", "first_name", "last_name", "attribute", "topics", "consent", "hidden")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign")
@@ -351,8 +352,6 @@ def _truthy(value) -> bool:
 
 def step_validate(fields: list[Field], data, *, language: str) -> tuple[StepData, dict[str, str]]:
     """(typed values, {field name: error}) for one step's submitted data (a QueryDict)."""
-    from subscribers.services import attribute_coerce
-
     words = texts(language)
     result = StepData()
     errors: dict[str, str] = {}

@@ -12,7 +12,7 @@ sets ``confirmation_sent_at`` with a conditional UPDATE: it goes out exactly onc
 """
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -29,9 +29,23 @@ from subscribers.services import (
     topic_subscribe,
 )
 
+from .email_tasks import signup_send_confirmation, signup_send_welcome
+from .emails import download_url
 from .models import LeadMagnet, Signup, SignupForm
-from .protection import confirmation_window_claim
-from .schema import UTM_KEYS, StepData, consent_notice
+from .protection import (
+    HONEYPOT_FIELD,
+    Refused,
+    address_key,
+    confirmation_window_claim,
+    email_check,
+    form_token_check,
+    pow_spend,
+    pow_valid,
+    rate_hit,
+    step_token_make,
+    step_token_read,
+)
+from .schema import UTM_KEYS, StepData, consent_notice, step_validate, texts
 
 # Suppressions a new signup does not override: mail to these would bounce or be reported.
 HARD_SUPPRESSIONS = (Suppression.Reason.HARD_BOUNCE, Suppression.Reason.COMPLAINT)
@@ -188,8 +202,6 @@ def _confirmation_owe(signup: Signup, *, send_now: bool) -> None:
     to flood someone's inbox). With ``send_now`` it is claimed here (the caller holds the row:
     new, or locked) and enqueued after commit; else it waits for the last step or the grace
     time. The signup row is saved by the caller."""
-    from .tasks import signup_send_confirmation
-
     if Suppression.objects.filter(
         email_hash=email_hash(signup.subscriber.email), reason__in=HARD_SUPPRESSIONS
     ).exists():
@@ -250,8 +262,6 @@ def signup_continue(
 ) -> Signup:
     """A later step (index from 1): add the answers to the same subscriber (or to pending). On
     the last step, send the confirmation email still owed (now that it knows their name)."""
-    from .tasks import signup_send_confirmation
-
     with transaction.atomic():
         signup = Signup.objects.select_for_update().select_related("subscriber").get(pk=signup.pk)
         topic_ids = _topics_for(signup.form, step) if step.topic_ids is not None else None
@@ -271,8 +281,6 @@ def signup_continue(
 
 def _activate(*, signup: Signup, subscriber: Subscriber, ip: str | None, ua: str) -> None:
     """Make the subscriber active with what the signup asked for; enqueue the welcome email."""
-    from .tasks import signup_send_welcome
-
     now = timezone.now()
     pending = signup.pending or {}
     if not signup.applies_directly:
@@ -390,3 +398,121 @@ def subscribers_purge_unconfirmed(*, days: int | None = None, batch: int = 1000)
             _, per_model = Subscriber.objects.filter(pk__in=ids).delete()
         deleted += per_model.get(Subscriber._meta.label, 0)
     return deleted
+
+
+# --- a visitor's submission ---------------------------------------------------------------------
+
+
+@dataclass
+class SubmitResult:
+    """What one step's submission came to, for the view to answer (JSON or a page): errors
+    to show, the next step to ask, or the end (a message, a redirect, a download link)."""
+
+    status: int = 200
+    errors: dict[str, str] = field(default_factory=dict)
+    error: str = ""  # the whole step refused, in the visitor's words
+    next_step: int | None = None
+    signup_token: str = ""
+    message: str = ""
+    redirect: str = ""
+    download_url: str = ""
+
+
+def signup_submit(
+    *, form: SignupForm, layout: list[dict], step: int, data, origin: Origin
+) -> SubmitResult:
+    """One step of a visitor's submission (``data``: the POST; ``layout``: the form's steps,
+    as ``form_layout`` resolved them for this request): the honeypot, the form token, the
+    rate limits and the proof of work, then start the signup (step 0) or continue it."""
+    words = texts(form.language)
+    last_step = step == len(layout) - 1
+    # A bot that fills the hidden field gets exactly what a person would see, and nothing else.
+    if data.get(HONEYPOT_FIELD):
+        return _submit_finished(form, words, step, last_step, None, not form.double_opt_in)
+    try:
+        # The minimum fill time applies to step 1; later steps come after an answer from us.
+        min_fill = form.min_fill_seconds if step == 0 else 0
+        form_token_check(data.get("token", ""), form_id=form.pk, min_fill_seconds=min_fill)
+        if not rate_hit(
+            f"ip:{origin.ip}",
+            limit=settings.SIGNUP_RATE_PER_IP,
+            window=settings.SIGNUP_RATE_IP_WINDOW,
+        ):
+            raise Refused("rate_limited", 429)
+        answers, errors = step_validate(layout[step]["fields"], data, language=form.language)
+        if step == 0:
+            signup, activated = _submit_first(
+                form, words, data, answers, errors, origin=origin, last_step=last_step
+            )
+        else:
+            signup_id = step_token_read(data.get("signup", ""), form_id=form.pk)
+            if errors:
+                raise _Invalid(errors)
+            signup = Signup.objects.filter(pk=signup_id, form=form).first() if signup_id else None
+            if signup is not None:
+                signup = signup_continue(
+                    signup=signup, step_index=step, step=answers, last_step=last_step
+                )
+            activated = bool(signup and signup.confirmed_at)
+    except _Invalid as exc:
+        return SubmitResult(400, errors=exc.errors)
+    except Refused as exc:
+        return SubmitResult(exc.status, error=words[exc.code])
+    return _submit_finished(form, words, step, last_step, signup, activated)
+
+
+class _Invalid(Exception):
+    """The step's answers do not validate (``errors``: field name -> message)."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__(errors)
+        self.errors = errors
+
+
+def _submit_first(
+    form: SignupForm, words, data, answers: StepData, errors: dict, *, origin: Origin, last_step
+) -> tuple[Signup | None, bool]:
+    """Step 1: the address checked, the proof of work spent, then the signup started.
+    Returns the signup (None when nothing was done) and whether the address is active."""
+    email, problem = "", ""
+    if "email" not in errors:
+        email, problem = email_check(
+            answers.email, reject_disposable=form.reject_disposable, check_dns=form.check_dns
+        )
+    if problem:
+        errors["email"] = words[problem]
+    if errors:
+        raise _Invalid(errors)
+    token = data.get("token", "")
+    if form.proof_of_work and not (
+        pow_valid(token, data.get("pow", ""), settings.SIGNUP_POW_BITS) and pow_spend(token)
+    ):
+        raise Refused("pow", 400)
+    if not rate_hit(
+        f"address:{address_key(email)}",
+        limit=settings.SIGNUP_RATE_PER_ADDRESS,
+        window=settings.SIGNUP_RATE_ADDRESS_WINDOW,
+    ):
+        # Someone is hammering one address: answer as usual, do nothing.
+        return None, not form.double_opt_in
+    signup = signup_start(form=form, email=email, step=answers, origin=origin, last_step=last_step)
+    return signup, signup.confirmed_at is not None
+
+
+def _submit_finished(
+    form: SignupForm, words, step: int, last_step: bool, signup: Signup | None, activated: bool
+) -> SubmitResult:
+    """The next step to ask, or the end of the form."""
+    if not last_step:
+        return SubmitResult(
+            next_step=step + 1,
+            signup_token=step_token_make(signup_id=signup.pk if signup else 0, form_id=form.pk),
+        )
+    # With double opt-in the form's own message speaks of the pending confirmation: an
+    # address confirmed already (nothing to confirm, no email sent) gets the built-in text.
+    custom = form.success_message if activated == (not form.double_opt_in) else ""
+    return SubmitResult(
+        message=custom or words["success_no_doi" if activated else "success"],
+        redirect=form.redirect_url if form.success_action == form.SuccessAction.REDIRECT else "",
+        download_url=download_url(signup) if (signup and activated and signup.confirmed_at) else "",
+    )

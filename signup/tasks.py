@@ -1,39 +1,22 @@
-"""Thin Celery tasks: ids in, a service or an email out."""
+"""Thin Celery tasks: ids in, a service or an email out (the emails' tasks, which services
+enqueue, live in ``email_tasks``: this module imports services)."""
 
 from celery import shared_task
 
-from .emails import build_message
-from .models import Signup
+from .email_tasks import signup_send_confirmation, signup_send_welcome
 from .services import (
     signups_claim_due_confirmations,
     signups_claim_reminders,
     subscribers_purge_unconfirmed,
 )
 
-
-def _signup(signup_id: int) -> Signup | None:
-    return (
-        Signup.objects.select_related("subscriber", "form", "form__lead_magnet")
-        .filter(pk=signup_id)
-        .first()
-    )
-
-
-@shared_task
-def signup_send_confirmation(signup_id: int, reminder: bool = False) -> None:
-    signup = _signup(signup_id)
-    # Confirmed (or purged) in the meantime: nothing to ask any more.
-    if signup is None or signup.confirmed_at is not None:
-        return
-    build_message(signup, "confirmation", reminder=reminder).send(fail_silently=False)
-
-
-@shared_task
-def signup_send_welcome(signup_id: int) -> None:
-    signup = _signup(signup_id)
-    if signup is None or signup.confirmed_at is None:
-        return
-    build_message(signup, "welcome").send(fail_silently=False)
+__all__ = [
+    "signup_purge_unconfirmed",
+    "signup_send_confirmation",
+    "signup_send_due_confirmations",
+    "signup_send_reminders",
+    "signup_send_welcome",
+]
 
 
 @shared_task

@@ -148,6 +148,22 @@ def _open_text(path: str, encoding: str):
     return open(path, encoding=encoding, newline="", errors="replace")
 
 
+def import_preview(*, job: ImportJob, rows: int = 6) -> list[list[str]]:
+    """The file's first non-blank rows (header included), read the way the import reads them:
+    for the mapping page. Empty when the file cannot be read."""
+    preview: list[list[str]] = []
+    try:
+        with _open_text(job.file.path, job.options["encoding"]) as f:
+            for row in csv.reader(f, delimiter=job.options["delimiter"]):
+                if len(preview) >= rows:
+                    break
+                if any(c.strip() for c in row):
+                    preview.append(row)
+    except (OSError, csv.Error):
+        preview = []
+    return preview
+
+
 def sniff(path: str) -> FileShape:
     encoding = detect_encoding(path)
     with _open_text(path, encoding) as f:
@@ -621,7 +637,7 @@ def import_run(*, job: ImportJob) -> ImportJob:
 def import_job_stalled(*, job: ImportJob) -> bool:
     """Running, yet nobody holds its lock: the worker running it died, and with it the open
     transaction, so nothing of it was saved. The broker would redeliver the task only after its
-    visibility timeout (an hour); ``import_job_resume`` runs it again now."""
+    visibility timeout (an hour); ``tasks.import_job_resume`` runs it again now."""
     if job.status != ImportJob.Status.RUNNING:
         return False
     with connection.cursor() as cursor:
@@ -630,18 +646,6 @@ def import_job_stalled(*, job: ImportJob) -> bool:
         if free:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, job.pk])
     return free
-
-
-def import_job_resume(*, job: ImportJob) -> bool:
-    """Queue a stalled import again (after the transaction commits); False if it is not
-    stalled. A second copy of the task, should the broker redeliver the first one too, finds
-    the job locked or done and does nothing."""
-    from .tasks import import_subscribers_task
-
-    if not import_job_stalled(job=job):
-        return False
-    transaction.on_commit(lambda: import_subscribers_task.delay(job.pk))
-    return True
 
 
 def _run_locked(job: ImportJob) -> ImportJob:
@@ -719,9 +723,8 @@ def import_job_create(
 
 
 def import_job_start(*, job: ImportJob, mapping: dict[str, str], **options) -> ImportJob:
-    """Fix the mapping and options, then queue the import (after the transaction commits)."""
-    from .tasks import import_subscribers_task
-
+    """Fix the mapping and options and mark the import queued; the caller enqueues it
+    (``tasks.import_job_enqueue``)."""
     targets = [t for t in mapping.values() if t != "ignore"]
     if "email" not in targets:
         raise ImportError_("Map one column to the email address.")
@@ -733,5 +736,4 @@ def import_job_start(*, job: ImportJob, mapping: dict[str, str], **options) -> I
     job.options = {**job.options, **options, "mapping": mapping}
     job.status = ImportJob.Status.QUEUED
     job.save(update_fields=["options", "status"])
-    transaction.on_commit(lambda: import_subscribers_task.delay(job.pk))
     return job

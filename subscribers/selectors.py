@@ -9,7 +9,8 @@ from django.db import connection
 from django.db.models import CharField, Exists, Func, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower, Now
 
-from .models import Subscriber, Suppression
+from .models import CustomField, Segment, Subscriber, Suppression
+from .segments import rules_q
 
 # Later capabilities add their entries to a subscriber's activity timeline by registering a
 # function that returns a list of {"at": datetime, "kind": str, "text": str} dicts, e.g. in their
@@ -126,3 +127,73 @@ def subscribers_total(queryset: QuerySet[Subscriber], *, filtered: bool) -> List
         return ListTotal(counted, estimated=False)
     estimate = _planned_rows(queryset) if filtered else _table_rows()
     return ListTotal(max(estimate, counted), estimated=True)
+
+
+def subscribers_filtered(filters: dict) -> QuerySet[Subscriber]:
+    """The subscribers a filter set selects; the filters compile through the segment rules."""
+    conditions: list[dict] = []
+    if filters.get("status"):
+        conditions.append({"field": "status", "op": "eq", "value": filters["status"]})
+    if filters.get("topic"):
+        conditions.append({"field": "topic", "op": "in", "value": filters["topic"]})
+    if filters.get("attr"):
+        key = filters["attr"]
+        field = CustomField.objects.filter(key=key).first()
+        value = filters.get("attr_value", "")
+        if field is not None and value:
+            op = "contains" if field.type == CustomField.Type.TEXT else "eq"
+            conditions.append({"field": f"attr.{key}", "op": op, "value": value})
+        elif field is not None:
+            conditions.append({"field": f"attr.{key}", "op": "is_set", "value": True})
+    queryset = Subscriber.objects.filter(rules_q({"match": "all", "conditions": conditions}))
+    if filters.get("segment"):
+        segment = (
+            Segment.objects.filter(pk=filters["segment"]).first()
+            if filters["segment"].isdigit()
+            else None
+        )
+        if segment is not None:
+            queryset = queryset.filter(rules_q(segment.rules))
+    if filters.get("q"):
+        q = filters["q"]
+        queryset = queryset.filter(
+            Q(email__icontains=q) | Q(first_name__icontains=q) | Q(last_name__icontains=q)
+        )
+    return queryset
+
+
+def subscribers_selected(
+    *, filters: dict, ids: set[int] | None, upto: int | None
+) -> QuerySet[Subscriber]:
+    """What a bulk action applies to: the ticked rows (``ids``), or (None) every subscriber the
+    filters match; bounded by ``upto``, the highest id the confirmation page counted, so a
+    subscriber who joins meanwhile is not swept in."""
+    queryset = subscribers_filtered(filters)
+    if ids is not None:
+        queryset = queryset.filter(pk__in=ids)
+    if upto is not None:
+        queryset = queryset.filter(pk__lte=upto)
+    return queryset
+
+
+@dataclass
+class SubscriberPage:
+    rows: list[Subscriber]
+    has_older: bool
+    has_newer: bool
+
+
+def subscribers_page(
+    queryset: QuerySet[Subscriber], *, after: int | None, before: int | None, size: int
+) -> SubscriberPage:
+    """One page of a list, newest first. Keyset pagination: "after"/"before" an id, never
+    OFFSET and never COUNT(*) of the list."""
+    if before is not None:
+        rows = list(queryset.filter(id__gt=before).order_by("id")[: size + 1])
+        return SubscriberPage(
+            list(reversed(rows[:size])), has_older=True, has_newer=len(rows) > size
+        )
+    if after is not None:
+        queryset = queryset.filter(id__lt=after)
+    rows = list(queryset.order_by("-id")[: size + 1])
+    return SubscriberPage(rows[:size], has_older=len(rows) > size, has_newer=after is not None)

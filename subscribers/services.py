@@ -2,6 +2,7 @@
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, connection, models, transaction
@@ -23,7 +24,7 @@ from .models import (
     Topic,
     email_hash,
 )
-from .selectors import subscribers_with_email
+from .selectors import TIMELINE_SOURCES, subscriber_timeline, subscribers_with_email
 
 
 def attribute_coerce(*, field: CustomField, raw: Any) -> Any:
@@ -282,7 +283,6 @@ def consent_record(
 
 def subscriber_export(*, subscriber: Subscriber) -> dict:
     """Everything held about one person, JSON-serialisable (GDPR access request)."""
-    from .selectors import subscriber_timeline
 
     def iso(value):
         return value.isoformat() if value else None
@@ -401,6 +401,21 @@ def _import_rejections_forget(address: str) -> None:
 # ``subscriber.email`` is already the erased placeholder and ``subscriber.erasing_address`` is
 # the address it replaced.
 ERASE_HOOKS: list = []
+
+
+def gdpr_register(
+    *,
+    export: dict[str, Callable[[Subscriber], Any]],
+    erase: Callable[[Subscriber], None] | None = None,
+    timeline: Callable[[Subscriber], list[dict]] | None = None,
+) -> None:
+    """What another app holds about a person, for the export, the erasure and the subscriber
+    page's timeline (called from its AppConfig.ready(); a second call adds nothing twice)."""
+    EXPORT_SECTIONS.update(export)
+    if erase is not None and erase not in ERASE_HOOKS:
+        ERASE_HOOKS.append(erase)
+    if timeline is not None and timeline not in TIMELINE_SOURCES:
+        TIMELINE_SOURCES.append(timeline)
 
 
 def subscribers_bulk_topic(*, queryset: QuerySet, topic: Topic, add: bool) -> int:

@@ -1,5 +1,13 @@
+"""Thin Celery tasks, and the enqueue functions the views use (``importing`` never imports
+this module: the import task runs it)."""
+
+from datetime import timedelta
+
 from celery import shared_task
+from django.core.cache import cache
+from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from .importing import import_job_stalled, import_run
 from .models import ImportJob
@@ -12,16 +20,26 @@ def import_subscribers_task(job_id: int) -> None:
         import_run(job=job)
 
 
+def import_job_enqueue(*, job: ImportJob) -> None:
+    """Run the import once the current transaction has committed."""
+    transaction.on_commit(lambda: import_subscribers_task.delay(job.pk))
+
+
+def import_job_resume(*, job: ImportJob) -> bool:
+    """Queue a stalled import again (after the transaction commits); False if it is not
+    stalled. A second copy of the task, should the broker redeliver the first one too, finds
+    the job locked or done and does nothing."""
+    if not import_job_stalled(job=job):
+        return False
+    import_job_enqueue(job=job)
+    return True
+
+
 @shared_task
 def imports_resume_stalled() -> list[int]:
     """Queue again every import whose worker died (running, yet its lock is free), and every
     import queued for over a minute whose task was lost with a worker that had prefetched
     it. A copy that meets a live run finds the job locked or done and does nothing."""
-    from datetime import timedelta
-
-    from django.core.cache import cache
-    from django.utils import timezone
-
     resumed = []
     minute_ago = timezone.now() - timedelta(minutes=1)
     candidates = ImportJob.objects.filter(

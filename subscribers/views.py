@@ -1,16 +1,16 @@
-import csv
 import json
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.db import transaction
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, QuerySet
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 from django.views.decorators.http import require_POST
 
 from core.csv_download import csv_response
@@ -36,14 +36,21 @@ from .forms import (
 from .importing import (
     ImportError_,
     import_job_create,
-    import_job_resume,
     import_job_stalled,
     import_job_start,
+    import_preview,
     row_cells,
 )
 from .models import CustomField, ImportJob, Segment, Subscriber, Topic
-from .segments import SegmentRuleError, rules_q, segment_queryset
-from .selectors import subscriber_timeline, subscribers_total
+from .segments import BUILDER_FIELDS, OPS_BY_TYPE, SegmentRuleError, rules_q, segment_queryset
+from .selectors import (
+    subscriber_timeline,
+    subscribers_filtered,
+    subscribers_page,
+    subscribers_selected,
+    subscribers_total,
+)
+from .tasks import import_job_enqueue, import_job_resume
 
 PAGE_SIZE = 50
 FILTER_KEYS = ["q", "status", "topic", "segment", "attr", "attr_value"]
@@ -53,69 +60,30 @@ def _filters(params) -> dict:
     return {key: params.get(key, "").strip() for key in FILTER_KEYS if params.get(key, "").strip()}
 
 
-def _filtered(filters: dict) -> QuerySet[Subscriber]:
-    """The subscribers a filter set selects; the filters compile through the segment rules."""
-    conditions: list[dict] = []
-    if filters.get("status"):
-        conditions.append({"field": "status", "op": "eq", "value": filters["status"]})
-    if filters.get("topic"):
-        conditions.append({"field": "topic", "op": "in", "value": filters["topic"]})
-    if filters.get("attr"):
-        key = filters["attr"]
-        field = CustomField.objects.filter(key=key).first()
-        value = filters.get("attr_value", "")
-        if field is not None and value:
-            op = "contains" if field.type == CustomField.Type.TEXT else "eq"
-            conditions.append({"field": f"attr.{key}", "op": op, "value": value})
-        elif field is not None:
-            conditions.append({"field": f"attr.{key}", "op": "is_set", "value": True})
-    queryset = Subscriber.objects.filter(rules_q({"match": "all", "conditions": conditions}))
-    if filters.get("segment"):
-        segment = (
-            Segment.objects.filter(pk=filters["segment"]).first()
-            if filters["segment"].isdigit()
-            else None
-        )
-        if segment is not None:
-            queryset = queryset.filter(rules_q(segment.rules))
-    if filters.get("q"):
-        q = filters["q"]
-        queryset = queryset.filter(
-            Q(email__icontains=q) | Q(first_name__icontains=q) | Q(last_name__icontains=q)
-        )
-    return queryset
-
-
 @viewer_required
 def subscriber_list(request):
     filters = _filters(request.GET)
     try:
-        queryset = _filtered(filters)
+        queryset = subscribers_filtered(filters)
         error = ""
     except SegmentRuleError as exc:
         queryset, error = Subscriber.objects.none(), str(exc)
-    # Keyset pagination: "after"/"before" an id, never OFFSET and never COUNT(*) of the list.
     after, before = request.GET.get("after", ""), request.GET.get("before", "")
-    if before.isdigit():
-        rows = list(queryset.filter(id__gt=int(before)).order_by("id")[: PAGE_SIZE + 1])
-        has_newer = len(rows) > PAGE_SIZE
-        rows = list(reversed(rows[:PAGE_SIZE]))
-        has_older = True
-    else:
-        if after.isdigit():
-            queryset = queryset.filter(id__lt=int(after))
-        rows = list(queryset.order_by("-id")[: PAGE_SIZE + 1])
-        has_older = len(rows) > PAGE_SIZE
-        rows = rows[:PAGE_SIZE]
-        has_newer = after.isdigit()
+    page = subscribers_page(
+        queryset,
+        after=int(after) if after.isdigit() else None,
+        before=int(before) if before.isdigit() else None,
+        size=PAGE_SIZE,
+    )
+    rows = page.rows
     base = urlencode(filters)
     context = {
         "rows": rows,
         "filters": filters,
         "filter_query": base,
         "error": error,
-        "older_url": f"?{base}&after={rows[-1].id}" if rows and has_older else "",
-        "newer_url": f"?{base}&before={rows[0].id}" if rows and has_newer else "",
+        "older_url": f"?{base}&after={rows[-1].id}" if rows and page.has_older else "",
+        "newer_url": f"?{base}&before={rows[0].id}" if rows and page.has_newer else "",
         "statuses": Subscriber.Status.choices,
         "topics": Topic.objects.all(),
         "segments": Segment.objects.all(),
@@ -134,19 +102,6 @@ def _ticked(params) -> set[int]:
     return {int(i) for i in params.getlist("ids") if i.isdigit() and len(i) <= 18}
 
 
-def _bulk_selection(params, filters: dict) -> QuerySet[Subscriber]:
-    """What a bulk action applies to: the ticked rows, or (scope "all") every subscriber the
-    filters match; bounded by "upto", the highest id the confirmation page counted, so a
-    subscriber who joins meanwhile is not swept in."""
-    queryset = _filtered(filters)
-    if params.get("scope") != "all":
-        queryset = queryset.filter(pk__in=_ticked(params))
-    upto = params.get("upto", "")
-    if upto.isdigit() and len(upto) <= 18:
-        queryset = queryset.filter(pk__lte=int(upto))
-    return queryset
-
-
 @editor_required
 @require_POST
 def subscriber_bulk(request):
@@ -160,7 +115,12 @@ def subscriber_bulk(request):
         messages.error(request, "Tick the subscribers to act on, or choose all matching.")
         return redirect(back)
     try:
-        queryset = _bulk_selection(request.POST, filters)
+        upto = request.POST.get("upto", "")
+        queryset = subscribers_selected(
+            filters=filters,
+            ids=None if request.POST.get("scope") == "all" else _ticked(request.POST),
+            upto=int(upto) if upto.isdigit() and len(upto) <= 18 else None,
+        )
     except SegmentRuleError as exc:
         messages.error(request, str(exc))
         return redirect("subscribers:list")
@@ -230,7 +190,7 @@ def _csv_stream(queryset: QuerySet[Subscriber]):
 def subscriber_export_csv(request):
     filters = _filters(request.GET)
     try:
-        queryset = _filtered(filters)
+        queryset = subscribers_filtered(filters)
     except SegmentRuleError as exc:
         messages.error(request, str(exc))
         return redirect("subscribers:list")
@@ -467,23 +427,13 @@ def import_mapping(request, job_id: int):
                         consent_note=data["consent_note"],
                         update_existing=data["update_existing"] == "yes",
                     )
+                    import_job_enqueue(job=job)
             except ImportError_ as exc:
                 form.add_error(None, str(exc))
             else:
                 return redirect("subscribers:import_detail", job.pk)
-    from .importing import _open_text  # the preview reads the same way as the import
 
-    preview: list[list[str]] = []
-    try:
-        with _open_text(job.file.path, job.options["encoding"]) as f:
-            reader = csv.reader(f, delimiter=job.options["delimiter"])
-            for row in reader:
-                if len(preview) > 5:
-                    break
-                if any(c.strip() for c in row):
-                    preview.append(row)
-    except (OSError, csv.Error):
-        preview = []
+    preview = import_preview(job=job)
     columns = [
         {
             "index": i,
@@ -586,7 +536,6 @@ def _builder_fields() -> list[dict]:
         {"field": "confirmed_at", "label": "Confirmed",
          "ops": ["within_days", "before", "after", "is_set"], "kind": "date"},
     ]  # fmt: skip
-    from .segments import BUILDER_FIELDS, OPS_BY_TYPE
 
     # Fields other apps registered (analytics: human engagement, opens, clicks, score).
     fields += BUILDER_FIELDS.values()
@@ -654,8 +603,6 @@ def segment_count(request):
 
 
 def _escape(text: str) -> str:
-    from django.utils.html import escape
-
     return escape(text)
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from django.db.models import Exists, Expression, OuterRef, Q
 
+from subscribers.models import CustomField, Subscriber, Subscription
+
 # What a recipient's own data fills: names, address, language code, and the names of the
 # topics they are subscribed to ("Product news, Weekly"); custom attributes are attr.<key>.
 SUBSCRIBER_FIELDS = ("first_name", "last_name", "email", "language", "topics")
@@ -54,8 +56,6 @@ def adhoc_fields(paths: Iterable[str]) -> list[str]:
 def recipient_contexts(subscriber_ids: Iterable[int]) -> dict[int, dict]:
     """The merge values of each subscriber, by id, in three queries however many there are
     (subscribers, custom field types, active topics). Ids with no subscriber are left out."""
-    from subscribers.models import Subscriber
-
     ids = sorted({int(pk) for pk in subscriber_ids})
     if not ids:
         return {}
@@ -80,8 +80,6 @@ def recipient_context(subscriber=None, *, email: str = "") -> dict:
 
 
 def _contexts(rows: list[tuple]) -> dict:
-    from subscribers.models import CustomField, Subscription
-
     types = (
         dict(CustomField.objects.values_list("key", "type")) if any(row[5] for row in rows) else {}
     )
@@ -138,8 +136,6 @@ def attribute_text(value, kind: str = "") -> str | None:
 def recipient_empty_q(path: str) -> Q | Expression | None:
     """Which subscribers get an empty ``path`` (as recipient_context fills it), for counting
     over a whole audience in SQL; None for a path that is no recipient data."""
-    from subscribers.models import Subscription
-
     if path.startswith(ATTRIBUTE_PREFIX) and path.count(".") == 1:
         key = path[len(ATTRIBUTE_PREFIX) :]
         return (

@@ -26,7 +26,8 @@ from .fields import (
     known_fields,
     recipient_empty_q,
 )
-from .merge import MergeSyntaxError, Plan, Tag, parse
+from .merge import MergeSyntaxError, Plan, Tag, lookup, parse
+from .rendering import parse_layout
 
 BLOCKING = "blocking"
 WARNING = "warning"
@@ -101,8 +102,6 @@ _A_RE = re.compile(r"<a\b[^>]*>(.*?)</a>", re.IGNORECASE | re.DOTALL)
 
 
 def _parse_field(name: str, text: str, findings: list[Finding], *, layout: bool = False):
-    from .rendering import parse_layout
-
     try:
         return parse_layout(text) if layout else parse(text)
     except MergeSyntaxError as exc:
@@ -279,8 +278,6 @@ def _empty_counts_sql(queryset: QuerySet, paths: list[str]) -> dict[str, int]:
 
 
 def _empty_counts_contexts(contexts: Iterable[Mapping], paths: list[str]) -> dict[str, int]:
-    from .merge import lookup
-
     counts = dict.fromkeys(paths, 0)
     for context in contexts:
         for path in paths:

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
 
 
 class Layout(models.Model):
@@ -90,7 +91,6 @@ class Image(models.Model):
     @property
     def public_path(self) -> str:
         # Served by a public view: MEDIA_URL is only served in DEBUG.
-        from django.urls import reverse
 
         return reverse("templates_app:image_file", args=[(self.file.name or "").rsplit("/", 1)[-1]])
 

@@ -11,6 +11,7 @@ from django.core.files.base import ContentFile
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import make_msgid
 from django.db import transaction
+from django.db.models import ProtectedError, RestrictedError
 from PIL import Image as PILImage
 from PIL import ImageOps, ImageSequence, UnidentifiedImageError
 
@@ -150,8 +151,6 @@ class TemplateInUse(Exception):
 
 def template_delete(*, template: Template) -> None:
     """Refused while a campaign (or anything else) still points at one of its versions."""
-    from django.db.models import ProtectedError, RestrictedError
-
     try:
         with transaction.atomic():
             template.delete()

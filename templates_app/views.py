@@ -4,8 +4,10 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.core.validators import validate_email
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
@@ -289,8 +291,6 @@ def reply_start(request):
 
 
 def _reply_url(pk: int) -> str:
-    from django.urls import reverse
-
     return reverse("templates_app:reply_compose", args=[pk])
 
 
@@ -347,8 +347,6 @@ def reply_compose(request, pk):
 
 
 def _check_address(address: str) -> None:
-    from django.core.validators import validate_email
-
     validate_email(address)
 
 

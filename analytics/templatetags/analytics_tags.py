@@ -1,5 +1,7 @@
 from django import template
 
+from analytics.models import ReputationAlert, SendingDomain
+
 register = template.Library()
 
 
@@ -15,8 +17,6 @@ def pct(value, digits=1):
 def choice_label(value, choices: str):
     """The label of a stored value: {{ t.dns|choice_label:"domain_status" }} shows
     "Not checked yet", not "unchecked". Unknown values are shown as they are."""
-    from analytics.models import ReputationAlert, SendingDomain
-
     table = {
         "domain_status": SendingDomain.Status,
         "level": ReputationAlert.Level,

@@ -1,3 +1,5 @@
+from dataclasses import dataclass
+
 import dns.exception
 from django.conf import settings
 from django.contrib import messages
@@ -169,6 +171,16 @@ def domain_list(request):
     return render(request, "analytics/domains.html", _domains_context(SendingDomainForm()))
 
 
+@dataclass
+class DomainCard:
+    """A sending domain as its card on the domains page shows it: the blocklist listings
+    (and lists that could not be asked) one by one, the clean answers in a line."""
+
+    domain: SendingDomain
+    listings: list[dict]
+    not_listed: list[dict]
+
+
 def _domains_context(form, editing=None) -> dict:
     known = set(SendingDomain.objects.values_list("domain", flat=True))
     used = {
@@ -177,13 +189,16 @@ def _domains_context(form, editing=None) -> dict:
             "sending_domain", flat=True
         )
     }
-    domains = list(SendingDomain.objects.prefetch_related("dkim_keys"))
-    for domain in domains:
-        # Listings (and lists that could not be asked) one by one, the clean answers in a line.
-        domain.listings = [b for b in domain.blocklist_results if b.get("status") != "pass"]
-        domain.not_listed = [b for b in domain.blocklist_results if b.get("status") == "pass"]
+    cards = [
+        DomainCard(
+            domain=domain,
+            listings=[b for b in domain.blocklist_results if b.get("status") != "pass"],
+            not_listed=[b for b in domain.blocklist_results if b.get("status") == "pass"],
+        )
+        for domain in SendingDomain.objects.prefetch_related("dkim_keys")
+    ]
     return {
-        "domains": domains,
+        "cards": cards,
         "form": form,
         "editing": editing,
         "missing": sorted(used - known),

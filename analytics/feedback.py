@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 K = Event.Kind
 
 # A hard bounce or a complaint suppresses the address: (reason, note when the ESP gave none,
-# the suppression's event after the ESP's name).
-SUPPRESSING = {
+# the suppression's event after the ESP's name). Keyed by str: a Fact's kind is a plain str.
+SUPPRESSING: dict[str, tuple[Suppression.Reason, str, str]] = {
     K.BOUNCED: (Suppression.Reason.HARD_BOUNCE, "hard bounce", "bounce"),
     K.COMPLAINED: (Suppression.Reason.COMPLAINT, "spam complaint", "complaint"),
 }
@@ -39,7 +39,8 @@ def _set_status(*, subscriber_ids: set[int], status: str) -> None:
 
 
 def feedback_apply(*, facts: list["Fact"]) -> None:
-    bounced_ids, complained_ids = set(), set()
+    bounced_ids: set[int] = set()
+    complained_ids: set[int] = set()
     suppress: list[tuple[str, str, str, str]] = []  # written in one statement, in fact order
     soft_candidates: dict[str, Fact] = {}
     for f in facts:

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, models, transaction
@@ -169,7 +170,7 @@ RESOLVE_FIELDS = (
 def _resolve(facts: list[Fact]) -> None:
     ids = {f.delivery_id for f in facts if f.delivery_id}
     message_ids = {f.message_id.strip("<>") for f in facts if not f.delivery_id and f.message_id}
-    rows = {}
+    rows: dict[int, dict[str, Any]] = {}
     if ids:
         rows.update(
             (r["id"], r)
@@ -250,7 +251,9 @@ def _classify(facts: list[Fact], activity: dict[int, DeliveryActivity]) -> None:
                 prefetch=f.prefetch,
                 seconds_since_sent=since,
                 links_in_burst=burst,
-                links_in_message=link_counts.get(f.campaign_id, 0),
+                links_in_message=(
+                    link_counts.get(f.campaign_id, 0) if f.campaign_id is not None else 0
+                ),
             )
         )
         f.classification = verdict.classification
@@ -400,7 +403,11 @@ def _store(facts: list[Fact]) -> list[Fact]:
     )
     kept = []
     for f in unique:
-        mode = modes.get(f.campaign_id, CampaignTracking.Mode.INDIVIDUAL)
+        mode = (
+            modes.get(f.campaign_id, CampaignTracking.Mode.INDIVIDUAL)
+            if f.campaign_id is not None
+            else CampaignTracking.Mode.INDIVIDUAL
+        )
         if f.kind in ENGAGEMENT and f.esp == "":
             if mode == CampaignTracking.Mode.OFF:
                 continue
@@ -426,8 +433,11 @@ def _activity_of(delivery_ids: set[int]) -> dict[int, DeliveryActivity]:
     fields = DeliveryActivity._meta.concrete_fields
     stamps = [i for i, f in enumerate(fields) if isinstance(f, models.DateTimeField)]
     jsons = [i for i, f in enumerate(fields) if isinstance(f, models.JSONField)]
+    attnames = [f.attname for f in fields]
+    # A concrete field always has a column (the stubs allow None for the non-concrete ones).
+    names = [cast(str, f.column) for f in fields]
     columns = ", ".join(
-        f"to_json({f.column}) #>> '{{}}'" if i in stamps else f.column for i, f in enumerate(fields)
+        f"to_json({c}) #>> '{{}}'" if i in stamps else c for i, c in enumerate(names)
     )
     with connection.cursor() as cursor:
         cursor.execute(
@@ -446,7 +456,7 @@ def _activity_of(delivery_ids: set[int]) -> dict[int, DeliveryActivity]:
         for i in jsons:
             if isinstance(values[i], str):
                 values[i] = json.loads(values[i])
-        a = DeliveryActivity.from_db(connection.alias, None, values)
+        a = DeliveryActivity.from_db(connection.alias, attnames, values)
         activity[a.delivery_id] = a
     return activity
 
@@ -725,9 +735,10 @@ def _apply_click(
     )
     if fact.link_id:
         rollups.links.assign((fact.link_id,), campaign_id=cid)
-        first_on_link = human and row is not None and fact.link_id not in row.human_link_ids
-        if first_on_link:
+        first_on_link = False
+        if human and row is not None and fact.link_id not in row.human_link_ids:
             row.human_link_ids.append(fact.link_id)
+            first_on_link = True
         rollups.links.add(
             (fact.link_id,),
             clicks=1,
@@ -753,7 +764,7 @@ def _apply_click(
         rollups.engage(fact.subscriber_id, count="clicks", last="last_click", at=fact.occurred_at)
 
 
-BOUNCE_COUNTERS = {
+BOUNCE_COUNTERS: dict[str, str] = {
     Event.BounceType.HARD: "bounced_hard",
     Event.BounceType.SOFT: "bounced_soft",
     Event.BounceType.SENDER: "bounced_sender",

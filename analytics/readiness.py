@@ -265,14 +265,15 @@ def readiness_seed_read(*, token: str, wait: float, every: float = 2.0) -> bytes
                 "SUBJECT",
                 token[:12],
             )
-            uids = (data[0] or b"").split() if typ == "OK" else []
+            # UIDs are ASCII digits; imaplib takes its arguments as str.
+            uids = (data[0] or b"").decode("ascii").split() if typ == "OK" else []
             if uids:
                 typ, fetched = imap.uid("FETCH", uids[0], "(BODY.PEEK[])")
                 raw = next(
                     (item[1] for item in fetched if isinstance(item, tuple) and len(item) == 2),
                     None,
                 )
-                imap.uid("STORE", b",".join(uids), "+FLAGS", "(\\Deleted)")
+                imap.uid("STORE", ",".join(uids), "+FLAGS", "(\\Deleted)")
                 imap.expunge()
                 return raw
             if time.monotonic() >= deadline:

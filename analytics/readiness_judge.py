@@ -176,9 +176,8 @@ class SeedJudge:
             self._dmarc["tags"] = dmarc_tags(self.r, self.from_domain)
         return self._dmarc["tags"]
 
-    def _no_return_path(self) -> Verdict | None:
-        if self.envelope_domain:
-            return None
+    def _no_return_path(self) -> Verdict:
+        """The verdict of a requirement on the Return-Path domain when there is none."""
         return Verdict(
             UNKNOWN,
             "The seed arrived without a Return-Path header, and the ESP chose the envelope "
@@ -284,7 +283,9 @@ class SeedJudge:
         return self._alignment("DKIM", (exact or aligned or self.verified)[0].domain, "adkim")
 
     def spf_alignment(self) -> Verdict:
-        return self._no_return_path() or self._alignment("SPF", self.envelope_domain, "aspf")
+        if not self.envelope_domain:
+            return self._no_return_path()
+        return self._alignment("SPF", self.envelope_domain, "aspf")
 
     def ptr(self) -> Verdict:
         ips = [ip.strip() for ip in self.domain.sending_ips.split(",") if ip.strip()]

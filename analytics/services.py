@@ -2,6 +2,7 @@
 
 import uuid
 from collections import defaultdict
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Min, Q
@@ -52,7 +53,7 @@ def events_reclassify(*, campaign_id: int) -> int:
                 method=e.method or "GET",
                 prefetch=e.prefetch,
                 campaign_id=campaign_id,
-                sent_at=sent_at.get(e.delivery_id),
+                sent_at=sent_at.get(e.delivery_id) if e.delivery_id is not None else None,
             )
             for e in events
         ]
@@ -211,14 +212,14 @@ def _link_stats_rebuild(events, *, campaign_id: int) -> None:
 
 def _breakdown_rebuild(events, *, campaign_id: int) -> None:
     """Clients and devices of each delivery's first human open."""
-    first_agents = {}
+    first_agents: dict[int, str] = {}
     for delivery_id, agent in (
         events.filter(kind=K.OPENED, classification=rules.HUMAN, delivery_id__isnull=False)
         .order_by("delivery_id", "occurred_at")
         .values_list("delivery_id", "user_agent")
     ):
         first_agents.setdefault(delivery_id, agent)
-    counts = defaultdict(int)
+    counts: defaultdict[tuple[str, str], int] = defaultdict(int)
     for agent in first_agents.values():
         counts[("client", rules.mail_client(agent))] += 1
         counts[("device", rules.device(agent))] += 1
@@ -282,7 +283,7 @@ def leaving_record(
         raise ValueError(f"not a leaving event: {kind!r}")
     if what not in ("all", "pause", "resume", "topics"):
         raise ValueError(f"unknown way of leaving {what!r}")
-    detail = {"what": what, "how": how}
+    detail: dict[str, Any] = {"what": what, "how": how}
     if months:
         detail["months"] = months
     if topics:
@@ -307,7 +308,8 @@ def leaving_record(
 def leaving_description(kind: str, detail: dict, *, campaign_name: str = "") -> str:
     """The words of a leaving event for people, e.g. 'Paused all email for 3 months, from
     “Spring sale” (through the preference center)'."""
-    what = detail.get("what")
+    # A stored payload may lack a key: then the generic words.
+    what: str = detail.get("what") or ""
     topics = ", ".join(detail.get("topics") or ())
     months = detail.get("months") or 0
     if kind == K.RESUBSCRIBED:
@@ -324,5 +326,6 @@ def leaving_description(kind: str, detail: dict, *, campaign_name: str = "") -> 
         }.get(what, "Unsubscribed")
     if campaign_name:
         text += f", from “{campaign_name}”"
-    how = LEAVING_WAYS.get(detail.get("how"), detail.get("how") or "")
+    way: str = detail.get("how") or ""
+    how = LEAVING_WAYS.get(way, way)
     return f"{text} (through {how})" if how else text

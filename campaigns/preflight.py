@@ -492,7 +492,7 @@ def blocklist_findings(campaign: Campaign, *, html: str, text: str) -> list[Find
     from analytics.models import SendingDomain
 
     names = {campaign.from_email.rpartition("@")[2].strip().lower()}
-    if campaign.connection_id:
+    if campaign.connection is not None:
         names.add(campaign.connection.sending_domain.strip().lower())
     ips: dict[str, str] = {}
     for domain in SendingDomain.objects.filter(domain__in=names - {""}).order_by("domain"):

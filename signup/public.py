@@ -6,6 +6,7 @@ CSRF cookie would be a third-party cookie (blocked): it is csrf_exempt and check
 timestamped form token instead, plus the form's origin allow-list (CORS).
 """
 
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
@@ -227,7 +228,7 @@ def submit(request, public_id):
     )
     errors, error, next_step = result.errors, result.error, result.next_step
     if as_json:
-        payload = {"ok": result.status == 200 and not errors and not error}
+        payload: dict[str, Any] = {"ok": result.status == 200 and not errors and not error}
         if errors or error:
             payload.update(errors=errors, error=error)
         elif next_step is not None:

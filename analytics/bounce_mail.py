@@ -105,7 +105,7 @@ def parse(raw: bytes, *, uid: str) -> Report:
     read twice files its facts once."""
     try:
         message = email.message_from_bytes(raw, policy=policy.compat32)
-    except Exception as exc:
+    except Exception as exc:  # hostile bytes: kept and listed as unparseable, never lost
         return Report(UNPARSEABLE, note=f"Not a readable message: {exc}")
     when = _date(message)
     content_type = message.get_content_type()
@@ -299,7 +299,7 @@ def _legacy(message: Message, raw: bytes, *, uid: str, when) -> Report:
 
     try:
         temporary, permanent = all_failures(message)
-    except Exception as exc:
+    except Exception as exc:  # third-party heuristics on hostile input: kept, never lost
         return Report(UNPARSEABLE, note=f"Bounce detectors failed: {exc.__class__.__name__}")
     if not (temporary or permanent):
         return Report(UNPARSEABLE, note="Neither a bounce nor a complaint this app can read.")

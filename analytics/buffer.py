@@ -163,7 +163,7 @@ def send(hit: dict) -> Callable[[], None]:
 def _confirm(url: str) -> None:
     try:
         _pusher.confirm(url)
-    except Exception:
+    except Exception:  # after the response: nothing may reach the recipient
         log.exception("tracking hit not recorded")
 
 

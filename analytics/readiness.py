@@ -220,7 +220,7 @@ def readiness_seed_send(*, domain: SendingDomain, token: str) -> SeedSent:
             tls_version = sock.version() or "TLS"
     except ReadinessError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # any backend's error becomes the run's stated reason
         raise ReadinessError(
             f"The seed message could not be sent: {exc.__class__.__name__}: {exc}"
         ) from exc

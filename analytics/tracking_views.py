@@ -161,7 +161,7 @@ def click_redirect(request, token: str):
         return _bad_link()
     try:
         url, mode = _link(link_id)
-    except Exception:
+    except Exception:  # the redirect always answers, even with the database down
         url, mode = None, ""
     if url is None:
         return _bad_link()

@@ -80,7 +80,7 @@ def dispatch_due(*, now=None) -> dict:
             except ReputationHold as exc:
                 _hold(campaign, exc)
                 held.append(campaign.pk)
-            except Exception as exc:
+            except Exception as exc:  # one campaign that cannot start must not stop the tick
                 log.exception("could not start campaign %s", campaign.pk)
                 Campaign.objects.filter(pk=campaign.pk).update(
                     status=Campaign.Status.DRAFT,

@@ -281,7 +281,7 @@ class Transport:
         if self.backend is not None:
             try:
                 self.backend.close()
-            except Exception:
+            except Exception:  # an ESP backend's close may raise anything; the batch is done
                 log.warning("closing %s failed", self.conn, exc_info=True)
             self.backend = None
         self.after_batch()
@@ -687,7 +687,7 @@ class _Batch:
             _release(token, [r.id for r in rest])
             self.result.setup = str(exc)
             return False
-        except Exception as exc:
+        except Exception as exc:  # any backend's answer: _refused classifies it
             return self._refused(row, built, exc, rest=rest)
         self.streak = 0
         self.result.trailing_failures = 0

@@ -347,7 +347,7 @@ def campaign_test_send(request, pk):
     Campaign.objects.filter(pk=pk).update(seed_addresses="\n".join(addresses))
     try:
         test_send(campaign=campaign, addresses=addresses)
-    except Exception as exc:
+    except Exception as exc:  # any ESP backend's own errors: the marketer reads them here
         messages.error(request, f"The test send failed: {exc}")
     else:
         where = (

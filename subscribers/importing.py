@@ -668,7 +668,7 @@ def _run_locked(job: ImportJob) -> ImportJob:
         _import(job, path, options)
     except ImportError_ as exc:
         _fail(job, str(exc))
-    except Exception as exc:
+    except Exception as exc:  # the task's last resort: the page says so, then it is raised
         _fail(job, f"The import failed and nothing was imported: {exc}")
         raise
     finally:

@@ -7,13 +7,14 @@ are traits or keyword arguments:
 
     UserFactory(role=Role.EDITOR)
     TopicFactory(slug="weekly")
-    SubscriberFactory(active=True, topics=[weekly])
-    TemplateFactory(html_body="<p>Hi</p>")           # version 1 compiled alongside
-    SendingConnectionFactory(sink=smtp_sink)          # Django's SMTP backend at the sink
-    CampaignFactory(topic=weekly, connection=...)     # audience: everyone on the topic
-    CampaignFactory(sent=True, recipients=3)          # went out: links, sent deliveries
-    topic, subscribers = make_audience(5)             # many subscribers in one INSERT
-    campaign, links, deliveries = create_sent_campaign()     # the analytics tests' shape
+    SubscriberFactory(active=True, topics=[weekly])       # confirmed, subscribed
+    TemplateFactory(html_body="<p>Hi</p>")                # and its version 1, the same
+    SendingConnectionFactory(sink=smtp_sink)              # Django's SMTP backend at the sink
+    CampaignFactory(topic=weekly, connection=...)         # audience: everyone on the topic
+    CampaignFactory(bare=True, name="A")                  # no template, no sender
+    CampaignFactory(sent=True, recipients=3)              # went out: links, sent deliveries
+    topic, subscribers = make_audience(500)               # bulk: two INSERTs
+    campaign, links, deliveries = create_sent_campaign()  # the analytics tests' shape
 """
 
 from datetime import timedelta

@@ -1,10 +1,10 @@
 import os
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 
-from core.roles import Role, user_set_role
+from core.roles import Role
+from tests.support.factories import UserFactory
 from tests.support.smtp import Sink
 from tests.support.workers import Worker, purge_queue
 
@@ -30,25 +30,19 @@ def pytest_collection_finish(session):
         pytest.exit("The suite runs on PostgreSQL: use `make test` (it sets DATABASE_URL).", 2)
 
 
-def _user(username: str, role: Role):
-    user = get_user_model().objects.create_user(username=username, password="pw-" + username)
-    user_set_role(user=user, role=role)
-    return user
-
-
 @pytest.fixture
 def admin_user(db):
-    return _user("alice-admin", Role.ADMIN)
+    return UserFactory(username="alice-admin", role=Role.ADMIN)
 
 
 @pytest.fixture
 def editor_user(db):
-    return _user("eddie-editor", Role.EDITOR)
+    return UserFactory(username="eddie-editor", role=Role.EDITOR)
 
 
 @pytest.fixture
 def viewer_user(db):
-    return _user("vera-viewer", Role.VIEWER)
+    return UserFactory(username="vera-viewer", role=Role.VIEWER)
 
 
 @pytest.fixture

@@ -13,8 +13,13 @@ from campaigns.models import Delivery
 from campaigns.pipeline import campaign_send_work
 from campaigns.services import campaign_start
 from subscribers.models import Suppression, email_hash
-from tests.campaigns.conftest import make_audience, make_campaign, smtp_connection
 from tests.support.dovecot import Dovecot
+from tests.support.factories import (
+    CampaignFactory,
+    SendingConnectionFactory,
+    SendingDomainFactory,
+    make_audience,
+)
 
 DSN = """\
 Return-Path: <>
@@ -142,7 +147,7 @@ def mailbox(settings):
 
 def sent_campaign(smtp_sink, n=4):
     topic, _ = make_audience(n)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
     assert campaign_send_work(campaign_id=campaign.pk) == "done"
     rows = {d.email: d for d in Delivery.objects.filter(campaign=campaign)}
@@ -268,7 +273,7 @@ def test_through_a_real_postfix_relay_mail_arrives_signed_and_its_dsn_comes_back
     synchronously, and filed the same way."""
     import time
 
-    from analytics.models import DkimKey, SendingDomain
+    from analytics.models import DkimKey
     from tests.analytics.dns_server import FixedZoneServer
     from tests.campaigns.test_dkim import publish, verify_all
     from tests.support.postfix import Postfix
@@ -284,17 +289,17 @@ def test_through_a_real_postfix_relay_mail_arrives_signed_and_its_dsn_comes_back
         postfix.start()
         settings.BOUNCE_IMAP_URL = dovecot.url
         settings.BOUNCE_DOMAIN = "bounces.sender.example"
-        domain = SendingDomain.objects.create(domain="sender.example")
+        domain = SendingDomainFactory(domain="sender.example")
         admin_client.post(f"/analytics/domains/{domain.pk}/dkim/", {"algorithm": "rsa"})
         key = DkimKey.objects.get(domain=domain)
 
         topic, _ = make_audience(2)
         make_audience(1, topic=topic, prefix="bad")  # the sink answers 550 5.1.1 to Postfix
         make_audience(1, topic=topic, prefix="gone", domain="gone.example")
-        connection = smtp_connection(smtp_sink, name="postfix")
+        connection = SendingConnectionFactory(sink=smtp_sink, name="postfix")
         connection.options = {"host": "127.0.0.1", "port": postfix.port}
         connection.save()
-        campaign = make_campaign(topic=topic, connection=connection)
+        campaign = CampaignFactory(topic=topic, connection=connection)
         campaign_start(campaign=campaign)
         assert campaign_send_work(campaign_id=campaign.pk) == "done"
 

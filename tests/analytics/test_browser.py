@@ -4,10 +4,9 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from analytics import buffer
-from analytics.models import Link
 from analytics.tracking import click_token, open_token
-from tests.analytics.conftest import make_campaign
 from tests.support.browser import CHROMIUM_ARGS, wait_until
+from tests.support.factories import LinkFactory, create_sent_campaign
 
 # serialized_rollback: the flush after these tests must not re-create content types that
 # the next serialized_rollback test restores itself (duplicate keys otherwise).
@@ -33,8 +32,8 @@ def browser(monkeypatch):
 def test_a_recipient_clicking_lands_on_the_destination_and_a_forged_link_does_not(
     live_server, browser
 ):
-    campaign, _links, deliveries = make_campaign()
-    destination = Link.objects.create(
+    campaign, _links, deliveries = create_sent_campaign()
+    destination = LinkFactory(
         campaign=campaign, index=9, url=f"{live_server.url}/t/ping.gif?from=newsletter"
     )
     page = browser.new_page()
@@ -58,7 +57,7 @@ def test_the_report_draws_its_charts(live_server, browser):
 
     # A superuser is an admin whatever the role groups.
     admin_user = get_user_model().objects.create_superuser("boss", password="pw-boss")
-    campaign, links, deliveries = make_campaign()
+    campaign, links, deliveries = create_sent_campaign()
 
     client = Client()
     for d in deliveries:

@@ -15,6 +15,7 @@ from analytics.models import CampaignStats, Event
 from analytics.tasks import tracking_flush
 from analytics.tracking import click_token, open_token
 from analytics.tracking_views import PIXEL
+from tests.support.factories import create_sent_campaign
 from tests.support.workers import ROOT, worker_env
 
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0"
@@ -105,9 +106,8 @@ def _gunicorn() -> tuple[int, subprocess.Popen]:
 def test_no_byte_of_the_response_leaves_before_redis_has_the_hit():
     """The RPUSH is sent before the response is built and acknowledged as its first byte goes
     out: while Redis holds writes back, the client receives nothing, not even the status."""
-    from tests.analytics.conftest import make_campaign
 
-    _campaign, _links, deliveries = make_campaign()
+    _campaign, _links, deliveries = create_sent_campaign()
     port, web = _gunicorn()
     try:
         buffer.client().client_pause(1500, all=False)  # writes wait 1.5 s; reads go on
@@ -139,9 +139,8 @@ def test_no_byte_of_the_response_leaves_before_redis_has_the_hit():
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_hits_answered_by_a_killed_web_process_are_written_by_the_worker(worker_process):
     """gunicorn answers, is SIGKILLed; the real Celery worker's flush still writes every hit."""
-    from tests.analytics.conftest import make_campaign
 
-    campaign, links, deliveries = make_campaign()
+    campaign, links, deliveries = create_sent_campaign()
     port, web = _gunicorn()
     try:
         urls = list(_hits(deliveries, links, 20))

@@ -13,7 +13,7 @@ from analytics.ingest import Fact, ingest_facts
 from analytics.models import CampaignSeries, ReputationAlert
 from campaigns.models import Campaign
 from subscribers.models import Subscriber
-from tests.analytics.conftest import make_campaign
+from tests.support.factories import SubscriberFactory, create_sent_campaign
 
 
 def _json(body: str, element_id: str):
@@ -27,7 +27,7 @@ def _at_local(days_ago: int, hour: int):
 
 
 def test_engagement_fills_quiet_days_with_zero_and_counts_the_first_day_whole(viewer_client):
-    campaign, _, _ = make_campaign()
+    campaign, _, _ = create_sent_campaign()
     # Early on the window's first day (before "now minus 30 days" on most clocks), 15 days
     # ago, and today: two weeks of nothing in between.
     for days_ago, opens in ((29, 3), (15, 5), (0, 2)):
@@ -47,7 +47,7 @@ def test_engagement_fills_quiet_days_with_zero_and_counts_the_first_day_whole(vi
 
 def test_list_growth_counts_its_first_day_whole(viewer_client):
     cache.clear()  # the figures are cached for ten minutes
-    s = Subscriber.objects.create(email="early@example.com")
+    s = SubscriberFactory(email="early@example.com")
     Subscriber.objects.filter(pk=s.pk).update(created_at=_at_local(29, 0))
     body = viewer_client.get(reverse("analytics:home")).content.decode()
     growth = _json(body, "growth-data")
@@ -55,7 +55,7 @@ def test_list_growth_counts_its_first_day_whole(viewer_client):
 
 
 def test_the_campaign_series_fills_quiet_hours(viewer_client):
-    campaign, _, _ = make_campaign()
+    campaign, _, _ = create_sent_campaign()
     start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
     CampaignSeries.objects.create(campaign=campaign, bucket=start, opens=2, opens_human=1)
     CampaignSeries.objects.create(
@@ -79,7 +79,7 @@ def _feed(deliveries, kind, n, *, start=0, **fields):
 
 def test_an_alert_on_a_finished_campaign_does_not_say_it_was_paused(viewer_client, settings):
     settings.REPUTATION_MIN_VOLUME = 50
-    campaign, _, deliveries = make_campaign(name="Done", status="finished", n=100)
+    campaign, _, deliveries = create_sent_campaign(name="Done", status="finished", n=100)
     _feed(deliveries, "delivered", 94)
     _feed(deliveries, "bounced", 6, start=94, bounce_type="hard")
     campaign.refresh_from_db()
@@ -94,7 +94,7 @@ def test_an_alert_on_a_finished_campaign_does_not_say_it_was_paused(viewer_clien
 
 def test_an_alert_that_paused_a_running_campaign_says_so(db, settings):
     settings.REPUTATION_MIN_VOLUME = 50
-    campaign, _, deliveries = make_campaign(name="Live", status="running", n=100)
+    campaign, _, deliveries = create_sent_campaign(name="Live", status="running", n=100)
     _feed(deliveries, "delivered", 94)
     _feed(deliveries, "bounced", 6, start=94, bounce_type="hard")
     campaign.refresh_from_db()

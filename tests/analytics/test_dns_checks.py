@@ -3,8 +3,8 @@ import pytest
 from analytics.dkim import generate_key, txt_record, txt_record_chunks
 from analytics.dns_checks import sending_domain_check, sending_domains_check
 from analytics.models import SendingDomain
-from campaigns.models import SendingConnection
 from tests.analytics.dns_server import FixedZoneServer
+from tests.support.factories import SendingConnectionFactory, SendingDomainFactory
 
 KEY = " ".join(f'"{c}"' for c in txt_record_chunks(txt_record("rsa", generate_key().public_b64)))
 
@@ -38,7 +38,7 @@ def results(domain):
 
 
 def test_a_well_configured_domain_passes_every_check(db, dns_server):
-    domain = SendingDomain.objects.create(
+    domain = SendingDomainFactory(
         domain="good.example",
         spf_include="mailgun.org",
         dkim_selector="k1",
@@ -59,7 +59,7 @@ def test_a_well_configured_domain_passes_every_check(db, dns_server):
 
 
 def test_weak_settings_warn_or_fail_with_a_fix(db, dns_server):
-    domain = SendingDomain.objects.create(
+    domain = SendingDomainFactory(
         domain="weak.example",
         spf_include="mailgun.org",
         dkim_selector="k1",
@@ -76,7 +76,7 @@ def test_weak_settings_warn_or_fail_with_a_fix(db, dns_server):
 
 
 def test_a_domain_with_no_records_fails_everywhere_it_should(db, dns_server):
-    domain = SendingDomain.objects.create(domain="bad.example", sending_ips="192.0.2.50")
+    domain = SendingDomainFactory(domain="bad.example", sending_ips="192.0.2.50")
     checks = results(domain)
     assert checks["SPF"].status == "fail" and checks["DMARC"].status == "fail"
     assert checks["MX"].status == "fail" and checks["Reverse DNS"].status == "fail"
@@ -84,6 +84,6 @@ def test_a_domain_with_no_records_fails_everywhere_it_should(db, dns_server):
 
 
 def test_the_scheduled_check_covers_every_connection_domain(db, dns_server):
-    SendingConnection.objects.create(name="mg", sending_domain="good.example")
+    SendingConnectionFactory(name="mg", sending_domain="good.example")
     assert sending_domains_check() == 1
     assert SendingDomain.objects.get().checked_at is not None

@@ -15,8 +15,8 @@ from analytics.dns_checks import (
     sending_domain_check,
     spf_lookups,
 )
-from analytics.models import SendingDomain
 from tests.analytics.dns_server import FixedZoneServer
+from tests.support.factories import SendingDomainFactory
 from tests.support.smtp import free_port
 
 SPF = "v=spf1 {} -all"
@@ -108,7 +108,7 @@ def test_a_subdomain_uses_its_organisational_domains_dmarc_like_checkdmarc(zone)
 
 def test_no_dns_answer_is_could_not_check_never_fail(db, settings):
     settings.DNS_NAMESERVERS = [f"127.0.0.1:{free_port()}"]  # nobody listens there
-    domain = SendingDomain.objects.create(domain="offline.example", dkim_selector="k1")
+    domain = SendingDomainFactory(domain="offline.example", dkim_selector="k1")
     checks = sending_domain_check(domain=domain)
     assert {c.status for c in checks if c.name in {"SPF", "DKIM", "DMARC", "MX"}} == {"unknown"}
     assert all("Could not check" in c.detail for c in checks if c.status == "unknown")
@@ -117,7 +117,7 @@ def test_no_dns_answer_is_could_not_check_never_fail(db, settings):
 
 
 def test_the_bounce_domain_is_checked_for_spf_and_alignment(db, zone, settings):
-    domain = SendingDomain.objects.create(domain="org.co.uk")
+    domain = SendingDomainFactory(domain="org.co.uk")
     settings.BOUNCE_DOMAIN = "bounces.elsewhere.example"
     (check,) = [c for c in sending_domain_check(domain=domain) if c.name == "Bounce domain"]
     assert check.status == "warn" and "cannot align" in check.detail

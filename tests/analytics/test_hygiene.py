@@ -7,7 +7,7 @@ from analytics.ingest import Fact, ingest_facts
 from analytics.models import SubscriberEngagement, SunsetPolicy
 from analytics.selectors import engagement_q, subscriber_timeline
 from subscribers.models import Subscriber, Suppression
-from tests.analytics.conftest import make_campaign
+from tests.support.factories import SegmentFactory, SubscriberFactory, create_sent_campaign
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0"
 
@@ -29,7 +29,7 @@ def _open(delivery, *, ago, agent=CHROME, ip="81.2.69.160", uid=None):
 
 
 def test_engagement_conditions_count_human_opens_only(db):
-    campaign, _, deliveries = make_campaign(n=3, sent_ago=timedelta(days=3))
+    campaign, _, deliveries = create_sent_campaign(n=3, sent_ago=timedelta(days=3))
     _open(deliveries[0], ago=timedelta(days=2))
     _open(deliveries[1], ago=timedelta(days=2), agent="Mozilla/5.0", ip="17.58.1.1")  # Apple MPP
     opened = set(Subscriber.objects.filter(engagement_q("opened", 30)).values_list("pk", flat=True))
@@ -44,7 +44,7 @@ def test_engagement_conditions_count_human_opens_only(db):
 
 
 def test_the_engagement_score_rises_with_human_activity_and_decays(db):
-    _, _, deliveries = make_campaign(n=2, sent_ago=timedelta(days=3))
+    _, _, deliveries = create_sent_campaign(n=2, sent_ago=timedelta(days=3))
     _open(deliveries[0], ago=timedelta(hours=1))
     _open(deliveries[1], ago=timedelta(days=90))
     fresh = SubscriberEngagement.objects.get(subscriber_id=deliveries[0].subscriber_id)
@@ -58,10 +58,10 @@ def test_the_engagement_score_rises_with_human_activity_and_decays(db):
 def test_the_sunset_policy_previews_then_unsubscribes_the_silent(db):
     old = timezone.now() - timedelta(days=400)
     Subscriber.objects.update(created_at=old)
-    _regular, _, deliveries = make_campaign(n=3, sent_ago=timedelta(days=60))
+    _regular, _, deliveries = create_sent_campaign(n=3, sent_ago=timedelta(days=60))
     Subscriber.objects.update(created_at=old)
     _open(deliveries[0], ago=timedelta(days=50))  # engaged: never touched
-    reengagement, _, _re_deliveries = make_campaign(
+    reengagement, _, _re_deliveries = create_sent_campaign(
         name="We miss you", n=3, sent_ago=timedelta(days=40)
     )
     # Reader 2 got the re-engagement mail only 40 days ago... reader 1 too: grace is 30 days.
@@ -81,7 +81,7 @@ def test_the_sunset_policy_previews_then_unsubscribes_the_silent(db):
 
 
 def test_without_a_reengagement_campaign_the_preview_lists_who_would_get_one(db):
-    _, _, _deliveries = make_campaign(n=2, sent_ago=timedelta(days=10))
+    _, _, _deliveries = create_sent_campaign(n=2, sent_ago=timedelta(days=10))
     Subscriber.objects.update(created_at=timezone.now() - timedelta(days=400))
     policy = SunsetPolicy.objects.create(inactive_days=180)
     preview = sunset_preview(policy)
@@ -89,7 +89,7 @@ def test_without_a_reengagement_campaign_the_preview_lists_who_would_get_one(db)
 
 
 def test_a_subscriber_timeline_shows_deliveries_and_events(db):
-    _, _, deliveries = make_campaign(n=1, sent_ago=timedelta(days=3))
+    _, _, deliveries = create_sent_campaign(n=1, sent_ago=timedelta(days=3))
     _open(deliveries[0], ago=timedelta(days=1))
     timeline = subscriber_timeline(deliveries[0].subscriber_id)
     assert [row["kind"] for row in timeline] == ["opened", "sent"]
@@ -98,13 +98,12 @@ def test_a_subscriber_timeline_shows_deliveries_and_events(db):
 def test_segment_rules_gain_human_engagement_conditions(db):
     import pytest
 
-    from subscribers.models import Segment
     from subscribers.segments import SegmentRuleError, rules_q, segment_queryset
 
-    campaign, _, deliveries = make_campaign(n=3, sent_ago=timedelta(days=3))
+    campaign, _, deliveries = create_sent_campaign(n=3, sent_ago=timedelta(days=3))
     _open(deliveries[0], ago=timedelta(days=2))
     _open(deliveries[1], ago=timedelta(days=2), agent="Mozilla/5.0", ip="17.58.1.1")
-    segment = Segment.objects.create(
+    segment = SegmentFactory(
         name="Readers",
         rules={
             "match": "all",
@@ -152,7 +151,7 @@ def test_the_sql_score_and_the_python_score_agree(db):
         },
     ]
     for i, shape in enumerate(shapes):
-        subscriber = Subscriber.objects.create(email=f"score{i}@example.org")
+        subscriber = SubscriberFactory(email=f"score{i}@example.org")
         SubscriberEngagement.objects.create(subscriber=subscriber, **shape)
     engagement_scores_refresh()
     for row in SubscriberEngagement.objects.all():

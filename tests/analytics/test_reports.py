@@ -9,6 +9,7 @@ from analytics.ingest import Fact, ingest_facts
 from analytics.models import CampaignTracking, ReputationAlert, SendingDomain
 from analytics.tracking import click_token, open_token
 from campaigns.models import Delivery
+from tests.support.factories import CampaignFactory, SendingConnectionFactory, make_audience
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0"
 
@@ -244,12 +245,10 @@ def test_a_campaign_sent_over_smtp_counts_the_servers_250_as_delivered(viewer_cl
     from analytics.models import DomainDaily
     from campaigns.pipeline import campaign_send_work
     from campaigns.services import campaign_start
-    from tests.campaigns.conftest import make_audience, smtp_connection
-    from tests.campaigns.conftest import make_campaign as make_sendable
 
     topic, _ = make_audience(3)
     make_audience(1, topic=topic, prefix="bad")  # refused 550 5.1.1 by the server
-    campaign = make_sendable(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
     assert campaign_send_work(campaign_id=campaign.pk) == "done"
     body = viewer_client.get(f"/analytics/campaigns/{campaign.pk}/").content.decode()

@@ -3,7 +3,7 @@ from django.utils import timezone
 from analytics.ingest import Fact, ingest_facts
 from analytics.models import ReputationAlert
 from campaigns.models import Campaign
-from tests.analytics.conftest import make_campaign
+from tests.support.factories import create_sent_campaign
 
 
 def _feed(deliveries, kind, n, *, start=0, **fields):
@@ -24,9 +24,11 @@ def _feed(deliveries, kind, n, *, start=0, **fields):
 
 def test_complaints_over_the_critical_line_pause_the_domains_running_campaigns(db, settings):
     settings.REPUTATION_MIN_VOLUME = 100
-    _, _, deliveries = make_campaign(name="Finished", n=400)
-    running, _, _ = make_campaign(name="Running", status="running", n=1)
-    other, _, _ = make_campaign(name="Elsewhere", status="running", n=1, domain="other.example")
+    _, _, deliveries = create_sent_campaign(name="Finished", n=400)
+    running, _, _ = create_sent_campaign(name="Running", status="running", n=1)
+    other, _, _ = create_sent_campaign(
+        name="Elsewhere", status="running", n=1, domain="other.example"
+    )
     _feed(deliveries, "delivered", 400)
     assert not ReputationAlert.objects.exists()
     _feed(deliveries, "complained", 1)  # 0.25 %: warning
@@ -47,7 +49,7 @@ def test_complaints_over_the_critical_line_pause_the_domains_running_campaigns(d
 
 def test_hard_bounces_over_five_percent_pause_the_running_campaign_itself(db, settings):
     settings.REPUTATION_MIN_VOLUME = 50
-    campaign, _, deliveries = make_campaign(
+    campaign, _, deliveries = create_sent_campaign(
         name="Bouncy", status="running", n=100, domain="bouncy.example"
     )
     _feed(deliveries, "delivered", 94)
@@ -61,7 +63,7 @@ def test_hard_bounces_over_five_percent_pause_the_running_campaign_itself(db, se
 
 def test_small_volumes_raise_no_alert(db, settings):
     settings.REPUTATION_MIN_VOLUME = 100
-    _, _, deliveries = make_campaign(n=10)
+    _, _, deliveries = create_sent_campaign(n=10)
     _feed(deliveries, "delivered", 10)
     _feed(deliveries, "complained", 1)
     assert not ReputationAlert.objects.exists()
@@ -71,7 +73,7 @@ def test_a_hard_bounce_rate_exactly_on_the_critical_line_pauses(db, settings):
     # The default line: 5 % (500 bp). 5 hard bounces in 100 is on it, and the line is inclusive.
     settings.REPUTATION_MIN_VOLUME = 100
     assert settings.REPUTATION_BOUNCE_CRITICAL_BP == 500
-    campaign, _, deliveries = make_campaign(
+    campaign, _, deliveries = create_sent_campaign(
         name="On the line", status="running", n=100, domain="line.example"
     )
     _feed(deliveries, "delivered", 95)
@@ -89,7 +91,7 @@ def test_a_complaint_rate_exactly_on_the_critical_line_pauses(db, settings):
     settings.REPUTATION_MIN_VOLUME = 100
     settings.REPUTATION_COMPLAINT_WARN_BP = 50
     settings.REPUTATION_COMPLAINT_CRITICAL_BP = 100  # 1 %
-    campaign, _, deliveries = make_campaign(
+    campaign, _, deliveries = create_sent_campaign(
         name="One in a hundred", status="running", n=100, domain="complaints.example"
     )
     _feed(deliveries, "delivered", 100)

@@ -6,6 +6,7 @@ from analytics import buffer
 from analytics.models import CampaignStats, CampaignTracking, DeliveryActivity, Event
 from analytics.tracking import click_token, open_token
 from analytics.tracking_views import PIXEL
+from tests.support.factories import LinkFactory
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -178,12 +179,11 @@ def test_the_click_redirect_ignores_every_query_parameter(client, sent_campaign,
 )
 @pytest.mark.parametrize("mode", ["individual", "off"])
 def test_a_link_that_is_not_http_or_https_is_never_redirected_to(client, sent_campaign, url, mode):
-    from analytics.models import Link
 
     campaign, _links, deliveries = sent_campaign
     CampaignTracking.objects.create(campaign=campaign, mode=mode)
     # Not through the template compiler (it only tracks http(s)): a row made some other way.
-    link = Link.objects.create(campaign=campaign, index=7, url=url)
+    link = LinkFactory(campaign=campaign, index=7, url=url)
     response = client.get(f"/t/c/{click_token(deliveries[0].pk, link.pk)}")
     assert response.status_code == 404
     assert "Location" not in response
@@ -191,9 +191,8 @@ def test_a_link_that_is_not_http_or_https_is_never_redirected_to(client, sent_ca
 
 
 def test_an_uppercase_https_link_is_still_redirected(client, sent_campaign):
-    from analytics.models import Link
 
     campaign, _links, deliveries = sent_campaign
-    link = Link.objects.create(campaign=campaign, index=8, url="HTTPS://Shop.example.org/x")
+    link = LinkFactory(campaign=campaign, index=8, url="HTTPS://Shop.example.org/x")
     response = client.get(f"/t/c/{click_token(deliveries[0].pk, link.pk)}")
     assert response.status_code == 302 and response["Location"] == "HTTPS://Shop.example.org/x"

@@ -10,7 +10,7 @@ from analytics.models import CampaignStats, DeliveryActivity, Event, ReputationA
 from campaigns.models import Campaign
 from subscribers.models import Subscriber, Suppression
 from tests.analytics import esps
-from tests.analytics.conftest import make_campaign
+from tests.support.factories import create_sent_campaign
 
 GMAIL_DMARC = (
     "550-5.7.26 Unauthenticated email from news.example.com is not accepted due to domain's "
@@ -241,8 +241,10 @@ def test_refusals_of_the_sender_alert_and_pause_the_domains_running_campaigns(
     client, settings, viewer_user
 ):
     settings.REPUTATION_MIN_VOLUME = 10
-    campaign, _, deliveries = make_campaign(name="Running", status="running", n=20)
-    elsewhere, _, _ = make_campaign(name="Elsewhere", status="running", n=1, domain="other.example")
+    campaign, _, deliveries = create_sent_campaign(name="Running", status="running", n=20)
+    elsewhere, _, _ = create_sent_campaign(
+        name="Elsewhere", status="running", n=1, domain="other.example"
+    )
     _delivered(deliveries[:19])
     assert not ReputationAlert.objects.exists()
 
@@ -278,7 +280,7 @@ def test_refusals_of_the_sender_alert_and_pause_the_domains_running_campaigns(
 
 def test_a_few_refusals_of_the_sender_only_warn(client, settings, db):
     settings.REPUTATION_MIN_VOLUME = 10
-    campaign, _, deliveries = make_campaign(name="Running", status="running", n=100)
+    campaign, _, deliveries = create_sent_campaign(name="Running", status="running", n=100)
     _delivered(deliveries[:99])
     d = esps.numbered(deliveries[99])
     blocked = esps.bounce("postmark", d, variant="Blocked", reply="smtp;" + SPAMHAUS)

@@ -7,8 +7,13 @@ from django.contrib.auth import get_user_model
 from campaigns.models import Delivery
 from campaigns.services import campaign_start
 from tests.support.browser import CHROMIUM_ARGS, wait_until
-
-from .conftest import make_audience, make_campaign, make_template, smtp_connection
+from tests.support.factories import (
+    CampaignFactory,
+    SendingConnectionFactory,
+    TemplateFactory,
+    TopicFactory,
+    make_audience,
+)
 
 
 @pytest.fixture
@@ -41,11 +46,10 @@ pytestmark = [
 
 def test_the_wizard_counts_the_audience_live_as_topics_are_ticked(page, live_server):
     make_audience(3)
-    from subscribers.models import Topic
 
-    daily = Topic.objects.create(name="Daily", slug="daily")
+    daily = TopicFactory(name="Daily", slug="daily")
     make_audience(2, topic=daily, prefix="d")
-    make_template()
+    TemplateFactory()
     page.goto(f"{live_server.url}/campaigns/new/")
     count = page.locator("#audience-count")
     wait_until(page, "document.querySelector('#audience-count').textContent.includes('0')")
@@ -60,7 +64,7 @@ def test_the_progress_bar_moves_on_its_own_while_the_campaign_runs(
     page, live_server, smtp_sink, own_queue
 ):
     topic, _ = make_audience(4)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
     page.goto(f"{live_server.url}/campaigns/{campaign.pk}/")
     assert "0 sent / 4" in page.inner_text("#progress")

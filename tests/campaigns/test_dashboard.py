@@ -4,13 +4,17 @@ from django.urls import reverse
 from campaigns.models import Campaign, Delivery, SandboxMessage
 from campaigns.pipeline import campaign_send_work
 from campaigns.services import campaign_start
-
-from .conftest import make_audience, make_campaign, make_template, smtp_connection
+from tests.support.factories import (
+    CampaignFactory,
+    SendingConnectionFactory,
+    TemplateFactory,
+    make_audience,
+)
 
 
 def test_the_list_shows_status_and_progress(viewer_client, smtp_sink):
     topic, _ = make_audience(3)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
     campaign_send_work(campaign_id=campaign.pk)
     page = viewer_client.get(reverse("campaigns:list")).content.decode()
@@ -19,7 +23,7 @@ def test_the_list_shows_status_and_progress(viewer_client, smtp_sink):
 
 def test_the_wizard_creates_a_draft_and_counts_the_audience_live(editor_client):
     topic, _ = make_audience(4)
-    template = make_template()
+    template = TemplateFactory()
     count = editor_client.get(reverse("campaigns:audience_count"), {"topics": [topic.pk]})
     assert count.content.decode() == "4 recipients"
     response = editor_client.post(
@@ -49,7 +53,7 @@ def test_the_wizard_refuses_a_campaign_without_an_audience(editor_client):
         reverse("campaigns:create"),
         {
             "name": "Nobody",
-            "template": make_template().pk,
+            "template": TemplateFactory().pk,
             "from_email": "a@b.example",
             "max_consecutive_failures": 10,
         },
@@ -61,7 +65,7 @@ def test_the_wizard_refuses_a_campaign_without_an_audience(editor_client):
 
 def test_pause_resume_and_cancel_are_posts_that_move_the_state(editor_client):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="running")
+    campaign = CampaignFactory(topic=topic, status="running")
     assert editor_client.get(reverse("campaigns:pause", args=[campaign.pk])).status_code == 405
     editor_client.post(reverse("campaigns:pause", args=[campaign.pk]))
     assert Campaign.objects.get(pk=campaign.pk).status == "paused"
@@ -75,14 +79,14 @@ def test_pause_resume_and_cancel_are_posts_that_move_the_state(editor_client):
 
 def test_viewers_cannot_change_campaigns(viewer_client):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="running")
+    campaign = CampaignFactory(topic=topic, status="running")
     assert viewer_client.post(reverse("campaigns:pause", args=[campaign.pk])).status_code == 403
     assert Campaign.objects.get(pk=campaign.pk).status == "running"
 
 
 def test_the_progress_partial_polls_while_running(viewer_client, smtp_sink):
     topic, _ = make_audience(2)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
     page = viewer_client.get(reverse("campaigns:progress", args=[campaign.pk])).content.decode()
     assert 'hx-trigger="every 2s"' in page
@@ -91,7 +95,7 @@ def test_the_progress_partial_polls_while_running(viewer_client, smtp_sink):
 
 def test_duplicate_makes_a_new_draft_with_the_same_settings(editor_client):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="finished", tags=["x"])
+    campaign = CampaignFactory(topic=topic, status="finished", tags=["x"])
     response = editor_client.post(reverse("campaigns:duplicate", args=[campaign.pk]))
     copy = Campaign.objects.exclude(pk=campaign.pk).get()
     assert response.url == reverse("campaigns:detail", args=[copy.pk])
@@ -102,7 +106,7 @@ def test_duplicate_makes_a_new_draft_with_the_same_settings(editor_client):
 def test_the_delivery_list_shows_status_and_errors(viewer_client, smtp_sink):
     topic, _ = make_audience(1)
     make_audience(1, topic=topic, prefix="bad")
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
     campaign_send_work(campaign_id=campaign.pk)
     url = reverse("campaigns:deliveries", args=[campaign.pk])
@@ -112,7 +116,9 @@ def test_the_delivery_list_shows_status_and_errors(viewer_client, smtp_sink):
 
 def test_a_test_send_lands_in_the_sandbox_inbox_only_in_test_mode(editor_client, smtp_sink):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink), test_mode=True)
+    campaign = CampaignFactory(
+        topic=topic, connection=SendingConnectionFactory(sink=smtp_sink), test_mode=True
+    )
     response = editor_client.post(
         reverse("campaigns:test_send", args=[campaign.pk]),
         {"addresses": "seed@qa.example\nboss@qa.example"},
@@ -132,7 +138,7 @@ def test_a_test_send_lands_in_the_sandbox_inbox_only_in_test_mode(editor_client,
 
 def test_a_test_send_on_a_live_connection_reaches_the_seed_list_only(editor_client, smtp_sink):
     topic, _ = make_audience(3)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     editor_client.post(
         reverse("campaigns:test_send", args=[campaign.pk]), {"addresses": "seed@qa.example"}
     )
@@ -142,7 +148,7 @@ def test_a_test_send_on_a_live_connection_reaches_the_seed_list_only(editor_clie
 
 def test_bad_seed_addresses_are_refused_clearly(editor_client):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic)
+    campaign = CampaignFactory(topic=topic)
     response = editor_client.post(
         reverse("campaigns:test_send", args=[campaign.pk]),
         {"addresses": "not-an-address"},
@@ -153,8 +159,8 @@ def test_bad_seed_addresses_are_refused_clearly(editor_client):
 
 def test_the_preflight_page_lists_findings_and_blocks_scheduling(editor_client):
     topic, _ = make_audience(1)
-    template = make_template(html="<p>Hi {{ nickname }}</p>")
-    campaign = make_campaign(topic=topic, template=template)
+    template = TemplateFactory(html_body="<p>Hi {{ nickname }}</p>")
+    campaign = CampaignFactory(topic=topic, template=template)
     page = editor_client.get(reverse("campaigns:preflight", args=[campaign.pk])).content.decode()
     assert "blocking finding" in page and "nickname" in page
     response = editor_client.post(
@@ -168,7 +174,9 @@ def test_the_preflight_page_lists_findings_and_blocks_scheduling(editor_client):
 
 def test_an_admin_can_override_blocking_findings(admin_client, admin_user):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, template=make_template(html="<p>{{ nickname }}</p>"))
+    campaign = CampaignFactory(
+        topic=topic, template=TemplateFactory(html_body="<p>{{ nickname }}</p>")
+    )
     admin_client.post(
         reverse("campaigns:schedule", args=[campaign.pk]),
         {"kind": "now", "timezone": "UTC", "override": "on"},
@@ -216,8 +224,10 @@ def test_the_list_costs_the_same_number_of_queries_for_one_or_many_campaigns(
 ):
     topic, _ = make_audience(2)
     for i in range(5):
-        campaign = make_campaign(
-            topic=topic, name=f"c{i}", connection=smtp_connection(smtp_sink, name=f"s{i}")
+        campaign = CampaignFactory(
+            topic=topic,
+            name=f"c{i}",
+            connection=SendingConnectionFactory(sink=smtp_sink, name=f"s{i}"),
         )
         campaign_start(campaign=campaign)
     with django_assert_max_num_queries(8):

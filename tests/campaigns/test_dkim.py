@@ -17,8 +17,12 @@ from campaigns.models import Delivery
 from campaigns.pipeline import campaign_send_work
 from campaigns.services import campaign_start
 from tests.analytics.dns_server import FixedZoneServer
-
-from .conftest import make_audience, make_campaign, smtp_connection
+from tests.support.factories import (
+    CampaignFactory,
+    SendingConnectionFactory,
+    SendingDomainFactory,
+    make_audience,
+)
 
 REQUIRED = {
     b"from",
@@ -90,8 +94,8 @@ def verify_all(raw_messages, zone) -> list[list[bytes]]:
 
 def send(smtp_sink, n=3, prefix="user"):
     topic, _ = make_audience(n, prefix=prefix)
-    connection = smtp_connection(smtp_sink, name=f"sink-{prefix}")
-    campaign = make_campaign(topic=topic, connection=connection)
+    connection = SendingConnectionFactory(sink=smtp_sink, name=f"sink-{prefix}")
+    campaign = CampaignFactory(topic=topic, connection=connection)
     campaign_start(campaign=campaign)
     assert campaign_send_work(campaign_id=campaign.pk) == "done"
     return campaign
@@ -133,7 +137,7 @@ def test_keys_made_on_the_domains_page_sign_every_message_and_verify_at_the_rece
 def test_relaxed_canonicalization_survives_a_relay_that_refolds_and_respaces(
     db, admin_client, smtp_sink, zone
 ):
-    domain = SendingDomain.objects.create(domain="sender.example")
+    domain = SendingDomainFactory(domain="sender.example")
     admin_client.post(f"/analytics/domains/{domain.pk}/dkim/", {"algorithm": "rsa"})
     for name, value in records_on_page(admin_client).items():
         publish(zone, name, value)
@@ -154,7 +158,7 @@ def test_relaxed_canonicalization_survives_a_relay_that_refolds_and_respaces(
 
 
 def test_rotation_with_a_second_selector_leaves_no_gap(db, admin_client, smtp_sink, zone):
-    domain = SendingDomain.objects.create(domain="sender.example")
+    domain = SendingDomainFactory(domain="sender.example")
     admin_client.post(f"/analytics/domains/{domain.pk}/dkim/", {"algorithm": "rsa"})
     old = DkimKey.objects.get(domain=domain)
     publish(zone, old.record_name, old.record_value)
@@ -199,7 +203,7 @@ def test_rotation_with_a_second_selector_leaves_no_gap(db, admin_client, smtp_si
 
 
 def test_viewers_and_editors_cannot_make_or_rotate_keys(db, client, editor_user, zone):
-    domain = SendingDomain.objects.create(domain="sender.example")
+    domain = SendingDomainFactory(domain="sender.example")
     client.force_login(editor_user)
     response = client.post(f"/analytics/domains/{domain.pk}/dkim/", {"algorithm": "rsa"})
     assert response.status_code == 403
@@ -209,7 +213,7 @@ def test_viewers_and_editors_cannot_make_or_rotate_keys(db, client, editor_user,
 def test_the_dns_check_compares_the_published_key_with_the_signing_key(
     db, admin_client, zone, settings
 ):
-    domain = SendingDomain.objects.create(domain="sender.example")
+    domain = SendingDomainFactory(domain="sender.example")
     admin_client.post(f"/analytics/domains/{domain.pk}/dkim/", {"algorithm": "rsa"})
     key = DkimKey.objects.get(domain=domain)
     other = DkimKey(algorithm="rsa", public_key="")

@@ -16,17 +16,10 @@ from campaigns.dispatch import dispatch_due
 from campaigns.models import Campaign, Delivery
 from campaigns.services import campaign_start, delivery_resolve_unknown
 from subscribers.models import Subscriber, Suppression, email_hash
+from tests.support.factories import CampaignFactory, SendingConnectionFactory, make_audience
+from tests.support.sending import QUEUE, TTL, forget_campaign_keys, message_id
 from tests.support.workers import Worker
 
-from .conftest import (
-    QUEUE,
-    TTL,
-    forget_campaign_keys,
-    make_audience,
-    make_campaign,
-    message_id,
-    smtp_connection,
-)
 from .test_worker_kill import _counts, _wait
 
 
@@ -62,7 +55,7 @@ def test_a_lost_250_after_the_final_dot_becomes_unknown_and_is_never_sent_twice(
 ):
     topic, _ = make_audience(30)
     make_audience(4, topic=topic, prefix="lost")
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     forget_campaign_keys(campaign.pk)
     workers = _workers()
     try:
@@ -105,7 +98,9 @@ def test_a_reply_stalled_past_the_lease_keeps_the_claim_and_sends_each_once(
     smtp_sink.stall = 3 * int(TTL)  # the DATA answer comes three leases late
     topic, _ = make_audience(60)
     make_audience(2, topic=topic, prefix="stall")
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink), parallelism=2)
+    campaign = CampaignFactory(
+        topic=topic, connection=SendingConnectionFactory(sink=smtp_sink), parallelism=2
+    )
     forget_campaign_keys(campaign.pk)
     workers = _workers(2)
     try:
@@ -138,7 +133,9 @@ def test_a_worker_frozen_past_its_lease_stops_on_waking_and_nobody_gets_two(
 ):
     smtp_sink.delay = 0.01
     topic, subs = make_audience(400)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink), parallelism=2)
+    campaign = CampaignFactory(
+        topic=topic, connection=SendingConnectionFactory(sink=smtp_sink), parallelism=2
+    )
     forget_campaign_keys(campaign.pk)
     frozen, other = _workers(2)
     try:
@@ -170,7 +167,9 @@ def test_a_worker_frozen_past_its_lease_stops_on_waking_and_nobody_gets_two(
 def test_a_cache_flush_mid_send_releases_no_live_claim(transactional_db, smtp_sink, own_queue):
     smtp_sink.delay = 0.01
     topic, _ = make_audience(300)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink), parallelism=2)
+    campaign = CampaignFactory(
+        topic=topic, connection=SendingConnectionFactory(sink=smtp_sink), parallelism=2
+    )
     forget_campaign_keys(campaign.pk)
     workers = _workers(2)
     try:
@@ -195,7 +194,9 @@ def test_an_smtp_outage_fails_nobody_and_everyone_gets_one_after_it(
 ):
     smtp_sink.delay = 0.01
     topic, _ = make_audience(200)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink), parallelism=2)
+    campaign = CampaignFactory(
+        topic=topic, connection=SendingConnectionFactory(sink=smtp_sink), parallelism=2
+    )
     forget_campaign_keys(campaign.pk)
     workers = _workers(2)
     try:
@@ -250,7 +251,7 @@ def test_explicit_refusals_fail_once_and_hard_ones_suppress_the_address(
 ):
     topic, _ = make_audience(20)
     make_audience(3, topic=topic, prefix="bad")
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     forget_campaign_keys(campaign.pk)
     workers = _workers()
     try:
@@ -276,8 +277,8 @@ def test_explicit_refusals_fail_once_and_hard_ones_suppress_the_address(
 @pytest.mark.worker
 def test_pause_takes_effect_within_a_second(transactional_db, smtp_sink, own_queue, editor_client):
     topic, _ = make_audience(400)
-    connection = smtp_connection(smtp_sink, rate_per_second=40)
-    campaign = make_campaign(topic=topic, connection=connection, parallelism=2)
+    connection = SendingConnectionFactory(sink=smtp_sink, rate_per_second=40)
+    campaign = CampaignFactory(topic=topic, connection=connection, parallelism=2)
     forget_campaign_keys(campaign.pk)
     workers = _workers(2)
     try:

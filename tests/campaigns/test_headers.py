@@ -2,15 +2,20 @@ from campaigns.models import Delivery
 from campaigns.pipeline import campaign_send_work
 from campaigns.services import campaign_start
 from core.recipient_links import read_recipient_token
-
-from .conftest import make_audience, make_campaign, message_id, smtp_connection
+from tests.support.factories import (
+    CampaignFactory,
+    SendingConnectionFactory,
+    TemplateFactory,
+    make_audience,
+)
+from tests.support.sending import message_id
 
 
 def test_the_message_the_smtp_sink_received_carries_every_required_header(db, smtp_sink):
     topic, subs = make_audience(1)
-    campaign = make_campaign(
+    campaign = CampaignFactory(
         topic=topic,
-        connection=smtp_connection(smtp_sink),
+        connection=SendingConnectionFactory(sink=smtp_sink),
         tags=["weekly"],
         reply_to="reply@sender.example",
     )
@@ -51,13 +56,11 @@ def test_the_message_the_smtp_sink_received_carries_every_required_header(db, sm
 
 
 def test_non_ascii_subjects_and_names_are_encoded(db, smtp_sink):
-    from .conftest import make_template
-
     topic, _ = make_audience(1)
-    campaign = make_campaign(
+    campaign = CampaignFactory(
         topic=topic,
-        connection=smtp_connection(smtp_sink),
-        template=make_template(subject="Été chez {{ first_name }} ✨"),
+        connection=SendingConnectionFactory(sink=smtp_sink),
+        template=TemplateFactory(subject="Été chez {{ first_name }} ✨"),
         from_name="Équipe Ünïcode",
     )
     campaign_start(campaign=campaign)
@@ -73,7 +76,7 @@ def test_recipient_urls_are_exactly_what_core_recipient_links_builds(db):
     from templates_app.fields import recipient_context
 
     topic, subs = make_audience(1)
-    campaign = make_campaign(topic=topic)
+    campaign = CampaignFactory(topic=topic)
     context = MessageFactory(campaign, test_send=True).context(
         delivery_id=77, subscriber_id=subs[0].pk, recipient=recipient_context(subs[0])
     )
@@ -82,20 +85,18 @@ def test_recipient_urls_are_exactly_what_core_recipient_links_builds(db):
 
 
 def test_headers_by_the_book_crlf_folding_ascii_ids_and_a_list_id_per_list(db, smtp_sink):
-    from .conftest import make_template
-
     topic, _ = make_audience(1)
     long_subject = "Les nouveautés de l'été chez Ünïcode : " + "très " * 20 + "{{ first_name }}"
-    first = make_campaign(
+    first = CampaignFactory(
         topic=topic,
-        connection=smtp_connection(smtp_sink),
-        template=make_template(subject=long_subject),
+        connection=SendingConnectionFactory(sink=smtp_sink),
+        template=TemplateFactory(subject=long_subject),
         tags=["été", "promo"],
         name="Internal name 1",
     )
     campaign_start(campaign=first)
     campaign_send_work(campaign_id=first.pk)
-    second = make_campaign(topic=topic, connection=first.connection, name="Autre nom")
+    second = CampaignFactory(topic=topic, connection=first.connection, name="Autre nom")
     campaign_start(campaign=second)
     campaign_send_work(campaign_id=second.pk)
 
@@ -117,7 +118,7 @@ def test_message_ids_differ_across_installs_and_database_resets(db, settings):
     from campaigns.messages import message_id_tag
 
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic)
+    campaign = CampaignFactory(topic=topic)
     here = message_id_tag(campaign)
     settings.SECRET_KEY = "another-install-" + "x" * 40
     elsewhere = message_id_tag(campaign)
@@ -135,8 +136,6 @@ def test_postmark_gets_campaign_mail_on_its_broadcast_stream(db):
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    from campaigns.models import SendingConnection
 
     received = []
 
@@ -159,7 +158,7 @@ def test_postmark_gets_campaign_mail_on_its_broadcast_stream(db):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Postmark)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        connection = SendingConnection.objects.create(
+        connection = SendingConnectionFactory(
             name="postmark",
             backend="anymail.backends.postmark.EmailBackend",
             options={
@@ -168,7 +167,7 @@ def test_postmark_gets_campaign_mail_on_its_broadcast_stream(db):
             },
         )
         topic, _ = make_audience(1)
-        campaign = make_campaign(topic=topic, connection=connection)
+        campaign = CampaignFactory(topic=topic, connection=connection)
         campaign_start(campaign=campaign)
         assert campaign_send_work(campaign_id=campaign.pk) == "done"
     finally:

@@ -7,11 +7,15 @@ import pytest
 
 from analytics import buffer
 from analytics.models import Event
-from campaigns.models import Delivery, SandboxMessage, SendingConnection
+from campaigns.models import Delivery, SandboxMessage
 from campaigns.pipeline import campaign_send_work
 from campaigns.services import campaign_start
-
-from .conftest import make_audience, make_campaign, make_template
+from tests.support.factories import (
+    CampaignFactory,
+    SendingConnectionFactory,
+    TemplateFactory,
+    make_audience,
+)
 
 NO_LINKS = "<html><body><h1>Hello {{ first_name }}</h1><p>No links today.</p></body></html>"
 
@@ -26,14 +30,14 @@ def clean_buffer(db):
 def _send(settings, **campaign_fields) -> SandboxMessage:
     settings.SITE_URL = "https://mail.example.com"
     topic, _ = make_audience(1)
-    connection = SendingConnection.objects.create(
+    connection = SendingConnectionFactory(
         name="sandbox",
         backend="django.core.mail.backends.locmem.EmailBackend",
         sending_domain="sender.example",
         test_mode=True,
     )
-    template = campaign_fields.pop("template", None) or make_template(html=NO_LINKS)
-    campaign = make_campaign(
+    template = campaign_fields.pop("template", None) or TemplateFactory(html_body=NO_LINKS)
+    campaign = CampaignFactory(
         topic=topic, connection=connection, template=template, **campaign_fields
     )
     campaign_start(campaign=campaign)
@@ -58,7 +62,7 @@ def test_a_message_without_links_carries_the_pixel_and_it_records_the_open(clien
 
 
 def test_links_left_untracked_keep_the_pixel(settings):
-    message = _send(settings, track_links=False, template=make_template())
+    message = _send(settings, track_links=False, template=TemplateFactory())
     assert 'href="https://example.com/a"' in message.html
     assert _pixel(message) is not None
 

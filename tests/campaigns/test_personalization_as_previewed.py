@@ -13,11 +13,17 @@ from django.urls import reverse
 from campaigns.models import SandboxMessage
 from campaigns.pipeline import campaign_send_work
 from campaigns.services import campaign_start
-from subscribers.models import CustomField, Subscriber, Topic
+from subscribers.models import Subscriber, Topic
 from templates_app.fields import recipient_contexts
+from tests.support.factories import (
+    CampaignFactory,
+    CustomFieldFactory,
+    SendingConnectionFactory,
+    SubscriberFactory,
+    TemplateFactory,
+    TopicFactory,
+)
 from tests.support.smtp import html_of, text_of
-
-from .conftest import make_campaign, make_template, smtp_connection
 
 SUBJECT = '{{ first_name }}, {{ attr.company|default:"your company" }}\'s favourite shop'
 HTML = """<html><body>
@@ -66,10 +72,10 @@ def ada(editor_client):
         ("churned", "boolean", []),
         ("plan", "choice", ["free", "pro"]),
     ]:
-        CustomField.objects.create(key=key, label=key.title(), type=kind, choices=choices)
-    weekly = Topic.objects.create(name="Weekly", slug="weekly")
-    product = Topic.objects.create(name="Product", slug="product", public_name="Product news")
-    Topic.objects.create(name="Other", slug="other")  # not theirs
+        CustomFieldFactory(key=key, label=key.title(), type=kind, choices=choices)
+    weekly = TopicFactory(name="Weekly", slug="weekly")
+    product = TopicFactory(name="Product", slug="product", public_name="Product news")
+    TopicFactory(name="Other", slug="other")  # not theirs
     response = editor_client.post(
         reverse("subscribers:create"),
         {
@@ -105,8 +111,9 @@ def ada(editor_client):
 
 @pytest.fixture
 def campaign(ada):
-    return make_campaign(
-        topic=Topic.objects.get(slug="weekly"), template=make_template(html=HTML, subject=SUBJECT)
+    return CampaignFactory(
+        topic=Topic.objects.get(slug="weekly"),
+        template=TemplateFactory(html_body=HTML, subject=SUBJECT),
     )
 
 
@@ -144,7 +151,7 @@ def _assert_same(preview: dict, received: dict) -> None:
 def test_the_sent_message_is_the_previewed_one_part_by_part(
     viewer_client, campaign, smtp_sink, ada
 ):
-    campaign.connection = smtp_connection(smtp_sink)
+    campaign.connection = SendingConnectionFactory(sink=smtp_sink)
     campaign.save()
     preview = _preview(viewer_client, campaign, ada.email)
     campaign_start(campaign=campaign)
@@ -160,7 +167,7 @@ def test_the_sent_message_is_the_previewed_one_part_by_part(
 def test_a_test_send_to_a_subscriber_is_the_previewed_message(
     editor_client, campaign, smtp_sink, ada
 ):
-    campaign.connection = smtp_connection(smtp_sink)
+    campaign.connection = SendingConnectionFactory(sink=smtp_sink)
     campaign.save()
     preview = _preview(editor_client, campaign, ada.email)
     response = editor_client.post(
@@ -175,9 +182,9 @@ def test_a_test_send_to_a_subscriber_is_the_previewed_message(
 
 
 def test_a_sandbox_campaign_captures_the_previewed_message(viewer_client, ada):
-    campaign = make_campaign(
+    campaign = CampaignFactory(
         topic=Topic.objects.get(slug="weekly"),
-        template=make_template(html=HTML, subject=SUBJECT),
+        template=TemplateFactory(html_body=HTML, subject=SUBJECT),
         test_mode=True,
     )
     preview = _preview(viewer_client, campaign, ada.email)
@@ -189,9 +196,7 @@ def test_a_sandbox_campaign_captures_the_previewed_message(viewer_client, ada):
 
 
 def test_the_preflight_counts_empty_fields_the_way_messages_fill_them(editor_client, campaign):
-    bob = Subscriber.objects.create(
-        email="bob@example.org", status=Subscriber.Status.ACTIVE, language=""
-    )
+    bob = SubscriberFactory(email="bob@example.org", status=Subscriber.Status.ACTIVE, language="")
     bob.subscriptions.create(topic=Topic.objects.get(slug="weekly"))
     page = editor_client.get(reverse("campaigns:preflight", args=[campaign.pk])).content.decode()
     # language, topics and the names are recipient fields, not unknown ones ...
@@ -238,10 +243,10 @@ def test_the_pipeline_reads_merge_values_once_per_batch_not_per_recipient(ada, s
     )
     for sub in subs:
         sub.subscriptions.create(topic=weekly)
-    campaign = make_campaign(
+    campaign = CampaignFactory(
         topic=weekly,
-        connection=smtp_connection(smtp_sink),
-        template=make_template(html=HTML, subject=SUBJECT),
+        connection=SendingConnectionFactory(sink=smtp_sink),
+        template=TemplateFactory(html_body=HTML, subject=SUBJECT),
     )
     campaign_start(campaign=campaign)
     with CaptureQueriesContext(connection) as queries:

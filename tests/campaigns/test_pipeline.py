@@ -2,12 +2,12 @@ import pytest
 from django.core import mail
 
 from analytics.models import Event
-from campaigns.models import Campaign, Delivery, SandboxMessage, SendingConnection
+from campaigns.models import Campaign, Delivery, SandboxMessage
 from campaigns.pipeline import campaign_send_work, reconcile
 from campaigns.services import campaign_start
 from subscribers.models import Subscriber, Suppression, email_hash
-
-from .conftest import make_audience, make_campaign, message_id, smtp_connection
+from tests.support.factories import CampaignFactory, SendingConnectionFactory, make_audience
+from tests.support.sending import message_id
 
 
 def test_starting_snapshots_the_audience_minus_everyone_excluded(db, smtp_sink):
@@ -19,7 +19,7 @@ def test_starting_snapshots_the_audience_minus_everyone_excluded(db, smtp_sink):
     Subscriber.objects.filter(pk=subs[3].pk).update(
         paused_until=timezone.now() + timezone.timedelta(days=3)
     )
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
     emails = set(Delivery.objects.filter(campaign=campaign).values_list("email", flat=True))
     assert emails == {"user0@example.org", "user4@example.org", "user5@example.org"}
@@ -31,7 +31,7 @@ def test_starting_snapshots_the_audience_minus_everyone_excluded(db, smtp_sink):
 
 def test_it_sends_every_recipient_once_over_smtp_and_finishes(db, smtp_sink):
     topic, _ = make_audience(450)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
     assert campaign_send_work(campaign_id=campaign.pk) == "done"
     assert sorted(smtp_sink.recipients()) == sorted(f"user{i}@example.org" for i in range(450))
@@ -45,7 +45,7 @@ def test_it_sends_every_recipient_once_over_smtp_and_finishes(db, smtp_sink):
 
 def test_a_suppression_added_during_the_send_is_respected(db, smtp_sink):
     topic, subs = make_audience(5)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
     Suppression.objects.create(email_hash=email_hash(subs[4].email), reason="complaint")
     Subscriber.objects.filter(pk=subs[3].pk).update(status=Subscriber.Status.UNSUBSCRIBED)
@@ -60,7 +60,7 @@ def test_permanent_errors_fail_the_row_and_transient_ones_are_retried_with_backo
     topic, _ = make_audience(2)
     make_audience(1, topic=topic, prefix="bad")
     make_audience(1, topic=topic, prefix="busy")
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
     assert campaign_send_work(campaign_id=campaign.pk) == "idle"
     bad = Delivery.objects.get(campaign=campaign, email="bad0@example.org")
@@ -75,8 +75,8 @@ def test_permanent_errors_fail_the_row_and_transient_ones_are_retried_with_backo
 
 def test_after_n_consecutive_failures_the_campaign_pauses_itself_and_says_why(db, smtp_sink):
     topic, _ = make_audience(8, prefix="bad")
-    campaign = make_campaign(
-        topic=topic, connection=smtp_connection(smtp_sink), max_consecutive_failures=3
+    campaign = CampaignFactory(
+        topic=topic, connection=SendingConnectionFactory(sink=smtp_sink), max_consecutive_failures=3
     )
     campaign_start(campaign=campaign)
     assert campaign_send_work(campaign_id=campaign.pk) == "stopped"
@@ -89,10 +89,10 @@ def test_after_n_consecutive_failures_the_campaign_pauses_itself_and_says_why(db
 
 def test_the_esp_path_goes_through_anymail_with_the_delivery_id_in_metadata(db):
     topic, _ = make_audience(3)
-    connection = SendingConnection.objects.create(
+    connection = SendingConnectionFactory(
         name="esp", backend="anymail.backends.test.EmailBackend", sending_domain="sender.example"
     )
-    campaign = make_campaign(topic=topic, connection=connection, tags=["weekly"])
+    campaign = CampaignFactory(topic=topic, connection=connection, tags=["weekly"])
     campaign_start(campaign=campaign)
     mail.outbox = []
     campaign_send_work(campaign_id=campaign.pk)
@@ -108,8 +108,8 @@ def test_the_esp_path_goes_through_anymail_with_the_delivery_id_in_metadata(db):
 
 def test_sandbox_mode_never_delivers_and_captures_every_message(db, smtp_sink):
     topic, _ = make_audience(4)
-    connection = smtp_connection(smtp_sink, test_mode=True)
-    campaign = make_campaign(topic=topic, connection=connection)
+    connection = SendingConnectionFactory(sink=smtp_sink, test_mode=True)
+    campaign = CampaignFactory(topic=topic, connection=connection)
     campaign_start(campaign=campaign)
     assert campaign_send_work(campaign_id=campaign.pk) == "done"
     assert smtp_sink.messages == []
@@ -122,7 +122,9 @@ def test_sandbox_mode_never_delivers_and_captures_every_message(db, smtp_sink):
 
 def test_a_campaign_in_test_mode_never_delivers_even_on_a_real_connection(db, smtp_sink):
     topic, _ = make_audience(2)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink), test_mode=True)
+    campaign = CampaignFactory(
+        topic=topic, connection=SendingConnectionFactory(sink=smtp_sink), test_mode=True
+    )
     campaign_start(campaign=campaign)
     campaign_send_work(campaign_id=campaign.pk)
     assert smtp_sink.messages == []
@@ -132,7 +134,7 @@ def test_a_campaign_in_test_mode_never_delivers_even_on_a_real_connection(db, sm
 def test_dead_claims_release_untouched_rows_and_expose_the_one_in_handoff(db, monkeypatch):
     monkeypatch.setenv("CAMPAIGN_CLAIM_TTL", "0")
     topic, _ = make_audience(3)
-    campaign = make_campaign(topic=topic)
+    campaign = CampaignFactory(topic=topic)
     campaign_start(campaign=campaign)
     rows = list(Delivery.objects.filter(campaign=campaign).order_by("id"))
     from django.utils import timezone
@@ -157,7 +159,7 @@ def test_unknown_rows_keep_the_campaign_open_until_someone_decides(db, smtp_sink
     from campaigns.services import delivery_resolve_unknown
 
     topic, _ = make_audience(2)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
     first = Delivery.objects.filter(campaign=campaign).order_by("id").first()
     Delivery.objects.filter(pk=first.pk).update(status="unknown")

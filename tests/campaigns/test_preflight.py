@@ -14,8 +14,7 @@ from campaigns.preflight import (
     spam_findings,
 )
 from subscribers.models import Subscriber
-
-from .conftest import make_audience, make_campaign, make_template
+from tests.support.factories import CampaignFactory, TemplateFactory, TopicFactory, make_audience
 
 
 def _codes(findings):
@@ -26,10 +25,10 @@ def test_personalization_counts_every_recipient_who_would_get_an_empty_field(db)
     topic, subs = make_audience(5)
     Subscriber.objects.filter(pk__in=[subs[0].pk, subs[1].pk]).update(first_name="")
     Subscriber.objects.filter(pk=subs[2].pk).update(attributes={"company": "ACME"})
-    template = make_template(
-        html="<p>Hi {{ first_name }} of {{ attr.company }}, {{ last_name|default:'' }}</p>"
+    template = TemplateFactory(
+        html_body="<p>Hi {{ first_name }} of {{ attr.company }}, {{ last_name|default:'' }}</p>"
     )
-    findings = personalization_findings(make_campaign(topic=topic, template=template))
+    findings = personalization_findings(CampaignFactory(topic=topic, template=template))
     by_field = {f.message.split("{{ ")[1].split(" }}")[0]: f for f in findings}
     assert by_field["first_name"].message.startswith("2 recipients")
     assert by_field["first_name"].details == ["user0@example.org", "user1@example.org"]
@@ -40,8 +39,8 @@ def test_personalization_counts_every_recipient_who_would_get_an_empty_field(db)
 
 def test_a_field_nobody_has_is_blocking(db):
     topic, _ = make_audience(1)
-    template = make_template(html="<p>Hi {{ nickname }}</p>")
-    (finding,) = personalization_findings(make_campaign(topic=topic, template=template))
+    template = TemplateFactory(html_body="<p>Hi {{ nickname }}</p>")
+    (finding,) = personalization_findings(CampaignFactory(topic=topic, template=template))
     assert finding.severity == BLOCKING and "nickname" in finding.message
 
 
@@ -71,27 +70,28 @@ def web():
 def test_the_link_check_reports_each_link_that_answers_an_error(db, web, settings):
     settings.LINK_CHECK_ALLOW_PRIVATE = True  # the test site is on loopback
     topic, _ = make_audience(1)
-    template = make_template(
-        html=f'<a href="{web}/ok">ok</a> <a href="{web}/gone">gone</a> <a href="{web}/moved">m</a>'
+    template = TemplateFactory(
+        html_body=f'<a href="{web}/ok">ok</a> <a href="{web}/gone">gone</a> '
+        f'<a href="{web}/moved">m</a>'
     )
-    (finding,) = link_findings(make_campaign(topic=topic, template=template))
+    (finding,) = link_findings(CampaignFactory(topic=topic, template=template))
     assert finding.code == "links.broken" and finding.severity == BLOCKING
     assert finding.details == [f"{web}/gone — HTTP 404"]
 
 
 def test_links_to_private_addresses_are_not_fetched(db, web):
     topic, _ = make_audience(1)
-    template = make_template(html=f'<a href="{web}/ok">ok</a>')
-    (finding,) = link_findings(make_campaign(topic=topic, template=template))
+    template = TemplateFactory(html_body=f'<a href="{web}/ok">ok</a>')
+    (finding,) = link_findings(CampaignFactory(topic=topic, template=template))
     assert finding.code == "links.private" and finding.details == [f"{web}/ok"]
 
 
 def test_offline_the_link_check_says_clearly_that_it_did_not_check(db):
     topic, _ = make_audience(1)
-    template = make_template(
-        html='<a href="http://nowhere.invalid/a">a</a> <a href="https://nothing.invalid/">b</a>'
+    template = TemplateFactory(
+        html_body='<a href="http://nowhere.invalid/a">a</a> <a href="https://nothing.invalid/">b</a>'
     )
-    (finding,) = link_findings(make_campaign(topic=topic, template=template), timeout=2)
+    (finding,) = link_findings(CampaignFactory(topic=topic, template=template), timeout=2)
     assert finding.code == "links.offline" and finding.severity == WARNING
     assert "NOT checked" in finding.message and len(finding.details) == 2
 
@@ -148,11 +148,10 @@ def test_messages_gmail_would_clip_are_flagged():
 
 def test_the_whole_preflight_blocks_an_empty_audience_and_passes_a_good_campaign(db):
     topic, _ = make_audience(2)
-    good = _codes(run_preflight(make_campaign(topic=topic), check_links=False))
+    good = _codes(run_preflight(CampaignFactory(topic=topic), check_links=False))
     assert not [f for f in good.values() if f.severity == BLOCKING]
-    from subscribers.models import Topic
 
-    empty = make_campaign(topic=Topic.objects.create(name="Nobody", slug="nobody"))
+    empty = CampaignFactory(topic=TopicFactory(name="Nobody", slug="nobody"))
     assert _codes(run_preflight(empty, check_links=False))["audience.empty"].severity == BLOCKING
 
 
@@ -164,10 +163,10 @@ def test_template_lint_findings_appear_in_the_preflight(db):
     from campaigns.preflight import lint_findings
 
     topic, _ = make_audience(1)
-    template = make_template(
-        html="<p>Hi {{ first_name }}</p><a href=\"javascript:alert(1)\">x</a><img src='x.png'>"
+    template = TemplateFactory(
+        html_body="<p>Hi {{ first_name }}</p><a href=\"javascript:alert(1)\">x</a><img src='x.png'>"
     )
-    findings = lint_findings(make_campaign(topic=topic, template=template))
+    findings = lint_findings(CampaignFactory(topic=topic, template=template))
     assert findings and all(f.code.startswith("lint.") for f in findings)
     assert {f.severity for f in findings} <= {BLOCKING, WARNING}
 
@@ -178,6 +177,8 @@ def test_a_broken_link_blocks_scheduling(db, web, settings, editor_user):
 
     settings.LINK_CHECK_ALLOW_PRIVATE = True
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, template=make_template(html=f'<a href="{web}/x">x</a>'))
+    campaign = CampaignFactory(
+        topic=topic, template=TemplateFactory(html_body=f'<a href="{web}/x">x</a>')
+    )
     with pytest.raises(CampaignTransitionError, match="1 link answers an error"):
         campaign_schedule(campaign=campaign, user=editor_user, check_links=True)

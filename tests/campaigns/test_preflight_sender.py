@@ -7,10 +7,15 @@ from django.utils import timezone
 
 from analytics.guardrail import alert_acknowledge
 from analytics.models import ReputationAlert
-from campaigns.models import Campaign, SendingConnection
+from campaigns.models import Campaign
 from tests.analytics.dns_server import FixedZoneServer
-
-from .conftest import make_audience, make_campaign, make_template
+from tests.support.factories import (
+    CampaignFactory,
+    SendingConnectionFactory,
+    SendingDomainFactory,
+    TemplateFactory,
+    make_audience,
+)
 
 # No links: the pre-flight page checks them, which must not depend on this machine's network.
 NO_LINKS = '<p>Hello {{ first_name|default:"there" }}</p>'
@@ -18,7 +23,7 @@ NO_LINKS = '<p>Hello {{ first_name|default:"there" }}</p>'
 
 def _campaign(from_email="news@sender.example", **fields) -> Campaign:
     topic, _ = make_audience(1, prefix=f"to-{Campaign.objects.count()}-")
-    campaign = make_campaign(topic=topic, template=make_template(html=NO_LINKS), **fields)
+    campaign = CampaignFactory(topic=topic, template=TemplateFactory(html_body=NO_LINKS), **fields)
     Campaign.objects.filter(pk=campaign.pk).update(from_email=from_email)
     campaign.from_email = from_email
     return campaign
@@ -44,7 +49,7 @@ def _alert(domain, *, level="critical", metric="complaints", rate=0.005, **field
 
 
 def test_it_lists_the_open_alerts_of_the_sending_domain_and_says_sending_is_held(editor_client):
-    SendingConnection.objects.create(name="esp", sending_domain="sender.example")
+    SendingConnectionFactory(name="esp", sending_domain="sender.example")
     campaign = _campaign()
     critical = _alert("sender.example")
     warning = _alert("sender.example", level="warning", metric="hard_bounces", rate=0.03)
@@ -61,7 +66,7 @@ def test_it_lists_the_open_alerts_of_the_sending_domain_and_says_sending_is_held
 def test_an_acknowledged_alert_is_listed_with_who_acknowledged_it_and_holds_nothing(
     editor_client, admin_user
 ):
-    SendingConnection.objects.create(name="esp", sending_domain="sender.example")
+    SendingConnectionFactory(name="esp", sending_domain="sender.example")
     campaign = _campaign()
     alert = _alert("sender.example")
     alert_acknowledge(alert=alert, user=admin_user, note="Complainers <b>removed</b>")
@@ -95,9 +100,8 @@ def test_it_lists_the_from_domains_failing_dns_checks(admin_client, settings):
 
 
 def test_a_from_domain_that_passes_its_checks_gets_no_dns_finding(editor_client):
-    from analytics.models import SendingDomain
 
-    SendingDomain.objects.create(
+    SendingDomainFactory(
         domain="sender.example",
         status="pass",
         checked_at=timezone.now(),
@@ -108,7 +112,7 @@ def test_a_from_domain_that_passes_its_checks_gets_no_dns_finding(editor_client)
 
 
 def test_a_from_domain_nobody_configured_is_warned_about(editor_client):
-    SendingConnection.objects.create(name="esp", sending_domain="mg.company.example")
+    SendingConnectionFactory(name="esp", sending_domain="mg.company.example")
     page = _preflight(editor_client, _campaign(from_email="news@unknown.example"))
     assert "from.unconfigured" in page
     assert "unknown.example is not a configured sending domain" in page
@@ -119,8 +123,8 @@ def test_a_from_domain_nobody_configured_is_warned_about(editor_client):
 
 
 def test_a_from_domain_other_than_the_connections_is_warned_about(editor_client):
-    connection = SendingConnection.objects.create(name="esp", sending_domain="other.example")
-    SendingConnection.objects.create(name="second", sending_domain="sender.example")
+    connection = SendingConnectionFactory(name="esp", sending_domain="other.example")
+    SendingConnectionFactory(name="second", sending_domain="sender.example")
     page = _preflight(editor_client, _campaign(connection=connection))
     assert "from.misaligned" in page and "sends as other.example" in page
 
@@ -147,7 +151,7 @@ def test_a_from_domain_other_than_the_connections_is_warned_about(editor_client)
     ],
 )
 def test_a_from_address_at_a_mailbox_provider_is_warned_about(editor_client, address):
-    SendingConnection.objects.create(name="esp", sending_domain=address.split("@")[1])
+    SendingConnectionFactory(name="esp", sending_domain=address.split("@")[1])
     page = _preflight(editor_client, _campaign(from_email=address))
     assert "from.mailbox_provider" in page and "a mailbox provider" in page
     assert f"The From address is at {address.split('@')[1].lower()}" in page

@@ -15,16 +15,9 @@ from campaigns.pipeline import campaign_send_work, reconcile
 from campaigns.selectors import delivery_counts
 from campaigns.services import campaign_start, delivery_resolve_unknown
 from tests.support.browser import CHROMIUM_ARGS
+from tests.support.factories import CampaignFactory, SendingConnectionFactory, make_audience
+from tests.support.sending import QUEUE, TTL, forget_campaign_keys
 from tests.support.workers import Worker
-
-from .conftest import (
-    QUEUE,
-    TTL,
-    forget_campaign_keys,
-    make_audience,
-    make_campaign,
-    smtp_connection,
-)
 
 
 def _ledger(campaign) -> dict[str, int]:
@@ -37,7 +30,7 @@ def test_the_counters_follow_every_change_of_the_ledger(db, smtp_sink):
     topic, _subs = make_audience(30)
     make_audience(2, topic=topic, prefix="bad")
     make_audience(2, topic=topic, prefix="busy")
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
     assert delivery_counts([campaign.pk])[campaign.pk] == {"pending": 34}
     campaign_send_work(campaign_id=campaign.pk)  # sent, failed, retried (pending)
@@ -57,7 +50,7 @@ def test_the_counters_follow_every_change_of_the_ledger(db, smtp_sink):
 
 def test_the_poll_reads_a_few_counter_rows_and_never_the_ledger(db, viewer_client, smtp_sink):
     topic, _ = make_audience(50)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
     campaign_send_work(campaign_id=campaign.pk, time_budget=0.0)
     with CaptureQueriesContext(connection) as queries:
@@ -76,7 +69,7 @@ def test_the_poll_reads_a_few_counter_rows_and_never_the_ledger(db, viewer_clien
 
 def test_a_changed_state_reloads_the_page_so_its_actions_match(db, viewer_client):
     topic, _ = make_audience(2)
-    campaign = make_campaign(topic=topic)
+    campaign = CampaignFactory(topic=topic)
     campaign_start(campaign=campaign)
     response = viewer_client.get(f"/campaigns/{campaign.pk}/progress/?seen=scheduled")
     assert response["HX-Refresh"] == "true"
@@ -119,7 +112,9 @@ def test_send_now_is_followed_to_finished_without_a_reload(
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     smtp_sink.delay = 0.02
     topic, _ = make_audience(150)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink, rate_per_second=25))
+    campaign = CampaignFactory(
+        topic=topic, connection=SendingConnectionFactory(sink=smtp_sink, rate_per_second=25)
+    )
     forget_campaign_keys(campaign.pk)
     worker = Worker(concurrency=1, CELERY_QUEUE=QUEUE, CAMPAIGN_CLAIM_TTL=TTL)
     try:

@@ -7,9 +7,10 @@ import pytest
 
 from campaigns.models import Campaign
 from campaigns.services import campaign_start
+from tests.support.factories import CampaignFactory, SendingConnectionFactory, make_audience
+from tests.support.sending import QUEUE, forget_campaign_keys
 from tests.support.workers import Worker
 
-from .conftest import QUEUE, forget_campaign_keys, make_audience, make_campaign, smtp_connection
 from .test_worker_kill import _wait
 
 RATE = 25
@@ -18,8 +19,10 @@ RATE = 25
 @pytest.mark.worker
 def test_two_workers_share_one_rate_limit(transactional_db, smtp_sink, own_queue):
     topic, _ = make_audience(150)
-    campaign = make_campaign(
-        topic=topic, connection=smtp_connection(smtp_sink, rate_per_second=RATE), parallelism=2
+    campaign = CampaignFactory(
+        topic=topic,
+        connection=SendingConnectionFactory(sink=smtp_sink, rate_per_second=RATE),
+        parallelism=2,
     )
     forget_campaign_keys(campaign.pk)
     # Short turns: each sending task hands over after a second, so both processes take turns

@@ -12,10 +12,16 @@ from django.utils import timezone
 from analytics.ingest import Fact, ingest_facts
 from analytics.models import AlertAcknowledgement, ReputationAlert
 from campaigns.dispatch import dispatch_due
-from campaigns.models import Campaign, Delivery, SendingConnection
-from subscribers.models import Subscriber, email_hash
-
-from .conftest import make_audience, make_campaign, make_template
+from campaigns.models import Campaign, Delivery
+from subscribers.models import Subscriber
+from tests.support.factories import (
+    CampaignFactory,
+    DeliveryFactory,
+    SendingConnectionFactory,
+    SubscriberFactory,
+    TemplateFactory,
+    make_audience,
+)
 
 TUESDAY = 1
 # No links: scheduling runs the link check, which must not depend on this machine's network.
@@ -59,7 +65,7 @@ def _acknowledge(client, campaign, alerts, note="List cleaned: the complainers w
 
 def test_an_editor_cannot_resume_a_held_campaign_and_is_told_why(editor_client):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="paused")
+    campaign = CampaignFactory(topic=topic, status="paused")
     alert = _critical()
     response = editor_client.post(reverse("campaigns:resume", args=[campaign.pk]), follow=True)
     page = _page(response)
@@ -74,7 +80,7 @@ def test_an_editor_cannot_resume_a_held_campaign_and_is_told_why(editor_client):
 
 def test_editors_and_viewers_cannot_acknowledge(editor_user, viewer_user):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="paused")
+    campaign = CampaignFactory(topic=topic, status="paused")
     alert = _critical()
     viewer = _login(viewer_user)
     assert "Only an admin can do that" in _page(
@@ -92,7 +98,7 @@ def test_editors_and_viewers_cannot_acknowledge(editor_user, viewer_user):
 
 def test_an_admin_acknowledges_with_a_note_and_the_campaign_resumes(admin_client, admin_user):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="paused")
+    campaign = CampaignFactory(topic=topic, status="paused")
     alert = _critical()
     detail = _page(admin_client.get(reverse("campaigns:detail", args=[campaign.pk])))
     assert "Acknowledge and resume" in detail
@@ -113,7 +119,7 @@ def test_an_admin_acknowledges_with_a_note_and_the_campaign_resumes(admin_client
 @pytest.mark.parametrize("note", ["", "   "])
 def test_acknowledging_needs_a_note(admin_client, note):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="paused")
+    campaign = CampaignFactory(topic=topic, status="paused")
     alert = _critical()
     page = _page(_acknowledge(admin_client, campaign, [alert], note=note))
     assert "Write a note" in page
@@ -124,7 +130,7 @@ def test_acknowledging_needs_a_note(admin_client, note):
 @pytest.mark.parametrize("posted", [["abc"], ["99999"], [], ["1e3"]])
 def test_malformed_or_unknown_alert_ids_are_refused_clearly(admin_client, posted):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="paused")
+    campaign = CampaignFactory(topic=topic, status="paused")
     _critical()
     response = admin_client.post(
         reverse("campaigns:acknowledge", args=[campaign.pk]),
@@ -141,7 +147,7 @@ def test_malformed_or_unknown_alert_ids_are_refused_clearly(admin_client, posted
 
 def test_an_alert_of_another_domain_cannot_be_acknowledged_from_this_page(admin_client):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="paused")
+    campaign = CampaignFactory(topic=topic, status="paused")
     _critical()
     elsewhere = _critical(domain="other.example")
     page = _page(_acknowledge(admin_client, campaign, [elsewhere]))
@@ -151,7 +157,7 @@ def test_an_alert_of_another_domain_cannot_be_acknowledged_from_this_page(admin_
 
 def test_an_alert_opened_since_the_page_was_shown_is_not_acknowledged_unseen(admin_client):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="paused")
+    campaign = CampaignFactory(topic=topic, status="paused")
     seen = _critical()
     unseen = _critical(metric="hard_bounces", rate=0.06)
     page = _page(_acknowledge(admin_client, campaign, [seen]))
@@ -162,7 +168,7 @@ def test_an_alert_opened_since_the_page_was_shown_is_not_acknowledged_unseen(adm
 
 def test_an_alert_of_the_campaign_itself_holds_it_too(editor_client):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="paused")
+    campaign = CampaignFactory(topic=topic, status="paused")
     ReputationAlert.objects.create(
         scope="campaign",
         key=str(campaign.pk),
@@ -179,7 +185,7 @@ def test_an_alert_of_the_campaign_itself_holds_it_too(editor_client):
 
 def test_a_warning_or_a_resolved_alert_holds_nothing(editor_client):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="paused")
+    campaign = CampaignFactory(topic=topic, status="paused")
     _critical(resolved_at=timezone.now())
     ReputationAlert.objects.create(
         scope="domain",
@@ -195,11 +201,10 @@ def test_a_warning_or_a_resolved_alert_holds_nothing(editor_client):
 
 
 def test_the_connections_sending_domain_is_the_one_held(editor_client):
-    from campaigns.models import SendingConnection
 
     topic, _ = make_audience(1)
-    connection = SendingConnection.objects.create(name="esp", sending_domain="Mail.Sender.Example")
-    campaign = make_campaign(topic=topic, status="paused", connection=connection)
+    connection = SendingConnectionFactory(name="esp", sending_domain="Mail.Sender.Example")
+    campaign = CampaignFactory(topic=topic, status="paused", connection=connection)
     _critical()  # of the From's domain: not this campaign's sending domain
     editor_client.post(reverse("campaigns:resume", args=[campaign.pk]))
     assert Campaign.objects.get(pk=campaign.pk).status == "running"
@@ -211,7 +216,7 @@ def test_the_connections_sending_domain_is_the_one_held(editor_client):
 
 def test_an_editor_cannot_lift_the_hold_by_marking_the_alert_handled(editor_client):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="paused")
+    campaign = CampaignFactory(topic=topic, status="paused")
     alert = _critical()
     home = _page(editor_client.get(reverse("analytics:home")))
     assert reverse("analytics:alert-resolve", args=[alert.pk]) not in home
@@ -237,7 +242,7 @@ def test_an_editor_cannot_lift_the_hold_by_marking_the_alert_handled(editor_clie
 )
 def test_send_now_and_scheduling_are_refused_while_held(editor_client, form):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, template=make_template(html=NO_LINKS))
+    campaign = CampaignFactory(topic=topic, template=TemplateFactory(html_body=NO_LINKS))
     _critical()
     page = _page(
         editor_client.post(reverse("campaigns:schedule", args=[campaign.pk]), form, follow=True)
@@ -249,7 +254,7 @@ def test_send_now_and_scheduling_are_refused_while_held(editor_client, form):
 
 def test_after_the_acknowledgement_a_draft_can_be_sent_now(admin_client, editor_user):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, template=make_template(html=NO_LINKS))
+    campaign = CampaignFactory(topic=topic, template=TemplateFactory(html_body=NO_LINKS))
     alert = _critical()
     detail = _page(admin_client.get(reverse("campaigns:detail", args=[campaign.pk])))
     assert ">Acknowledge</button>" in detail
@@ -264,8 +269,8 @@ def test_the_dispatcher_leaves_a_due_campaign_scheduled_and_held_with_its_reason
     admin_client, viewer_user
 ):
     topic, _ = make_audience(3)
-    held = make_campaign(topic=topic, name="held")
-    other = make_campaign(topic=topic, name="other")
+    held = CampaignFactory(topic=topic, name="held")
+    other = CampaignFactory(topic=topic, name="other")
     Campaign.objects.filter(pk=other.pk).update(from_email="news@other.example")
     now = timezone.now()
     Campaign.objects.filter(pk__in=[held.pk, other.pk]).update(
@@ -293,7 +298,7 @@ def test_the_dispatcher_leaves_a_due_campaign_scheduled_and_held_with_its_reason
 
 def test_a_held_recurring_campaign_creates_no_occurrence_until_acknowledged(admin_user):
     topic, _ = make_audience(2)
-    parent = make_campaign(
+    parent = CampaignFactory(
         topic=topic,
         name="Weekly",
         schedule_kind="recurring",
@@ -319,7 +324,7 @@ def test_the_send_campaign_command_is_refused_too(db):
     from django.core.management import CommandError, call_command
 
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic)
+    campaign = CampaignFactory(topic=topic)
     _critical()
     with pytest.raises(CommandError, match="held by a critical reputation alert"):
         call_command("send_campaign", str(campaign.pk))
@@ -347,24 +352,25 @@ def _feed(deliveries, kind, n, *, start=0, **fields):
 
 def _sent_campaign(*, name, n, status="finished", domain="news.example.com"):
     """A campaign of the domain whose n messages went out two hours ago (bulk-created)."""
-    connection, _ = SendingConnection.objects.get_or_create(
-        name=f"esp-{domain}", defaults={"sending_domain": domain}
-    )
-    campaign = Campaign.objects.create(
-        name=name, status=status, connection=connection, from_email=f"hello@{domain}"
+    connection = SendingConnectionFactory(name=f"esp-{domain}", sending_domain=domain)
+    campaign = CampaignFactory(
+        sent=True,
+        name=name,
+        status=status,
+        domain=domain,
+        connection=connection,
+        links=[],
+        recipients=0,
     )
     subscribers = Subscriber.objects.bulk_create(
-        [Subscriber(email=f"r{campaign.pk}-{i}@example.net") for i in range(n)]
+        [SubscriberFactory.build(email=f"r{campaign.pk}-{i}@example.net") for i in range(n)]
     )
     sent_at = timezone.now() - timedelta(hours=2)
     deliveries = Delivery.objects.bulk_create(
         [
-            Delivery(
+            DeliveryFactory.build(
                 campaign=campaign,
                 subscriber=s,
-                email=s.email,
-                email_hash=email_hash(s.email),
-                domain="example.net",
                 status=Delivery.Status.SENT,
                 sent_at=sent_at,
                 message_id=f"<m-{campaign.pk}-{i}@{domain}>",

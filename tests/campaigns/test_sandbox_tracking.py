@@ -8,11 +8,15 @@ import pytest
 
 from analytics import buffer
 from analytics.models import Event
-from campaigns.models import Campaign, SandboxMessage, SendingConnection
+from campaigns.models import Campaign, SandboxMessage
 from campaigns.pipeline import campaign_send_work
 from campaigns.services import campaign_start
-
-from .conftest import make_audience, make_campaign, make_template
+from tests.support.factories import (
+    CampaignFactory,
+    SendingConnectionFactory,
+    TemplateFactory,
+    make_audience,
+)
 
 
 @pytest.fixture
@@ -36,17 +40,17 @@ def _captured(site_url: str) -> SandboxMessage:
     """A campaign really sent through a test-mode connection, its links pointing back at
     ``site_url`` so that a browser following one stays on the test server."""
     topic, _ = make_audience(1)
-    connection = SendingConnection.objects.create(
+    connection = SendingConnectionFactory(
         name="sandbox",
         backend="django.core.mail.backends.locmem.EmailBackend",
         sending_domain="sender.example",
         test_mode=True,
     )
-    template = make_template(
-        html=f'<html><body><p>Hi. <a id="news" href="{site_url}/t/ping.gif?news=1">The news</a>'
-        "</p></body></html>"
+    template = TemplateFactory(
+        html_body=f'<html><body><p>Hi. <a id="news" href="{site_url}/t/ping.gif?news=1">'
+        "The news</a></p></body></html>"
     )
-    campaign = make_campaign(topic=topic, connection=connection, template=template)
+    campaign = CampaignFactory(topic=topic, connection=connection, template=template)
     campaign_start(campaign=campaign)
     # A transactional test's start really queues the kick: the session's worker, when one
     # runs, may be the one that sends it. Either way it is sent once.

@@ -11,8 +11,7 @@ from django.urls import reverse
 
 from campaigns.models import Campaign
 from tests.support.browser import CHROMIUM_ARGS
-
-from .conftest import make_audience, make_campaign, make_template
+from tests.support.factories import CampaignFactory, TemplateFactory, make_audience
 
 HTML = (
     '<p>Hello {{ first_name|default:"friend" }}</p>'
@@ -23,7 +22,7 @@ HTML = (
 @pytest.fixture
 def campaign(db):
     topic, _ = make_audience(2)
-    return make_campaign(topic=topic, template=make_template(html=HTML, subject="News"))
+    return CampaignFactory(topic=topic, template=TemplateFactory(html_body=HTML, subject="News"))
 
 
 @pytest.fixture
@@ -136,7 +135,9 @@ def paris_page(live_server, editor_user, monkeypatch):
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_in_a_browser_the_form_shows_only_the_chosen_kinds_fields(paris_page, live_server):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, template=make_template(html=HTML, subject="News"))
+    campaign = CampaignFactory(
+        topic=topic, template=TemplateFactory(html_body=HTML, subject="News")
+    )
     page = paris_page
     page.goto(f"{live_server.url}/campaigns/{campaign.pk}/")
     kind = page.locator("select[name=kind]")

@@ -10,8 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from campaigns.models import Campaign
-
-from .conftest import make_audience, make_campaign, make_template
+from tests.support.factories import CampaignFactory, TemplateFactory, make_audience
 
 # Django warns (RuntimeWarning) when a naive datetime reaches a DateTimeField: that warning
 # was the sign of the wall-clock time stored as an instant, and must not come back.
@@ -34,7 +33,7 @@ def browser(editor_user):
 @pytest.fixture
 def campaign(db):
     topic, _ = make_audience(2)
-    return make_campaign(topic=topic, template=make_template(html=HTML, subject="News"))
+    return CampaignFactory(topic=topic, template=TemplateFactory(html_body=HTML, subject="News"))
 
 
 def _page(client, campaign):
@@ -207,9 +206,9 @@ def test_every_week_on_a_weekday_and_hour_still_schedules_from_the_page(browser,
 
 def test_an_admin_override_from_the_preflight_page_keeps_the_chosen_time(admin_user):
     topic, _ = make_audience(1)
-    blocked = make_campaign(
+    blocked = CampaignFactory(
         topic=topic,
-        template=make_template(html="<p>Hi {{ nickname }}</p>", subject="News"),
+        template=TemplateFactory(html_body="<p>Hi {{ nickname }}</p>", subject="News"),
         schedule_kind="once",
         schedule_timezone="Asia/Kolkata",
         send_at_local=datetime(2027, 6, 15, 9, 30),

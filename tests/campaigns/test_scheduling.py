@@ -7,8 +7,7 @@ from campaigns.dispatch import dispatch_due
 from campaigns.models import Campaign, CampaignTransitionError, Delivery
 from campaigns.scheduling import local_to_utc, next_weekly_occurrence
 from campaigns.services import campaign_schedule
-
-from .conftest import make_audience, make_campaign
+from tests.support.factories import CampaignFactory, SendingConnectionFactory, make_audience
 
 # A naive datetime reaching a DateTimeField makes Django warn: fail instead (the "once" time is
 # a local date and time now, never an instant stored from a wall-clock reading).
@@ -50,7 +49,7 @@ def test_a_time_in_the_spring_gap_moves_past_it_and_a_repeated_one_takes_the_fir
 
 def test_once_at_a_local_time_is_scheduled_in_utc(db):
     topic, _ = make_audience(1)
-    campaign = make_campaign(
+    campaign = CampaignFactory(
         topic=topic,
         schedule_kind="once",
         schedule_timezone="Asia/Tokyo",
@@ -64,8 +63,8 @@ def test_once_at_a_local_time_is_scheduled_in_utc(db):
 
 def test_the_dispatcher_starts_due_campaigns_once_and_leaves_future_ones(db):
     topic, _ = make_audience(3)
-    due = make_campaign(topic=topic, name="due")
-    later = make_campaign(topic=topic, name="later")
+    due = CampaignFactory(topic=topic, name="due")
+    later = CampaignFactory(topic=topic, name="later")
     now = timezone.now()
     Campaign.objects.filter(pk=due.pk).update(status="scheduled", next_run_at=now)
     Campaign.objects.filter(pk=later.pk).update(
@@ -84,7 +83,7 @@ def test_a_recurring_campaign_creates_one_child_per_occurrence_only_new_since_la
 
     topic, _ = make_audience(2)
     Subscriber.objects.update(created_at=datetime(2026, 3, 1, tzinfo=UTC))
-    parent = make_campaign(
+    parent = CampaignFactory(
         topic=topic,
         name="Weekly",
         schedule_kind="recurring",
@@ -120,7 +119,7 @@ def test_scheduling_is_refused_while_blocking_findings_remain_unless_an_admin_ov
     db, admin_user, editor_user
 ):
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic)
+    campaign = CampaignFactory(topic=topic)
     campaign.from_email = ""
     campaign.save()
     with pytest.raises(CampaignTransitionError, match="From address"):
@@ -145,15 +144,13 @@ def test_at_the_recipients_local_time_each_message_waits_for_its_own_hour(db, sm
 
     from subscribers.models import Subscriber
 
-    from .conftest import smtp_connection
-
     topic, subs = make_audience(3)
     Subscriber.objects.filter(pk=subs[0].pk).update(timezone="Asia/Tokyo")
     Subscriber.objects.filter(pk=subs[1].pk).update(timezone="America/New_York")
     Subscriber.objects.filter(pk=subs[2].pk).update(timezone="Not/AZone")  # falls back
-    campaign = make_campaign(
+    campaign = CampaignFactory(
         topic=topic,
-        connection=smtp_connection(smtp_sink),
+        connection=SendingConnectionFactory(sink=smtp_sink),
         local_send_hour=9,
         schedule_timezone="Europe/Paris",
     )

@@ -2,8 +2,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from campaigns.models import Campaign
-
-from .conftest import QUEUE, forget_campaign_keys, make_audience, make_campaign, smtp_connection
+from tests.support.factories import CampaignFactory, SendingConnectionFactory, make_audience
+from tests.support.sending import QUEUE, forget_campaign_keys
 
 
 @pytest.mark.worker
@@ -16,7 +16,7 @@ def test_send_campaign_wait_starts_it_and_prints_progress_until_it_finishes(
     from tests.support.workers import Worker
 
     topic, _ = make_audience(40)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink))
+    campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     forget_campaign_keys(campaign.pk)
     worker = Worker(concurrency=1, CELERY_QUEUE=QUEUE)
     try:
@@ -35,6 +35,6 @@ def test_send_campaign_refuses_unknown_and_finished_campaigns(db):
     with pytest.raises(CommandError, match="No campaign with id 999"):
         call_command("send_campaign", "999")
     topic, _ = make_audience(1)
-    campaign = make_campaign(topic=topic, status="finished")
+    campaign = CampaignFactory(topic=topic, status="finished")
     with pytest.raises(CommandError, match="finished: it cannot be started"):
         call_command("send_campaign", str(campaign.pk))

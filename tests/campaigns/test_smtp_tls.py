@@ -18,9 +18,8 @@ from cryptography.x509.oid import NameOID
 from campaigns.models import Campaign, Delivery, SendingConnection
 from campaigns.pipeline import campaign_send_work
 from campaigns.services import campaign_resume, campaign_start
+from tests.support.factories import CampaignFactory, make_audience
 from tests.support.smtp import Sink
-
-from .conftest import make_audience, make_campaign
 
 
 def _name(cn):
@@ -118,7 +117,7 @@ def save_connection(admin_client, port, **options):
 
 def run(connection, n=2):
     topic, _ = make_audience(n)
-    campaign = make_campaign(topic=topic, connection=connection)
+    campaign = CampaignFactory(topic=topic, connection=connection)
     campaign_start(campaign=campaign)
     outcome = campaign_send_work(campaign_id=campaign.pk)
     campaign.refresh_from_db()
@@ -211,7 +210,7 @@ def test_implicit_tls_on_465_verifies_the_certificate_and_host(db, admin_client,
         connection.options = {**connection.options, "port": sink.port}
         connection.save()
         topic, _ = make_audience(1, prefix="other")
-        campaign = make_campaign(topic=topic, connection=connection, name="Second")
+        campaign = CampaignFactory(topic=topic, connection=connection, name="Second")
         campaign_start(campaign=campaign)
         campaign_send_work(campaign_id=campaign.pk)
         campaign.refresh_from_db()

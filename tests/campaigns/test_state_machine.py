@@ -2,6 +2,7 @@ import pytest
 
 from campaigns.models import Campaign, CampaignTransitionError
 from campaigns.services import campaign_transition
+from tests.support.factories import CampaignFactory
 
 S = Campaign.Status
 
@@ -20,7 +21,7 @@ S = Campaign.Status
     ],
 )
 def test_legal_moves_are_made(db, start, to):
-    campaign = Campaign.objects.create(name="c", status=start)
+    campaign = CampaignFactory(bare=True, name="c", status=start)
     campaign_transition(campaign=campaign, to=to)
     campaign.refresh_from_db()
     assert campaign.status == to
@@ -38,7 +39,7 @@ def test_legal_moves_are_made(db, start, to):
     ],
 )
 def test_illegal_moves_are_refused_with_a_clear_message(db, start, to):
-    campaign = Campaign.objects.create(name="c", status=start)
+    campaign = CampaignFactory(bare=True, name="c", status=start)
     with pytest.raises(CampaignTransitionError) as excinfo:
         campaign_transition(campaign=campaign, to=to)
     assert S(start).label.lower() in str(excinfo.value)
@@ -48,7 +49,7 @@ def test_illegal_moves_are_refused_with_a_clear_message(db, start, to):
 
 
 def test_a_move_is_refused_when_the_database_state_changed_meanwhile(db):
-    campaign = Campaign.objects.create(name="c", status=S.RUNNING)
+    campaign = CampaignFactory(bare=True, name="c", status=S.RUNNING)
     Campaign.objects.filter(pk=campaign.pk).update(status=S.PAUSED)  # another process
     with pytest.raises(CampaignTransitionError, match="changed meanwhile"):
         campaign_transition(campaign=campaign, to=S.FINISHED)
@@ -56,6 +57,6 @@ def test_a_move_is_refused_when_the_database_state_changed_meanwhile(db):
 
 
 def test_the_reason_is_recorded(db):
-    campaign = Campaign.objects.create(name="c", status=S.RUNNING)
+    campaign = CampaignFactory(bare=True, name="c", status=S.RUNNING)
     campaign_transition(campaign=campaign, to=S.PAUSED, reason="Because.")
     assert Campaign.objects.get(pk=campaign.pk).status_reason == "Because."

@@ -4,19 +4,18 @@ from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 
-from campaigns.models import Campaign, Delivery, SendingConnection
+from campaigns.models import Campaign, Delivery
 from campaigns.pipeline import campaign_send_work
 from campaigns.services import campaign_start
 from campaigns.throttle import estimate_finish, warmup_cap_for, warmup_days_needed
-
-from .conftest import make_audience, make_campaign, smtp_connection
+from tests.support.factories import CampaignFactory, SendingConnectionFactory, make_audience
 
 
 def test_a_domain_cap_defers_the_excess_to_the_next_minute(db, smtp_sink):
     topic, _ = make_audience(5, domain="gmail.com")
     make_audience(2, topic=topic, prefix="other")
-    connection = smtp_connection(smtp_sink, domain_caps={"gmail.com": 3})
-    campaign = make_campaign(topic=topic, connection=connection)
+    connection = SendingConnectionFactory(sink=smtp_sink, domain_caps={"gmail.com": 3})
+    campaign = CampaignFactory(topic=topic, connection=connection)
     campaign_start(campaign=campaign)
     assert campaign_send_work(campaign_id=campaign.pk) == "idle"
     received = smtp_sink.recipients()
@@ -30,8 +29,10 @@ def test_a_domain_cap_defers_the_excess_to_the_next_minute(db, smtp_sink):
 def test_the_warm_up_cap_stops_the_day_and_the_estimate_spans_several_days(db, smtp_sink):
     topic, _ = make_audience(20)
     today = datetime.now(UTC).date()
-    connection = smtp_connection(smtp_sink, warmup_plan=[4, 10], warmup_started_on=today)
-    campaign = make_campaign(topic=topic, connection=connection)
+    connection = SendingConnectionFactory(
+        sink=smtp_sink, warmup_plan=[4, 10], warmup_started_on=today
+    )
+    campaign = CampaignFactory(topic=topic, connection=connection)
     campaign_start(campaign=campaign)
     assert campaign_send_work(campaign_id=campaign.pk) == "warmup"
     assert len(smtp_sink.messages) == 4
@@ -44,7 +45,7 @@ def test_the_warm_up_cap_stops_the_day_and_the_estimate_spans_several_days(db, s
 
 
 def test_warm_up_caps_follow_the_plan_day_by_day(db):
-    connection = SendingConnection.objects.create(
+    connection = SendingConnectionFactory(
         name="new-ip", warmup_plan=[100, 200, 400], warmup_started_on=datetime(2026, 1, 1).date()
     )
     day = datetime(2026, 1, 1).date()
@@ -59,8 +60,8 @@ def test_warm_up_caps_follow_the_plan_day_by_day(db):
 def test_a_rate_below_one_per_second_is_honoured_not_rounded_up(db, smtp_sink):
     # Warm-up starts slow: 0.8 msg/s means one message every 1.25 s, not one per second.
     topic, _ = make_audience(3)
-    connection = smtp_connection(smtp_sink, rate_per_second=0.8)
-    campaign = make_campaign(topic=topic, connection=connection)
+    connection = SendingConnectionFactory(sink=smtp_sink, rate_per_second=0.8)
+    campaign = CampaignFactory(topic=topic, connection=connection)
     campaign_start(campaign=campaign)
     assert campaign_send_work(campaign_id=campaign.pk) == "done"
     times = sorted(smtp_sink.times)
@@ -72,7 +73,7 @@ def test_a_rate_below_one_per_second_is_honoured_not_rounded_up(db, smtp_sink):
 def test_successive_grants_are_spaced_by_the_rate_whoever_asks(db):
     from campaigns.throttle import rate_acquire
 
-    connection = SendingConnection.objects.create(name="shared", rate_per_second=50)
+    connection = SendingConnectionFactory(name="shared", rate_per_second=50)
     started = time.monotonic()
     waits = [rate_acquire(connection) for _ in range(26)]
     elapsed = time.monotonic() - started

@@ -8,13 +8,12 @@ from django.utils import timezone
 from campaigns.dispatch import dispatch_due
 from campaigns.models import Campaign, Delivery
 from campaigns.services import campaign_start
-
-from .conftest import make_audience, make_campaign
+from tests.support.factories import CampaignFactory, TemplateFactory, TopicFactory, make_audience
 
 
 def _with_unknown(n=3, **fields):
     topic, _ = make_audience(n)
-    campaign = make_campaign(topic=topic, **fields)
+    campaign = CampaignFactory(topic=topic, **fields)
     campaign_start(campaign=campaign)
     rows = list(Delivery.objects.filter(campaign=campaign).order_by("id"))
     for row in rows:
@@ -79,13 +78,10 @@ def test_with_no_policy_a_person_always_decides(db):
 
 
 def test_the_policy_is_chosen_on_the_campaign_form(db, editor_client):
-    from subscribers.models import Topic
     from templates_app.models import Template
 
-    from .conftest import make_template
-
-    topic = Topic.objects.create(name="News", slug="news")
-    template = make_template()
+    topic = TopicFactory(name="News", slug="news")
+    template = TemplateFactory()
     response = editor_client.post(
         "/campaigns/new/",
         {

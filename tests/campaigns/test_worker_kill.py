@@ -10,17 +10,9 @@ from campaigns.dispatch import dispatch_due
 from campaigns.models import Campaign, Delivery
 from campaigns.services import campaign_start, delivery_resolve_unknown
 from subscribers.models import Suppression, email_hash
+from tests.support.factories import CampaignFactory, SendingConnectionFactory, make_audience
+from tests.support.sending import QUEUE, TTL, forget_campaign_keys, message_id
 from tests.support.workers import Worker
-
-from .conftest import (
-    QUEUE,
-    TTL,
-    forget_campaign_keys,
-    make_audience,
-    make_campaign,
-    message_id,
-    smtp_connection,
-)
 
 
 def _wait(condition, timeout, what, every=0.1):
@@ -42,7 +34,9 @@ def test_a_worker_killed_mid_campaign_leaves_every_recipient_with_exactly_one_me
 ):
     smtp_sink.delay = 0.004  # slow enough that the kill lands in the middle of the send
     topic, subs = make_audience(600)
-    campaign = make_campaign(topic=topic, connection=smtp_connection(smtp_sink), parallelism=2)
+    campaign = CampaignFactory(
+        topic=topic, connection=SendingConnectionFactory(sink=smtp_sink), parallelism=2
+    )
     forget_campaign_keys(campaign.pk)
     worker = Worker(concurrency=2, CELERY_QUEUE=QUEUE, CAMPAIGN_CLAIM_TTL=TTL)
     try:

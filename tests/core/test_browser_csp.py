@@ -3,15 +3,19 @@ inline scripts carry the nonce, confirmations work without inline handlers, htmx
 eval, charts draw."""
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from core.recipient_links import preferences_path
-from core.roles import Role, user_set_role
-from signup.models import SignupForm
-from subscribers.models import Segment, Topic
+from core.roles import Role
+from subscribers.models import Segment
 from subscribers.services import subscriber_create
-from tests.analytics.conftest import make_campaign
 from tests.support.browser import CHROMIUM_ARGS, wait_until
+from tests.support.factories import (
+    SegmentFactory,
+    SignupFormFactory,
+    TopicFactory,
+    UserFactory,
+    create_sent_campaign,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -51,15 +55,14 @@ def page(monkeypatch):
 
 @pytest.fixture
 def data(transactional_db):
-    user = get_user_model().objects.create_user("csp-admin", password="pw-csp-admin-42")
-    user_set_role(user=user, role=Role.ADMIN)
-    topic = Topic.objects.create(name="Weekly", slug="weekly")
+    UserFactory(username="csp-admin", password="pw-csp-admin-42", role=Role.ADMIN)
+    topic = TopicFactory(name="Weekly", slug="weekly")
     ann = subscriber_create(email="ann@example.com", status="active", topics=[topic])
-    segment = Segment.objects.create(name="Doomed", rules={"match": "all", "conditions": []})
-    form = SignupForm.objects.create(
+    segment = SegmentFactory(name="Doomed", rules={"match": "all", "conditions": []})
+    form = SignupFormFactory(
         name="Newsletter", steps=[{"title": "", "fields": [{"kind": "email", "required": True}]}]
     )
-    campaign = make_campaign()[0]
+    campaign = create_sent_campaign()[0]
     return {"segment": segment, "form": form, "campaign": campaign, "ann": ann}
 
 

@@ -6,10 +6,9 @@ import re
 import pytest
 from django.urls import get_resolver, reverse
 
-from signup.models import SignupForm
-from subscribers.models import Segment, Topic
 from subscribers.services import subscriber_create
 from tests.core.test_nul_bytes import _plain_urls
+from tests.support.factories import SegmentFactory, SignupFormFactory, TopicFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -38,9 +37,9 @@ def _check(url, response):
 
 
 def test_every_dashboard_page_has_the_policy_and_nothing_it_forbids(admin_client):
-    topic = Topic.objects.create(name="Weekly", slug="weekly")
+    topic = TopicFactory(name="Weekly", slug="weekly")
     subscriber_create(email="ann@example.com", status="active", topics=[topic])
-    segment = Segment.objects.create(name="All", rules={"match": "all", "conditions": []})
+    segment = SegmentFactory(name="All", rules={"match": "all", "conditions": []})
     checked = 0
     for name in _plain_urls(get_resolver()):
         url = reverse(name)
@@ -58,7 +57,7 @@ def test_every_dashboard_page_has_the_policy_and_nothing_it_forbids(admin_client
 
 
 def test_public_pages_have_the_policy_and_frames_keep_their_ancestors(client):
-    form = SignupForm.objects.create(
+    form = SignupFormFactory(
         name="Newsletter",
         steps=[{"title": "", "fields": [{"kind": "email", "required": True}]}],
         allowed_origins="https://shop.example",

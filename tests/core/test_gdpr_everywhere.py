@@ -12,17 +12,25 @@ from django.urls import reverse
 from django.utils import timezone
 
 from analytics.ingest import Fact, ingest_facts
-from analytics.models import CampaignStats, Event, Link
+from analytics.models import CampaignStats, Event
 from analytics.services import events_reclassify
 from campaigns.gdpr import deliveries_timeline
 from campaigns.models import Campaign, Delivery, SandboxMessage
 from campaigns.pipeline import Lease, claim_batch
 from preferences.models import ExitSurveyReason, ExitSurveyResponse
 from signup.models import Signup, SignupForm
-from subscribers.models import ImportJob, ImportRejection, Subscriber, email_hash
+from subscribers.models import ImportJob, ImportRejection, Subscriber
 from subscribers.selectors import subscriber_timeline
 from subscribers.services import subscriber_erase, subscriber_export
-from templates_app.models import SentReply, Template, TemplateVersion
+from templates_app.models import SentReply, Template
+from tests.support.factories import (
+    CampaignFactory,
+    DeliveryFactory,
+    LinkFactory,
+    SubscriberFactory,
+    TemplateFactory,
+    TemplateVersionFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -37,18 +45,7 @@ PERSONAL = [
 
 
 def _campaign(name: str) -> Campaign:
-    return Campaign.objects.create(name=name, status=Campaign.Status.FINISHED)
-
-
-def _delivery(campaign, subscriber, **extra) -> Delivery:
-    return Delivery.objects.create(
-        campaign=campaign,
-        subscriber=subscriber,
-        email=subscriber.email,
-        email_hash=email_hash(subscriber.email),
-        domain=subscriber.email.split("@")[1],
-        **extra,
-    )
+    return CampaignFactory(bare=True, name=name, status=Campaign.Status.FINISHED)
 
 
 @pytest.fixture
@@ -56,21 +53,21 @@ def ann(settings, tmp_path):
     """One person with data in every app, through the apps' own ingestion where it matters."""
     settings.MEDIA_ROOT = tmp_path
     now = timezone.now()
-    ann = Subscriber.objects.create(
+    ann = SubscriberFactory(
         email=ADDRESS, first_name="Ann", last_name="Lee", status=Subscriber.Status.ACTIVE
     )
     june = _campaign("June news")
-    link = Link.objects.create(campaign=june, index=0, url="https://shop.example.org/sale")
-    sent = _delivery(
-        june,
-        ann,
+    link = LinkFactory(campaign=june, index=0, url="https://shop.example.org/sale")
+    sent = DeliveryFactory(
+        campaign=june,
+        subscriber=ann,
         status=Delivery.Status.SENT,
         sent_at=now - timedelta(hours=3),
         message_id="<june-1@news.example.com>",
     )
-    failed = _delivery(
-        _campaign("May news"),
-        ann,
+    failed = DeliveryFactory(
+        campaign=_campaign("May news"),
+        subscriber=ann,
         status=Delivery.Status.FAILED,
         error=f"550 5.1.1 <{ADDRESS.upper()}>: mailbox full",
     )
@@ -111,10 +108,14 @@ def ann(settings, tmp_path):
         job=job, line=4, reason=f"duplicate of {ADDRESS}", raw=f"{ADDRESS},Ann,Lee,Acme"
     )
     ImportRejection.objects.create(job=job, line=5, reason="invalid", raw="bob@,Bob,Stone")
-    template = Template.objects.create(
-        kind=Template.Kind.CANNED_REPLY, name="Answer", subject="Re: {{ topic }}", html_body="x"
+    template = TemplateFactory(
+        kind=Template.Kind.CANNED_REPLY,
+        name="Answer",
+        subject="Re: {{ topic }}",
+        html_body="x",
+        current_version=0,
     )
-    version = TemplateVersion.objects.create(
+    version = TemplateVersionFactory(
         template=template, number=1, subject="Re: {{ topic }}", html_body="Hi {{ first_name }}"
     )
     SentReply.objects.create(
@@ -258,11 +259,11 @@ def test_erasure_leaves_nothing_personal_in_any_app_and_keeps_every_count(ann):
 
 
 def test_a_delivery_still_queued_for_an_erased_person_is_skipped_by_its_hash():
-    subscriber = Subscriber.objects.create(email=ADDRESS, status=Subscriber.Status.ACTIVE)
+    subscriber = SubscriberFactory(email=ADDRESS, status=Subscriber.Status.ACTIVE)
     campaign = _campaign("Autumn")
     campaign.status = Campaign.Status.RUNNING
     campaign.save()
-    delivery = _delivery(campaign, subscriber)
+    delivery = DeliveryFactory(campaign=campaign, subscriber=subscriber)
 
     subscriber_erase(subscriber=subscriber)
 
@@ -286,7 +287,9 @@ def test_export_and_timeline_take_the_same_number_of_queries_for_one_row_or_many
     form = SignupForm.objects.get()
     for i in range(5):
         campaign = _campaign(f"Extra {i}")
-        delivery = _delivery(campaign, ann, status=Delivery.Status.SENT, sent_at=now)
+        delivery = DeliveryFactory(
+            campaign=campaign, subscriber=ann, status=Delivery.Status.SENT, sent_at=now
+        )
         ingest_facts(
             [Fact(uid=f"x{i}", kind="opened", occurred_at=now, delivery_id=delivery.pk,
                   ip=HUMAN_IP, user_agent=CHROME, method="GET")]
@@ -301,7 +304,7 @@ def test_export_and_timeline_take_the_same_number_of_queries_for_one_row_or_many
 
 
 def test_a_timeline_source_returns_at_most_the_latest_200_items():
-    subscriber = Subscriber.objects.create(email=ADDRESS)
+    subscriber = SubscriberFactory(email=ADDRESS)
     campaigns = Campaign.objects.bulk_create(Campaign(name=f"C{i}") for i in range(205))
     Delivery.objects.bulk_create(
         Delivery(campaign=c, subscriber=subscriber, email=ADDRESS, email_hash="h", domain="d")

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from analytics.models import CampaignSeries, CampaignStats, ReputationAlert
 from campaigns.models import Campaign
-from subscribers.models import Subscriber
+from tests.support.factories import CampaignFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def _section(body: str, section_id: str) -> str:
 def _campaigns(n: int, status: str, **fields) -> list[Campaign]:
     now = timezone.now()
     campaigns = [
-        Campaign.objects.create(name=f"{status} {i}", status=status, started_at=now, **fields)
+        CampaignFactory(bare=True, name=f"{status} {i}", status=status, started_at=now, **fields)
         for i in range(n)
     ]
     for c in campaigns:
@@ -44,7 +44,7 @@ def _campaigns(n: int, status: str, **fields) -> list[Campaign]:
 
 def test_the_home_shows_charts_campaigns_and_alerts(viewer_client):
     cache.clear()
-    Subscriber.objects.create(email="ann@example.com")
+    SubscriberFactory(email="ann@example.com")
     running = _campaigns(1, "running")[0]
     finished = _campaigns(1, "finished", finished_at=timezone.now())[0]
     CampaignSeries.objects.create(

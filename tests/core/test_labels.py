@@ -11,11 +11,17 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from analytics.models import SendingDomain
-from campaigns.models import Campaign, SendingConnection
 from core.recipient_links import PREFERENCES, recipient_token
-from subscribers.models import Segment, Subscriber, Topic
+from subscribers.models import Subscriber
 from templates_app.services import template_create
+from tests.support.factories import (
+    CampaignFactory,
+    SegmentFactory,
+    SendingConnectionFactory,
+    SendingDomainFactory,
+    SubscriberFactory,
+    TopicFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -37,10 +43,10 @@ def test_the_template_tabs_say_canned_replies_and_tags_stand_apart(viewer_client
 
 
 def test_the_campaign_audience_has_no_stray_separator(editor_client):
-    weekly = Topic.objects.create(name="Weekly", slug="weekly")
-    segment = Segment.objects.create(name="Pros", rules={"match": "all", "conditions": []})
-    only_segment = Campaign.objects.create(name="A", segment=segment)
-    both = Campaign.objects.create(name="B", segment=segment)
+    weekly = TopicFactory(name="Weekly", slug="weekly")
+    segment = SegmentFactory(name="Pros", rules={"match": "all", "conditions": []})
+    only_segment = CampaignFactory(bare=True, name="A", segment=segment)
+    both = CampaignFactory(bare=True, name="B", segment=segment)
     both.topics.add(weekly)
 
     def audience(campaign):
@@ -49,16 +55,14 @@ def test_the_campaign_audience_has_no_stray_separator(editor_client):
 
     assert audience(only_segment) == "segment Pros"
     assert audience(both) == "Topics: Weekly · segment Pros"
-    assert audience(Campaign.objects.create(name="C")) == "none chosen yet"
+    assert audience(CampaignFactory(bare=True, name="C")) == "none chosen yet"
 
 
 def test_counts_use_proper_plurals(editor_client):
-    topic = Topic.objects.create(name="Weekly", slug="weekly")
-    campaign = Campaign.objects.create(name="A")
+    topic = TopicFactory(name="Weekly", slug="weekly")
+    campaign = CampaignFactory(bare=True, name="A")
     campaign.topics.add(topic)
-    Subscriber.objects.create(email="ann@example.com", status="active").subscriptions.create(
-        topic=topic
-    )
+    SubscriberFactory(email="ann@example.com", status="active").subscriptions.create(topic=topic)
     page = _text(
         editor_client.get(reverse("campaigns:detail", args=[campaign.pk])).content.decode()
     )
@@ -66,7 +70,7 @@ def test_counts_use_proper_plurals(editor_client):
 
 
 def test_the_segment_builder_names_topics_and_statuses(editor_client):
-    Topic.objects.create(name="Weekly letter", slug="weekly")
+    TopicFactory(name="Weekly letter", slug="weekly")
     page = editor_client.get(reverse("subscribers:segment_create")).content.decode()
     fields = json.loads(re.search(r'<script id="[^"]*" type="application/json">(.*?)</script>',
                                   page, re.S).group(1))  # fmt: skip
@@ -77,15 +81,15 @@ def test_the_segment_builder_names_topics_and_statuses(editor_client):
 
 
 def test_a_connection_shows_its_type_not_a_dotted_path(admin_client):
-    SendingConnection.objects.create(name="ses", backend="anymail.backends.amazon_ses.EmailBackend")
-    SendingConnection.objects.create(name="relay")
+    SendingConnectionFactory(name="ses", backend="anymail.backends.amazon_ses.EmailBackend")
+    SendingConnectionFactory(name="relay")
     text = _text(admin_client.get(reverse("campaigns:connections")).content.decode())
     assert "Amazon SES" in text and "SMTP" in text
     assert "anymail.backends" not in text and "EmailBackend" not in text
 
 
 def test_domain_checks_and_reputation_show_labels(viewer_client):
-    SendingDomain.objects.create(
+    SendingDomainFactory(
         domain="news.example.com",
         checked_at=timezone.now(),
         results=[{"name": "SPF", "status": "warn", "detail": "soft fail"}],
@@ -97,7 +101,7 @@ def test_domain_checks_and_reputation_show_labels(viewer_client):
 
 
 def test_the_utm_fields_stand_in_one_line(editor_client):
-    campaign = Campaign.objects.create(name="A", status="finished")
+    campaign = CampaignFactory(bare=True, name="A", status="finished")
     page = editor_client.get(reverse("analytics:campaign", args=[campaign.pk])).content.decode()
     form = re.search(r'<form[^>]*id="tracking-form".*?</form>', page, re.S).group(0)
     assert "align-items-end" not in form
@@ -106,7 +110,7 @@ def test_the_utm_fields_stand_in_one_line(editor_client):
 
 
 def test_the_french_preference_center_is_all_french(client):
-    subscriber = Subscriber.objects.create(
+    subscriber = SubscriberFactory(
         email="ada@example.com", status=Subscriber.Status.ACTIVE, language="fr"
     )
     page = client.get(

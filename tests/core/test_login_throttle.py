@@ -1,8 +1,9 @@
 """Password guessing at the login pages is throttled (django-axes)."""
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
+
+from tests.support.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -18,8 +19,8 @@ def _login(client, url, username, password):
 
 @pytest.mark.parametrize("url", ["/login/", "/admin/login/"])
 def test_wrong_passwords_lock_the_account_then_even_the_right_one_is_refused(url, limit):
-    get_user_model().objects.create_user("guessed", password="the-right-one-42", is_staff=True)
-    get_user_model().objects.create_user("bystander", password="another-one-42", is_staff=True)
+    UserFactory(username="guessed", password="the-right-one-42", is_staff=True, role=None)
+    UserFactory(username="bystander", password="another-one-42", is_staff=True, role=None)
     client = Client()
     for _ in range(limit - 1):
         response = _login(client, url, "guessed", "wrong")
@@ -34,7 +35,7 @@ def test_wrong_passwords_lock_the_account_then_even_the_right_one_is_refused(url
 
 
 def test_a_successful_login_forgets_earlier_failures(limit):
-    get_user_model().objects.create_user("forgetful", password="the-right-one-42")
+    UserFactory(username="forgetful", password="the-right-one-42", role=None)
     client = Client()
     for _ in range(limit - 1):
         _login(client, "/login/", "forgetful", "wrong")

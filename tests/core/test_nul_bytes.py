@@ -4,9 +4,13 @@ hold NUL)."""
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from campaigns.models import Campaign
-from subscribers.models import CustomField, Segment, Topic
 from subscribers.services import subscriber_create
+from tests.support.factories import (
+    CampaignFactory,
+    CustomFieldFactory,
+    SegmentFactory,
+    TopicFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -33,11 +37,11 @@ def _plain_urls(resolver: URLResolver, prefix: str = "", namespace: str = "") ->
 
 @pytest.fixture
 def some_data(db):
-    Topic.objects.create(name="Weekly", slug="weekly")
-    CustomField.objects.create(key="company", label="Company", type="text")
+    TopicFactory(name="Weekly", slug="weekly")
+    CustomFieldFactory(key="company", label="Company", type="text")
     subscriber_create(email="ann@example.com", attributes={"company": "Acme"})
-    Segment.objects.create(name="All", rules={"match": "all", "conditions": []})
-    return Campaign.objects.create(name="Spring", status="finished")
+    SegmentFactory(name="All", rules={"match": "all", "conditions": []})
+    return CampaignFactory(bare=True, name="Spring", status="finished")
 
 
 def test_every_list_page_answers_a_nul_in_its_filters(admin_client, some_data):

@@ -1,6 +1,8 @@
 import pytest
 from django.urls import reverse
 
+from tests.support.factories import UserFactory
+
 DASHBOARD_PAGES = [
     "home",
     "subscribers:list",
@@ -32,7 +34,7 @@ def test_a_viewer_and_an_editor_cannot_open_settings(viewer_client, editor_user)
 
 
 def test_a_user_without_a_role_is_refused(client, django_user_model):
-    user = django_user_model.objects.create_user("nobody", password="x")
+    user = UserFactory(username="nobody", password="x", role=None)
     client.force_login(user)
     assert client.get(reverse("home")).status_code == 403
 

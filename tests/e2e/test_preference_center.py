@@ -9,8 +9,15 @@ from django.apps import apps
 from campaigns.pipeline import campaign_send_work
 from campaigns.services import campaign_start
 from preferences.models import ExitSurveyResponse
-from subscribers.models import ConsentRecord, Subscriber, Subscription, Topic
-from tests.campaigns.conftest import make_campaign, make_template, smtp_connection
+from subscribers.models import ConsentRecord, Subscriber, Subscription
+from tests.support.factories import (
+    CampaignFactory,
+    SendingConnectionFactory,
+    SubscriberFactory,
+    SubscriptionFactory,
+    TemplateFactory,
+    TopicFactory,
+)
 from tests.support.smtp import html_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -28,15 +35,17 @@ def received(live_server, settings, smtp_sink):
     # Transactional tests flush the tables, data-migration rows included: put the default
     # exit-survey reasons back.
     importlib.import_module("preferences.migrations.0002_default_reasons").add_reasons(apps, None)
-    weekly = Topic.objects.create(name="Weekly", slug="weekly", public_name="Weekly letter")
-    events = Topic.objects.create(name="Events", slug="events", public_name="Events near you")
-    ada = Subscriber.objects.create(
+    weekly = TopicFactory(name="Weekly", slug="weekly", public_name="Weekly letter")
+    events = TopicFactory(name="Events", slug="events", public_name="Events near you")
+    ada = SubscriberFactory(
         email="ada@example.org", first_name="Ada", status=Subscriber.Status.ACTIVE
     )
     for topic in (weekly, events):
-        Subscription.objects.create(subscriber=ada, topic=topic)
-    campaign = make_campaign(
-        topic=weekly, connection=smtp_connection(smtp_sink), template=make_template(html=HTML)
+        SubscriptionFactory(subscriber=ada, topic=topic)
+    campaign = CampaignFactory(
+        topic=weekly,
+        connection=SendingConnectionFactory(sink=smtp_sink),
+        template=TemplateFactory(html_body=HTML),
     )
     campaign_start(campaign=campaign)
     campaign_send_work(campaign_id=campaign.pk)

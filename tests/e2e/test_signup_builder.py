@@ -2,15 +2,14 @@
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from core.roles import Role, user_set_role
+from core.roles import Role
 from signup.models import FormView, SignupForm
-from subscribers.models import Topic
 from tests.e2e.test_signup_embed import browser  # noqa: F401 - the fixture
 from tests.support.browser import wait_until
+from tests.support.factories import SignupFormFactory, TopicFactory, UserFactory
 
 pytestmark = pytest.mark.browser
 
@@ -20,8 +19,7 @@ def editor_page(live_server, transactional_db, browser):  # noqa: F811
     # Earlier transactional tests flush the tables, role groups (made by a migration) included.
     for role in Role:
         Group.objects.get_or_create(name=role.value)
-    user = get_user_model().objects.create_user(username="form-editor", password="x")
-    user_set_role(user=user, role=Role.EDITOR)
+    user = UserFactory(username="form-editor", password="x", role=Role.EDITOR)
     client = Client()
     client.force_login(user)
     context = browser.new_context()
@@ -39,7 +37,7 @@ def editor_page(live_server, transactional_db, browser):  # noqa: F811
 
 
 def test_a_marketer_builds_a_three_step_form_with_the_builder(live_server, editor_page):
-    Topic.objects.create(name="Weekly", slug="weekly")
+    TopicFactory(name="Weekly", slug="weekly")
     page = editor_page
     page.goto(f"{live_server.url}/forms/new/")
     # The JSON textarea is replaced by the builder: two steps to start with.
@@ -82,7 +80,7 @@ def test_a_marketer_builds_a_three_step_form_with_the_builder(live_server, edito
 
 
 def test_the_stats_page_draws_the_funnel_chart(live_server, editor_page):
-    form = SignupForm.objects.create(
+    form = SignupFormFactory(
         name="Charted", steps=[{"title": "", "fields": [{"kind": "email", "required": True}]}]
     )
     FormView.objects.create(form=form, day="2026-11-01", count=12)

@@ -16,8 +16,9 @@ from playwright.sync_api import sync_playwright
 from nofailmail.celery import app as celery_app
 from signup.models import LeadMagnet, Signup, SignupForm
 from signup.views import embed_snippet
-from subscribers.models import ConsentRecord, CustomField, Subscriber, Topic
+from subscribers.models import ConsentRecord, CustomField, Subscriber
 from tests.support.browser import CHROMIUM_ARGS
+from tests.support.factories import CustomFieldFactory, SignupFormFactory, TopicFactory
 from tests.support.smtp import Sink, free_port, html_of, text_of
 
 pytestmark = pytest.mark.browser
@@ -94,11 +95,11 @@ def browser():
 
 def _form(settings, tmp_path, origin: str) -> SignupForm:
     settings.MEDIA_ROOT = tmp_path
-    topic = Topic.objects.create(name="Weekly", slug="weekly", public_name="Weekly letter")
-    CustomField.objects.create(key="company", label="Company", type=CustomField.Type.TEXT)
+    topic = TopicFactory(name="Weekly", slug="weekly", public_name="Weekly letter")
+    CustomFieldFactory(key="company", label="Company", type=CustomField.Type.TEXT)
     magnet = LeadMagnet(name="The checklist", link_hours=24)
     magnet.file.save("checklist.pdf", ContentFile(PDF), save=True)
-    form = SignupForm.objects.create(
+    form = SignupFormFactory(
         name="Newsletter",
         steps=[
             {"title": "", "fields": [{"kind": "email"}, {"kind": "consent", "required": True}]},

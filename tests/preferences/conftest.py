@@ -1,33 +1,29 @@
 import pytest
-from django.utils import timezone
 
 from core.recipient_links import PREFERENCES, UNSUBSCRIBE, recipient_token
-from subscribers.models import Subscriber, Subscription, Topic
+from tests.support.factories import SubscriberFactory, TopicFactory
 
 
 @pytest.fixture
 def topics(db):
     return [
-        Topic.objects.create(
+        TopicFactory(
             name="Weekly", slug="weekly", public_name="Weekly letter", description="Every Tuesday"
         ),
-        Topic.objects.create(name="Events", slug="events", public_name="Events"),
+        TopicFactory(name="Events", slug="events", public_name="Events"),
     ]
 
 
 @pytest.fixture
 def subscriber(topics):
-    person = Subscriber.objects.create(
+    return SubscriberFactory(
+        active=True,
         email="ada@example.com",
         first_name="Ada",
         last_name="Lovelace",
-        status=Subscriber.Status.ACTIVE,
-        confirmed_at=timezone.now(),
         language="en",
+        topics=topics,
     )
-    for topic in topics:
-        Subscription.objects.create(subscriber=person, topic=topic)
-    return person
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from django.urls import reverse
 
 from preferences.models import ExitSurveyResponse
 from subscribers.models import ConsentRecord, Subscriber, Suppression, email_hash
+from tests.support.factories import SuppressionFactory
 
 
 def _leave_from_the_page(client, token):
@@ -108,8 +109,7 @@ def test_resubscribing_records_consent_and_lifts_only_an_unsubscribe(
 
 
 def test_a_complaint_is_not_lifted_by_a_link(client, subscriber, unsub_token):
-    Suppression.objects.create(
-        email_hash=email_hash(subscriber.email),
+    SuppressionFactory(
         email=subscriber.email,
         reason=Suppression.Reason.COMPLAINT,
     )

@@ -20,10 +20,11 @@ from django.utils import timezone
 
 from analytics.models import CampaignStats, DeliveryActivity, Event
 from analytics.services import campaign_rollups_rebuild
-from campaigns.models import Campaign, Delivery
+from campaigns.models import Delivery
 from core.recipient_links import PREFERENCES, UNSUBSCRIBE, recipient_token
 from preferences.models import ExitSurveyResponse
-from subscribers.models import Subscriber, Suppression, email_hash
+from subscribers.models import Subscriber, Suppression
+from tests.support.factories import CampaignFactory, DeliveryFactory
 
 FORM_RE = re.compile(r"<form\b(?P<attrs>[^>]*)>(?P<body>.*?)</form>", re.S)
 ATTR_RE = re.compile(r'(\w[\w-]*)="([^"]*)"')
@@ -32,17 +33,14 @@ TAG_RE = re.compile(r"<(button)\b([^>]*)>(.*?)</button>|<(input)\b([^>]*)>()", r
 
 @pytest.fixture
 def campaign(db):
-    return Campaign.objects.create(name="Spring sale", status="finished")
+    return CampaignFactory(bare=True, name="Spring sale", status="finished")
 
 
 @pytest.fixture
 def delivery(campaign, subscriber):
-    return Delivery.objects.create(
+    return DeliveryFactory(
         campaign=campaign,
         subscriber=subscriber,
-        email=subscriber.email,
-        email_hash=email_hash(subscriber.email),
-        domain="example.com",
         status=Delivery.Status.SENT,
         sent_at=timezone.now(),
         message_id=f"<d1.c{campaign.pk}@news.example.com>",

@@ -8,8 +8,8 @@ from django.test import Client
 
 from signup.models import Signup
 from subscribers.models import Subscriber
-
-from .conftest import post_step, token_for
+from tests.support.factories import SubscriberFactory
+from tests.support.signup import post_step, token_for
 
 
 def _race(form, emails: list[str]) -> list[int]:
@@ -48,7 +48,7 @@ def test_parallel_submissions_of_a_new_address_make_one_subscriber_and_one_email
 def test_parallel_submissions_of_a_known_address_make_one_signup(
     transactional_db, signup_form, eager
 ):
-    Subscriber.objects.create(email="known@example.com")
+    SubscriberFactory(email="known@example.com")
     codes = _race(signup_form, ["Known@Example.com"] * 6)
     assert codes == [200] * 6
     assert Subscriber.objects.count() == 1

@@ -13,8 +13,8 @@ from signup.tasks import signup_send_reminders
 from subscribers.models import ConsentRecord, Subscriber, Suppression
 from templates_app.models import Template
 from templates_app.services import template_create
-
-from .conftest import beat_sweeps, post_step
+from tests.support.factories import SubscriberFactory, SuppressionFactory
+from tests.support.signup import beat_sweeps, post_step
 
 CONFIRM_RE = re.compile(r"https?://[^\s\"<>]+/forms/c/[^\s\"<>/]+/")
 DOWNLOAD_RE = re.compile(r"https?://[^\s\"<>]+/forms/d/[^\s\"<>/]+/")
@@ -75,9 +75,8 @@ def test_posting_the_confirmation_activates_subscribes_and_records_consent(
 def test_confirming_lifts_an_old_unsubscribe_suppression(
     client, signup_form, eager, no_grace, django_capture_on_commit_callbacks
 ):
-    Subscriber.objects.create(email="ada@example.com", status=Subscriber.Status.UNSUBSCRIBED)
-    Suppression.objects.create(
-        email_hash=__import__("subscribers.models").models.email_hash("ada@example.com"),
+    SubscriberFactory(email="ada@example.com", status=Subscriber.Status.UNSUBSCRIBED)
+    SuppressionFactory(
         email="ada@example.com",
         reason=Suppression.Reason.UNSUBSCRIBED,
     )
@@ -176,7 +175,7 @@ def test_unconfirmed_signups_are_purged_after_n_days_and_confirmed_ones_stay(
     (kept,) = (m for m in mail.outbox if m.to == ["kept@example.com"])
     kept_link = CONFIRM_RE.search(kept.body).group(0)
     client.post(_path(kept_link))
-    Subscriber.objects.create(email="imported@example.com")  # not from a form: not ours to purge
+    SubscriberFactory(email="imported@example.com")  # not from a form: not ours to purge
     Subscriber.objects.update(created_at=timezone.now() - dt.timedelta(days=30))
     assert subscribers_purge_unconfirmed(days=14, batch=1) == 2
     assert set(Subscriber.objects.values_list("email", flat=True)) == {

@@ -12,8 +12,7 @@ from django.db.models import F
 from django.test import Client
 
 from signup.models import Signup
-
-from .conftest import beat_sweeps, post_step
+from tests.support.signup import beat_sweeps, post_step
 
 CONFIRM_RE = re.compile(r"https?://[^\s\"<>]+/forms/c/[^\s\"<>/]+/")
 PENDING = "Almost there: check your inbox to confirm."

@@ -5,8 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from signup.models import FormView, LeadMagnet, Signup, SignupForm
 from signup.services import Origin, form_view_count
 from subscribers.models import Subscriber
-
-from .conftest import post_step
+from tests.support.signup import post_step
 
 VALID_STEPS = [
     {"title": "", "fields": [{"kind": "email"}, {"kind": "consent", "required": True}]},

@@ -6,8 +6,7 @@ from django.test import override_settings
 from signup.models import Signup
 from signup.protection import pow_valid
 from subscribers.models import Subscriber
-
-from .conftest import beat_sweeps, post_step, token_for
+from tests.support.signup import beat_sweeps, post_step, token_for
 
 
 def _solve(token: str, bits: int) -> str:

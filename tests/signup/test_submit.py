@@ -2,8 +2,8 @@ from django.core import mail
 
 from signup.models import Signup, SignupForm
 from subscribers.models import ConsentRecord, Subscriber, Subscription
-
-from .conftest import beat_sweeps, post_step, token_for
+from tests.support.factories import SubscriberFactory
+from tests.support.signup import beat_sweeps, post_step, token_for
 
 
 def test_step_one_saves_the_email_at_once_unconfirmed(
@@ -100,9 +100,7 @@ def test_disposable_addresses_are_refused_when_the_form_says_so(client, signup_f
 def test_an_anonymous_submission_does_not_change_a_confirmed_subscriber(
     client, signup_form, eager, django_capture_on_commit_callbacks
 ):
-    Subscriber.objects.create(
-        email="ada@example.com", first_name="Ada", status=Subscriber.Status.ACTIVE
-    )
+    SubscriberFactory(email="ada@example.com", first_name="Ada", status=Subscriber.Status.ACTIVE)
     with django_capture_on_commit_callbacks(execute=True):
         first = post_step(client, signup_form, email="ada@example.com", consent="1").json()
         post_step(client, signup_form, step=1, signup=first["signup"], first_name="Mallory")

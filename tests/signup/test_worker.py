@@ -10,10 +10,9 @@ from nofailmail.celery import app as celery_app
 from signup.models import Signup
 from signup.tasks import signup_send_due_confirmations
 from subscribers.models import Subscriber
+from tests.support.signup import post_step
 from tests.support.smtp import Sink, text_of
 from tests.support.workers import Worker
-
-from .conftest import post_step
 
 pytestmark = pytest.mark.worker
 

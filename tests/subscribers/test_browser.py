@@ -9,6 +9,7 @@ from core.roles import Role
 from subscribers.models import Segment
 from subscribers.services import subscriber_create
 from tests.support.browser import CHROMIUM_ARGS, wait_until
+from tests.support.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -40,9 +41,7 @@ def browser_page(monkeypatch):
 def editor(transactional_db, django_user_model):
     for role in Role:
         Group.objects.get_or_create(name=role.value)
-    user = django_user_model.objects.create_user(username="eddie", password="pw-eddie-123")
-    user.groups.add(Group.objects.get(name=Role.EDITOR.value))
-    return user
+    return UserFactory(username="eddie", password="pw-eddie-123", role=Role.EDITOR)
 
 
 def login(page, live_server):

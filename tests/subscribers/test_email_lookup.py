@@ -1,11 +1,11 @@
 from django.db import connection
 
-from subscribers.models import Subscriber
 from subscribers.selectors import subscribers_with_email
+from tests.support.factories import SubscriberFactory
 
 
 def test_lookup_by_address_ignores_case_and_uses_the_unique_index(db):
-    Subscriber.objects.create(email="ada@example.com")
+    SubscriberFactory(email="ada@example.com")
     assert subscribers_with_email("  ADA@Example.com ").get().email == "ada@example.com"
     queryset = subscribers_with_email("ada@example.com")
     sql, params = queryset.query.sql_with_params()

@@ -5,6 +5,7 @@ from django.core.management import call_command
 from subscribers.importing import ImportError_, import_job_create, import_run, sniff
 from subscribers.models import ConsentRecord, ImportJob, Subscriber, Subscription
 from subscribers.services import suppression_add
+from tests.support.factories import SubscriberFactory, SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -131,8 +132,8 @@ def test_suppressed_addresses_are_skipped_and_counted(db):
 
 
 def test_existing_subscribers_are_updated_or_left_alone(topics):
-    Subscriber.objects.create(email="a@example.com", first_name="Old")
-    Subscriber.objects.create(email="b@example.com", first_name="Same")
+    SubscriberFactory(email="a@example.com", first_name="Old")
+    SubscriberFactory(email="b@example.com", first_name="Same")
     job = run_import(b"email,first_name\na@example.com,New\nb@example.com,Same\n")
     assert (job.created, job.updated, job.unchanged) == (0, 1, 1)
     assert Subscriber.objects.get(email="a@example.com").first_name == "New"
@@ -159,8 +160,8 @@ def test_confirmed_imports_record_consent_and_add_topics(topics):
 
 def test_a_topic_an_existing_subscriber_left_is_not_forced_back(topics):
     weekly = topics[0]
-    a = Subscriber.objects.create(email="a@example.com")
-    Subscription.objects.create(subscriber=a, topic=weekly, status="unsubscribed")
+    a = SubscriberFactory(email="a@example.com")
+    SubscriptionFactory(subscriber=a, topic=weekly, status="unsubscribed")
     job = run_import(b"email\na@example.com\n", topics=[weekly.pk])
     assert job.unchanged == 1
     assert Subscription.objects.get(subscriber=a).status == "unsubscribed"

@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from nofailmail.celery import app as celery_app
 from subscribers.models import CustomField, ImportJob, Subscriber
+from tests.support.factories import CustomFieldFactory
 
 CSV = "email;Company size;Plan\nada@example.com;12;pro\nbob@example.com;3;free\n"
 
@@ -83,7 +84,7 @@ def test_a_column_goes_into_a_field_made_on_the_spot(
 def test_a_new_field_that_cannot_be_made_stops_the_import_and_nothing_is_kept(
     editor_client, media, eager, fields, problem
 ):
-    CustomField.objects.create(key="plan", label="Plan", type="choice", choices=["free", "pro"])
+    CustomFieldFactory(key="plan", label="Plan", type="choice", choices=["free", "pro"])
     form = _mapping_form(editor_client)
     response = _post(editor_client, form, **{"col_1": "new", "new_type_1": "number", **fields})
     assert response.status_code == 200

@@ -14,6 +14,7 @@ from django.utils import timezone
 from analytics.models import SubscriberEngagement
 from subscribers.models import Segment, Subscriber
 from tests.support.browser import wait_until
+from tests.support.factories import SubscriberFactory
 
 ENGAGEMENT_FIELDS = {
     "engagement",
@@ -29,7 +30,7 @@ def readers(db):
     """ann engages (recently, often), bob once long ago, cat never (no engagement row)."""
     now = timezone.now()
     ann, bob, cat = (
-        Subscriber.objects.create(email=f"{name}@example.com", status="active")
+        SubscriberFactory(email=f"{name}@example.com", status="active")
         for name in ("ann", "bob", "cat")
     )
     SubscriberEngagement.objects.create(

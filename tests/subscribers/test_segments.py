@@ -3,8 +3,9 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from subscribers.models import Segment, Subscriber, Subscription
+from subscribers.models import Subscriber
 from subscribers.segments import SegmentRuleError, register_condition, rules_q, segment_queryset
+from tests.support.factories import SegmentFactory, SubscriberFactory, SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +22,7 @@ def one(field, op, value):
 def people(topics, custom_fields):
     weekly, product, _ = topics
     now = timezone.now()
-    ann = Subscriber.objects.create(
+    ann = SubscriberFactory(
         email="ann@acme.com",
         first_name="Ann",
         status="active",
@@ -31,18 +32,18 @@ def people(topics, custom_fields):
                     "plan": "pro"},
         confirmed_at=now,
     )  # fmt: skip
-    bob = Subscriber.objects.create(
+    bob = SubscriberFactory(
         email="bob@globex.com",
         status="unsubscribed",
         source="import",
         attributes={"company": "Globex", "score": 3, "birthday": "2001-01-01", "vip": False,
                     "plan": "free"},
     )  # fmt: skip
-    cat = Subscriber.objects.create(email="cat@acme.com", status="active", attributes={})
+    cat = SubscriberFactory(email="cat@acme.com", status="active", attributes={})
     Subscriber.objects.filter(pk=cat.pk).update(created_at=now - dt.timedelta(days=200))
-    Subscription.objects.create(subscriber=ann, topic=weekly)
-    Subscription.objects.create(subscriber=bob, topic=weekly, status="unsubscribed")
-    Subscription.objects.create(subscriber=cat, topic=product)
+    SubscriptionFactory(subscriber=ann, topic=weekly)
+    SubscriptionFactory(subscriber=bob, topic=weekly, status="unsubscribed")
+    SubscriptionFactory(subscriber=cat, topic=product)
     return ann, bob, cat
 
 
@@ -127,7 +128,7 @@ def test_nested_groups_combine_and_with_or(people):
 
 
 def test_a_segment_compiles_to_one_query(people, django_assert_num_queries):
-    segment = Segment.objects.create(name="s", rules=one("topic", "in", "weekly"))
+    segment = SegmentFactory(name="s", rules=one("topic", "in", "weekly"))
     queryset = segment_queryset(segment)
     with django_assert_num_queries(1):
         assert queryset.count() == 1

@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from subscribers.models import CustomField, Segment, Subscriber, Subscription, Topic
 from subscribers.services import is_suppressed, subscriber_create
+from tests.support.factories import CustomFieldFactory, SegmentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -43,10 +44,10 @@ def test_the_list_pages_by_keyset_without_counting(
 
 
 def test_the_list_filters_by_search_status_topic_segment_and_attribute(admin_client, topics):
-    CustomField.objects.create(key="plan", label="Plan", type="choice", choices=["free", "pro"])
+    CustomFieldFactory(key="plan", label="Plan", type="choice", choices=["free", "pro"])
     subscriber_create(email="ann@example.com", status="active", attributes={"plan": "pro"})
     subscriber_create(email="bob@example.com", topics=[topics[1]])
-    segment = Segment.objects.create(
+    segment = SegmentFactory(
         name="pro", rules={"match": "all", "conditions": [
             {"field": "attr.plan", "op": "eq", "value": "pro"}]}
     )  # fmt: skip
@@ -211,7 +212,7 @@ def test_every_dashboard_page_renders(admin_client, topics, custom_fields, setti
 
     settings.MEDIA_ROOT = tmp_path
     s = subscriber_create(email="ann@example.com", attributes={"company": "Acme"})
-    segment = Segment.objects.create(name="All", rules={"match": "all", "conditions": []})
+    segment = SegmentFactory(name="All", rules={"match": "all", "conditions": []})
     pending = import_job_create(file=ContentFile(b"email,plan\na@example.com,pro\n"), name="a.csv")
     done = import_job_create(file=ContentFile(b"email\nbad\nb@example.com\n"), name="b.csv")
     ImportJob.objects.filter(pk=done.pk).update(status=ImportJob.Status.QUEUED)

@@ -3,10 +3,10 @@ from email import policy
 
 import pytest
 
-from subscribers.models import Subscriber
 from templates_app.models import SentReply
 from templates_app.selectors import current_version, sent_replies_for_subscriber
 from templates_app.services import ReplyNotReady, reply_fields, reply_send, template_update
+from tests.support.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +18,7 @@ def test_the_form_fields_come_from_the_template_tags(canned_reply):
 def test_a_reply_is_sent_over_smtp_and_recorded_on_the_timeline(
     canned_reply, smtp_server, editor_user
 ):
-    subscriber = Subscriber.objects.create(email="ada@example.com", first_name="Ada")
+    subscriber = SubscriberFactory(email="ada@example.com", first_name="Ada")
     sent = reply_send(
         version=current_version(canned_reply),
         to_email=subscriber.email,
@@ -83,7 +83,7 @@ def test_a_placeholder_typed_into_a_field_is_refused_too(canned_reply, smtp_serv
 
 
 def test_brackets_in_subscriber_data_do_not_block_a_reply(canned_reply, smtp_server):
-    subscriber = Subscriber.objects.create(email="b@example.com", first_name="Bo [work]")
+    subscriber = SubscriberFactory(email="b@example.com", first_name="Bo [work]")
     sent = reply_send(
         version=current_version(canned_reply),
         to_email=subscriber.email,

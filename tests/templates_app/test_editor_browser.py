@@ -1,14 +1,14 @@
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.test import Client
 from playwright.sync_api import sync_playwright
 
-from core.roles import Role, user_set_role
+from core.roles import Role
 from templates_app.models import Layout
 from templates_app.services import template_create
 from tests.support.browser import CHROMIUM_ARGS
+from tests.support.factories import UserFactory
 
 LAYOUT = (
     "<html><body>{{ content }}<p>{{ company_postal_address }}"
@@ -21,9 +21,7 @@ def live_editor(transactional_db):
     # Earlier transactional tests flush the tables, role groups (made by a migration) included.
     for role in Role:
         Group.objects.get_or_create(name=role.value)
-    user = get_user_model().objects.create_user(username="live-editor", password="x")
-    user_set_role(user=user, role=Role.EDITOR)
-    return user
+    return UserFactory(username="live-editor", password="x", role=Role.EDITOR)
 
 
 @pytest.mark.browser

@@ -10,6 +10,7 @@ from templates_app.lint import (
     recipients_missing_fields,
 )
 from templates_app.rendering import compile_email
+from tests.support.factories import SubscriberFactory
 
 LAYOUT = (
     "<html><body>{{ content }}<p>{{ company_name }}, {{ company_postal_address }} "
@@ -105,9 +106,9 @@ def test_tags_without_default_are_warnings_in_the_editor():
 
 @pytest.mark.django_db
 def test_tags_without_default_empty_for_some_recipients_are_blocking():
-    Subscriber.objects.create(email="a@example.com", first_name="Ann", attributes={"city": "Lyon"})
-    Subscriber.objects.create(email="b@example.com", first_name="", attributes={"city": ""})
-    Subscriber.objects.create(email="c@example.com", first_name="Cy", attributes={})
+    SubscriberFactory(email="a@example.com", first_name="Ann", attributes={"city": "Lyon"})
+    SubscriberFactory(email="b@example.com", first_name="", attributes={"city": ""})
+    SubscriberFactory(email="c@example.com", first_name="Cy", attributes={})
     findings = lint(
         html_body='<p>{{ first_name }} {{ attr.city }} {{ last_name|default:"" }}</p>',
         audience=Subscriber.objects.all(),

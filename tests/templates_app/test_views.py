@@ -4,9 +4,9 @@ import pytest
 from django.urls import reverse
 from PIL import Image as PILImage
 
-from subscribers.models import Subscriber
 from templates_app.models import Image, Layout, SentReply, Template
 from templates_app.services import template_create
+from tests.support.factories import SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -132,7 +132,7 @@ def test_versions_can_be_listed_and_restored_by_post_only(editor_client, newslet
 
 
 def test_preview_renders_for_a_chosen_subscriber_or_sample_data(viewer_client, newsletter):
-    Subscriber.objects.create(email="zoe@example.com", first_name="Zoé<b>")
+    SubscriberFactory(email="zoe@example.com", first_name="Zoé<b>")
     url = reverse("templates_app:preview", args=[newsletter.pk])
     html = viewer_client.get(url, {"email": "zoe@example.com"}).content.decode()
     # The email HTML is escaped into srcdoc, and the value was escaped in the email itself.
@@ -182,7 +182,7 @@ def test_image_upload_refuses_non_images_and_serves_images_publicly(
 def test_reply_with_a_template_previews_refuses_unfilled_then_sends(
     editor_client, canned_reply, smtp_server
 ):
-    subscriber = Subscriber.objects.create(email="ada@example.com", first_name="Ada")
+    subscriber = SubscriberFactory(email="ada@example.com", first_name="Ada")
     start = editor_client.get(
         reverse("templates_app:reply_start"),
         {"to_email": "ada@example.com", "template": canned_reply.pk},

@@ -8,12 +8,16 @@ import pytest
 from django.urls import reverse
 
 from analytics.models import SendingDomain
-from campaigns.models import Campaign, SendingConnection
+from campaigns.models import Campaign
 from tests.analytics.dns_server import FixedZoneServer
 from tests.analytics.test_blocklists import ZONE, ZONES
+from tests.support.factories import (
+    CampaignFactory,
+    SendingConnectionFactory,
+    TemplateFactory,
+    make_audience,
+)
 from tests.support.smtp import free_port
-
-from .conftest import make_audience, make_campaign, make_template
 
 LINKS = (
     '<p>Hi {{ first_name|default:"there" }}, <a href="https://www.spammy.example/offer">buy</a>,'
@@ -42,9 +46,11 @@ def zone(settings):
 
 
 def _campaign(html=LINKS) -> Campaign:
-    connection = SendingConnection.objects.create(name="esp", sending_domain="sender.example")
+    connection = SendingConnectionFactory(name="esp", sending_domain="sender.example")
     topic, _ = make_audience(1)
-    return make_campaign(topic=topic, template=make_template(html=html), connection=connection)
+    return CampaignFactory(
+        topic=topic, template=TemplateFactory(html_body=html), connection=connection
+    )
 
 
 def _findings(client, campaign) -> str:

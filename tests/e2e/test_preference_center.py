@@ -29,9 +29,13 @@ HTML = (
 
 
 @pytest.fixture
-def received(live_server, settings, smtp_sink):
+def received(live_server, settings, smtp_sink, monkeypatch):
     """Send a real campaign through the SMTP sink; return (subscriber, message, campaign)."""
     settings.SITE_URL = live_server.url
+    # This test sends in-process, with the live server's SITE_URL. A transactional start
+    # really queues its kick: the session's Celery worker, once an earlier test started it,
+    # could take the campaign first and build every link on its own SITE_URL (port 8000).
+    monkeypatch.setattr("campaigns.services.campaign_kick_on_commit", lambda campaign_id: None)
     # Transactional tests flush the tables, data-migration rows included: put the default
     # exit-survey reasons back.
     importlib.import_module("preferences.migrations.0002_default_reasons").add_reasons(apps, None)

@@ -1,6 +1,8 @@
 import os
+from importlib import import_module
 
 import pytest
+from django.apps import apps
 from django.db import connection
 
 from core.roles import Role
@@ -28,6 +30,13 @@ def pytest_collection_modifyitems(items):
 def pytest_collection_finish(session):
     if connection.vendor != "postgresql":
         pytest.exit("The suite runs on PostgreSQL: use `make test` (it sets DATABASE_URL).", 2)
+
+
+@pytest.fixture
+def role_groups(db):
+    """The role groups, made by the app's own roles migration: an earlier transactional test's
+    flush removes them."""
+    import_module("core.migrations.0001_roles").create_groups(apps, None)
 
 
 @pytest.fixture

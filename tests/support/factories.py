@@ -17,19 +17,35 @@ are traits or keyword arguments:
     campaign, links, deliveries = create_sent_campaign()  # the analytics tests' shape
 """
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule
 from factory.django import DjangoModelFactory
 
-from analytics.models import Event, Link, SendingDomain
-from campaigns.models import Campaign, Delivery, SendingConnection
+from analytics.models import (
+    CampaignSeries,
+    CampaignStats,
+    CampaignTracking,
+    DomainDaily,
+    Event,
+    Link,
+    ReadinessRun,
+    ReputationAlert,
+    SendingDomain,
+    SubscriberEngagement,
+    SunsetPolicy,
+)
+from campaigns.models import Campaign, Delivery, SandboxMessage, SendingConnection
 from core.roles import Role, user_set_role
-from signup.models import SignupForm
+from preferences.models import ExitSurveyReason, ExitSurveyResponse
+from signup.models import FormView, LeadMagnet, Signup, SignupForm
 from subscribers.models import (
     CustomField,
+    ImportJob,
+    ImportRejection,
     Segment,
     Subscriber,
     Subscription,
@@ -37,7 +53,7 @@ from subscribers.models import (
     Topic,
     email_hash,
 )
-from templates_app.models import Template, TemplateVersion
+from templates_app.models import Layout, SentReply, Template, TemplateVersion
 
 HTML = (
     '<html><body><h1>Hello {{ first_name|default:"friend" }}</h1>'
@@ -114,11 +130,16 @@ class SubscriptionFactory(DjangoModelFactory):
 
 
 class SuppressionFactory(DjangoModelFactory):
+    """``hash_of="a@b"``: only the address's hash is stored (as after an erasure)."""
+
     class Meta:
         model = Suppression
 
-    email = factory.Sequence(lambda n: f"suppressed{n}@example.org")
-    email_hash = factory.LazyAttribute(lambda row: email_hash(row.email))
+    class Params:
+        hash_of = None
+
+    email = factory.Maybe("hash_of", "", factory.Sequence(lambda n: f"suppressed{n}@example.org"))
+    email_hash = factory.LazyAttribute(lambda row: email_hash(row.hash_of or row.email))
     reason = Suppression.Reason.MANUAL
 
 
@@ -138,6 +159,23 @@ class SegmentFactory(DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Segment {n}")
     rules = factory.LazyFunction(lambda: {"match": "all", "rules": []})
+
+
+class ImportJobFactory(DjangoModelFactory):
+    class Meta:
+        model = ImportJob
+
+    file = "imports/people.csv"
+    original_name = factory.LazyAttribute(lambda job: str(job.file).rsplit("/", 1)[-1])
+
+
+class ImportRejectionFactory(DjangoModelFactory):
+    class Meta:
+        model = ImportRejection
+
+    job = factory.SubFactory(ImportJobFactory)
+    line = factory.Sequence(lambda n: n + 2)
+    reason = "invalid"
 
 
 def make_audience(
@@ -161,6 +199,14 @@ def make_audience(
 
 
 # --- Templates ---------------------------------------------------------------------------------
+
+
+class LayoutFactory(DjangoModelFactory):
+    class Meta:
+        model = Layout
+
+    name = "Basic"
+    html = "<html><body>{{ content }}</body></html>"
 
 
 class TemplateFactory(DjangoModelFactory):
@@ -201,6 +247,21 @@ class TemplateVersionFactory(DjangoModelFactory):
     text_body = factory.SelfAttribute("template.text_body")
 
 
+class SentReplyFactory(DjangoModelFactory):
+    """A canned reply sent to ``subscriber`` (to their address)."""
+
+    class Meta:
+        model = SentReply
+
+    subscriber = factory.SubFactory(SubscriberFactory)
+    to_email = factory.LazyAttribute(
+        lambda reply: reply.subscriber.email if reply.subscriber else "someone@example.org"
+    )
+    subject = "Re: your question"
+    text = ""
+    html = ""
+
+
 # --- Sending -----------------------------------------------------------------------------------
 
 
@@ -232,6 +293,50 @@ class SendingDomainFactory(DjangoModelFactory):
         django_get_or_create = ("domain",)
 
     domain = "sender.example"
+
+
+class ReadinessRunFactory(DjangoModelFactory):
+    class Meta:
+        model = ReadinessRun
+
+    domain = factory.SubFactory(SendingDomainFactory)
+    token = factory.Sequence(lambda n: f"run{n}")
+
+
+class DomainDailyFactory(DjangoModelFactory):
+    class Meta:
+        model = DomainDaily
+
+    domain = "sender.example"
+    day = factory.LazyFunction(date.today)
+
+
+class ReputationAlertFactory(DjangoModelFactory):
+    """An open critical complaint-rate alert on the domain ``key`` (sender.example)."""
+
+    class Meta:
+        model = ReputationAlert
+
+    scope = ReputationAlert.Scope.DOMAIN
+    key = "sender.example"
+    metric = ReputationAlert.Metric.COMPLAINTS
+    level = ReputationAlert.Level.CRITICAL
+    rate = 0.005
+    volume = 400
+    message = factory.LazyAttribute(
+        lambda alert: f"{alert.metric} of {alert.key} is {alert.rate:.2%} ({alert.level})."
+    )
+
+
+class IntervalScheduleFactory(DjangoModelFactory):
+    """A celery beat interval (django-celery-beat's table)."""
+
+    class Meta:
+        model = IntervalSchedule
+        django_get_or_create = ("every", "period")
+
+    every = 1
+    period = IntervalSchedule.SECONDS
 
 
 class CampaignFactory(DjangoModelFactory):
@@ -375,6 +480,79 @@ class EventFactory(DjangoModelFactory):
     email_hash = factory.LazyAttribute(lambda e: e.delivery.email_hash if e.delivery else "")
 
 
+class CampaignTrackingFactory(DjangoModelFactory):
+    class Meta:
+        model = CampaignTracking
+
+    campaign = factory.SubFactory(CampaignFactory)
+    mode = CampaignTracking.Mode.INDIVIDUAL
+
+
+class CampaignStatsFactory(DjangoModelFactory):
+    class Meta:
+        model = CampaignStats
+
+    campaign = factory.SubFactory(CampaignFactory)
+
+
+class CampaignSeriesFactory(DjangoModelFactory):
+    """A campaign's opens and clicks in one hour (this hour by default)."""
+
+    class Meta:
+        model = CampaignSeries
+
+    campaign = factory.SubFactory(CampaignFactory)
+    bucket = factory.LazyFunction(lambda: timezone.now().replace(minute=0, second=0, microsecond=0))
+
+
+class SubscriberEngagementFactory(DjangoModelFactory):
+    class Meta:
+        model = SubscriberEngagement
+
+    subscriber = factory.SubFactory(SubscriberFactory)
+
+
+class SunsetPolicyFactory(DjangoModelFactory):
+    class Meta:
+        model = SunsetPolicy
+
+
+class SandboxMessageFactory(DjangoModelFactory):
+    """A message a test-mode campaign captured."""
+
+    class Meta:
+        model = SandboxMessage
+
+    campaign = None
+    to = factory.Sequence(lambda n: f"r{n:03d}@example.com")
+    subject = factory.Sequence(lambda n: f"Issue {n:03d}")
+    raw = "x"
+
+
+# --- Leaving -----------------------------------------------------------------------------------
+
+
+class ExitSurveyReasonFactory(DjangoModelFactory):
+    class Meta:
+        model = ExitSurveyReason
+        django_get_or_create = ("key",)
+
+    key = factory.Sequence(lambda n: f"reason-{n}")
+    label_en = factory.LazyAttribute(lambda reason: reason.key.replace("-", " ").capitalize())
+    label_fr = factory.SelfAttribute("label_en")
+
+
+class ExitSurveyResponseFactory(DjangoModelFactory):
+    """An anonymous answer (``subscriber=``, ``campaign=`` when known)."""
+
+    class Meta:
+        model = ExitSurveyResponse
+
+    subscriber = None
+    campaign = None
+    reasons = factory.LazyFunction(list)
+
+
 # --- Signup ------------------------------------------------------------------------------------
 
 
@@ -402,3 +580,29 @@ class SignupFormFactory(DjangoModelFactory):
     def topics(form, create, extracted, **kwargs):
         if create and extracted:
             form.topics.set(extracted)
+
+
+class LeadMagnetFactory(DjangoModelFactory):
+    class Meta:
+        model = LeadMagnet
+
+    name = "Guide"
+    url = "https://cdn.example.com/guide.pdf"
+
+
+class SignupFactory(DjangoModelFactory):
+    """One person going through a form."""
+
+    class Meta:
+        model = Signup
+
+    form = factory.SubFactory(SignupFormFactory)
+    subscriber = factory.SubFactory(SubscriberFactory)
+
+
+class FormViewFactory(DjangoModelFactory):
+    class Meta:
+        model = FormView
+
+    form = factory.SubFactory(SignupFormFactory)
+    day = factory.LazyFunction(date.today)

@@ -8,9 +8,9 @@ import pytest
 from django.urls import reverse
 
 from analytics.blocklists import ip_listings, link_domains, listings
-from analytics.models import SendingDomain
 from analytics.tasks import blocklists_check_all
 from tests.analytics.dns_server import FixedZoneServer
+from tests.support.factories import SendingDomainFactory
 from tests.support.smtp import free_port
 
 SBL_TXT = "Listed by SBL, see https://check.spamhaus.org/sbl/query/SBL999"
@@ -129,18 +129,16 @@ def test_no_dns_answer_at_all_is_could_not_check(db, settings):
     found = listings(ips=["192.0.2.1"], domains=["spammy.example"])
     assert found and {f.status for f in found} == {"unknown"}
     assert all(f.detail.startswith("Could not check: no DNS answer") for f in found)
-    domain = SendingDomain.objects.create(domain="offline.example", sending_ips="192.0.2.1")
+    domain = SendingDomainFactory(domain="offline.example", sending_ips="192.0.2.1")
     blocklists_check_all()
     domain.refresh_from_db()
     assert domain.status == "unchecked"  # nothing known: not "fail", not "pass"
 
 
 def test_the_beat_task_stores_every_sending_domains_listings(db, zone):
-    listed = SendingDomain.objects.create(domain="listed.example", sending_ips="192.0.2.1")
-    policy = SendingDomain.objects.create(
-        domain="policy.example", sending_ips="192.0.2.3, 192.0.2.2"
-    )
-    shared = SendingDomain.objects.create(domain="esp.example")
+    listed = SendingDomainFactory(domain="listed.example", sending_ips="192.0.2.1")
+    policy = SendingDomainFactory(domain="policy.example", sending_ips="192.0.2.3, 192.0.2.2")
+    shared = SendingDomainFactory(domain="esp.example")
     assert blocklists_check_all() == 3
     for domain in (listed, policy, shared):
         domain.refresh_from_db()
@@ -163,7 +161,7 @@ def test_the_beat_schedule_runs_the_blocklist_check_every_six_hours(settings):
 def test_the_domains_page_shows_the_stored_listing_with_its_meaning_and_delisting(
     admin_client, zone
 ):
-    SendingDomain.objects.create(domain="sender.example", sending_ips="192.0.2.1, 192.0.2.2")
+    SendingDomainFactory(domain="sender.example", sending_ips="192.0.2.1, 192.0.2.2")
     blocklists_check_all()
     zone.records.clear()  # the page shows what was stored: it asks no list itself
     zone.names.clear()
@@ -180,7 +178,7 @@ def test_the_domains_page_shows_the_stored_listing_with_its_meaning_and_delistin
 
 
 def test_the_check_button_asks_the_lists_again(admin_client, zone):
-    domain = SendingDomain.objects.create(domain="sender.example", sending_ips="192.0.2.1")
+    domain = SendingDomainFactory(domain="sender.example", sending_ips="192.0.2.1")
     page = admin_client.get(reverse("analytics:domains")).content.decode()
     assert "data-listing=" not in page
     response = admin_client.post(reverse("analytics:domain-check", args=[domain.pk]))

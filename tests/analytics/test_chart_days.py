@@ -10,10 +10,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from analytics.ingest import Fact, ingest_facts
-from analytics.models import CampaignSeries, ReputationAlert
+from analytics.models import ReputationAlert
 from campaigns.models import Campaign
 from subscribers.models import Subscriber
-from tests.support.factories import SubscriberFactory, create_sent_campaign
+from tests.support.factories import (
+    CampaignSeriesFactory,
+    SubscriberFactory,
+    create_sent_campaign,
+)
 
 
 def _json(body: str, element_id: str):
@@ -31,7 +35,7 @@ def test_engagement_fills_quiet_days_with_zero_and_counts_the_first_day_whole(vi
     # Early on the window's first day (before "now minus 30 days" on most clocks), 15 days
     # ago, and today: two weeks of nothing in between.
     for days_ago, opens in ((29, 3), (15, 5), (0, 2)):
-        CampaignSeries.objects.create(
+        CampaignSeriesFactory(
             campaign=campaign, bucket=_at_local(days_ago, 0), opens=opens, opens_human=opens
         )
     body = viewer_client.get(reverse("analytics:home")).content.decode()
@@ -57,8 +61,8 @@ def test_list_growth_counts_its_first_day_whole(viewer_client):
 def test_the_campaign_series_fills_quiet_hours(viewer_client):
     campaign, _, _ = create_sent_campaign()
     start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
-    CampaignSeries.objects.create(campaign=campaign, bucket=start, opens=2, opens_human=1)
-    CampaignSeries.objects.create(
+    CampaignSeriesFactory(campaign=campaign, bucket=start, opens=2, opens_human=1)
+    CampaignSeriesFactory(
         campaign=campaign, bucket=start + timedelta(hours=4), opens=1, opens_human=1
     )
     body = viewer_client.get(reverse("analytics:campaign", args=[campaign.pk])).content.decode()

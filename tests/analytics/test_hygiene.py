@@ -4,10 +4,16 @@ from django.utils import timezone
 
 from analytics.hygiene import engagement_scores_refresh, sunset_preview, sunset_run
 from analytics.ingest import Fact, ingest_facts
-from analytics.models import SubscriberEngagement, SunsetPolicy
+from analytics.models import SubscriberEngagement
 from analytics.selectors import engagement_q, subscriber_timeline
 from subscribers.models import Subscriber, Suppression
-from tests.support.factories import SegmentFactory, SubscriberFactory, create_sent_campaign
+from tests.support.factories import (
+    SegmentFactory,
+    SubscriberEngagementFactory,
+    SubscriberFactory,
+    SunsetPolicyFactory,
+    create_sent_campaign,
+)
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0"
 
@@ -65,7 +71,7 @@ def test_the_sunset_policy_previews_then_unsubscribes_the_silent(db):
         name="We miss you", n=3, sent_ago=timedelta(days=40)
     )
     # Reader 2 got the re-engagement mail only 40 days ago... reader 1 too: grace is 30 days.
-    policy = SunsetPolicy.objects.create(
+    policy = SunsetPolicyFactory(
         inactive_days=180, grace_days=30, reengagement_campaign=reengagement
     )
     preview = sunset_preview(policy)
@@ -83,7 +89,7 @@ def test_the_sunset_policy_previews_then_unsubscribes_the_silent(db):
 def test_without_a_reengagement_campaign_the_preview_lists_who_would_get_one(db):
     _, _, _deliveries = create_sent_campaign(n=2, sent_ago=timedelta(days=10))
     Subscriber.objects.update(created_at=timezone.now() - timedelta(days=400))
-    policy = SunsetPolicy.objects.create(inactive_days=180)
+    policy = SunsetPolicyFactory(inactive_days=180)
     preview = sunset_preview(policy)
     assert preview["reengage"].count() == 2 and preview["unsubscribe"].count() == 0
 
@@ -152,7 +158,7 @@ def test_the_sql_score_and_the_python_score_agree(db):
     ]
     for i, shape in enumerate(shapes):
         subscriber = SubscriberFactory(email=f"score{i}@example.org")
-        SubscriberEngagement.objects.create(subscriber=subscriber, **shape)
+        SubscriberEngagementFactory(subscriber=subscriber, **shape)
     engagement_scores_refresh()
     for row in SubscriberEngagement.objects.all():
         assert abs(row.score - engagement_score(row, now=now)) <= 1, row

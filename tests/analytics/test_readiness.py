@@ -19,12 +19,17 @@ from django.utils import timezone
 
 from analytics.dkim import txt_record_chunks
 from analytics.dkim_keys import dkim_key_create
-from analytics.models import DomainDaily, ReadinessRun, SendingDomain
-from campaigns.models import SendingConnection
+from analytics.models import ReadinessRun
 from nofailmail.celery import app as celery_app
 from tests.analytics.dns_server import FixedZoneServer
 from tests.campaigns.test_smtp_tls import Pki
 from tests.support.dovecot import Dovecot
+from tests.support.factories import (
+    DomainDailyFactory,
+    ReadinessRunFactory,
+    SendingConnectionFactory,
+    SendingDomainFactory,
+)
 from tests.support.smtp import Sink, free_port
 
 DOMAIN, BOUNCES, RELAY_IP = "sender.example", "bounces.sender.example", "192.0.2.10"
@@ -140,19 +145,19 @@ def world(db, settings, tmp_path, monkeypatch, eager_tasks):
         settings.READINESS_SEED_ADDRESS = "seed@example.org"
         settings.READINESS_IMAP_URL = dovecot.url
         settings.READINESS_WAIT_SECONDS = 30
-        domain = SendingDomain.objects.create(domain=DOMAIN, sending_ips=RELAY_IP)
+        domain = SendingDomainFactory(domain=DOMAIN, sending_ips=RELAY_IP)
         key = dkim_key_create(domain=domain)
         zone.records[(f"{key.record_name}.", "TXT")] = [
             " ".join(f'"{c}"' for c in txt_record_chunks(key.record_value))
         ]
         zone.names.add(f"{key.record_name}.")
-        SendingConnection.objects.create(
+        SendingConnectionFactory(
             name="relay",
             backend="django.core.mail.backends.smtp.EmailBackend",
             options={"host": "localhost", "port": sink.port, "use_tls": True},
             sending_domain=DOMAIN,
         )
-        DomainDaily.objects.create(domain=DOMAIN, day=date.today(), delivered=1000, complained=1)
+        DomainDailyFactory(domain=DOMAIN, day=date.today(), delivered=1000, complained=1)
         yield SimpleNamespace(domain=domain, zone=zone, sink=sink, dovecot=dovecot)
 
 
@@ -222,7 +227,7 @@ def test_a_dns_that_does_not_answer_is_cannot_check_never_fail(
 
 
 def test_the_page_says_gmail_complaints_are_only_in_postmaster_tools(viewer_client, db):
-    domain = SendingDomain.objects.create(domain=DOMAIN)
+    domain = SendingDomainFactory(domain=DOMAIN)
     page = viewer_client.get(f"/analytics/domains/{domain.pk}/readiness/").content.decode()
     assert "Gmail reports no per-message complaints" in page
     assert "Google Postmaster Tools" in page
@@ -232,7 +237,7 @@ def test_the_page_says_gmail_complaints_are_only_in_postmaster_tools(viewer_clie
 def test_only_a_post_by_an_editor_starts_a_run(client, editor_user, viewer_user, settings):
     settings.READINESS_SEED_ADDRESS = "seed@example.org"
     settings.READINESS_IMAP_URL = "imap+plain://u:p@127.0.0.1:1/INBOX"
-    domain = SendingDomain.objects.create(domain=DOMAIN)
+    domain = SendingDomainFactory(domain=DOMAIN)
     client.force_login(editor_user)
     assert client.get(f"/analytics/domains/{domain.pk}/readiness/run/").status_code == 405
     client.force_login(viewer_user)
@@ -245,8 +250,8 @@ def test_the_page_polls_a_running_check_and_stops_when_no_worker_finishes_it(
 ):
     settings.READINESS_SEED_ADDRESS = "seed@example.org"
     settings.READINESS_IMAP_URL = "imap+plain://u:p@127.0.0.1:1/INBOX"
-    domain = SendingDomain.objects.create(domain=DOMAIN)
-    run = ReadinessRun.objects.create(domain=domain, token="t1")
+    domain = SendingDomainFactory(domain=DOMAIN)
+    run = ReadinessRunFactory(domain=domain, token="t1")
     url = f"/analytics/domains/{domain.pk}/readiness/"
     partial = editor_client.get(url, HTTP_HX_REQUEST="true").content.decode()
     assert 'hx-trigger="every 2s"' in partial and "<html" not in partial

@@ -6,10 +6,15 @@ from django.utils import timezone
 
 from analytics import buffer
 from analytics.ingest import Fact, ingest_facts
-from analytics.models import CampaignTracking, ReputationAlert, SendingDomain
+from analytics.models import CampaignTracking, SendingDomain
 from analytics.tracking import click_token, open_token
 from campaigns.models import Delivery
-from tests.support.factories import CampaignFactory, SendingConnectionFactory, make_audience
+from tests.support.factories import (
+    CampaignFactory,
+    ReputationAlertFactory,
+    SendingConnectionFactory,
+    make_audience,
+)
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0"
 
@@ -119,7 +124,7 @@ def test_editors_set_tracking_mode_and_utm(editor_client, sent_campaign):
 def test_the_dashboard_shows_alerts_tiles_and_trends(viewer_client, sent_campaign):
     campaign, links, deliveries = sent_campaign
     _activity(viewer_client, campaign, links, deliveries)
-    ReputationAlert.objects.create(
+    ReputationAlertFactory(
         scope="domain",
         key="news.example.com",
         metric="complaints",

@@ -3,10 +3,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from analytics import buffer
-from analytics.models import CampaignStats, CampaignTracking, DeliveryActivity, Event
+from analytics.models import CampaignStats, DeliveryActivity, Event
 from analytics.tracking import click_token, open_token
 from analytics.tracking_views import PIXEL
-from tests.support.factories import LinkFactory
+from tests.support.factories import (
+    CampaignTrackingFactory,
+    LinkFactory,
+)
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -76,7 +79,7 @@ def test_a_valid_token_for_a_deleted_link_gets_the_safe_page(client, sent_campai
 
 def test_utm_parameters_of_the_campaign_are_added_to_the_destination(client, sent_campaign):
     campaign, links, deliveries = sent_campaign
-    CampaignTracking.objects.create(
+    CampaignTrackingFactory(
         campaign=campaign, utm_source="newsletter", utm_medium="email", utm_campaign="spring"
     )
     response = client.get(f"/t/c/{click_token(deliveries[0].pk, links[1].pk)}")
@@ -126,7 +129,7 @@ def test_without_redis_hits_are_written_directly(client, settings, sent_campaign
 @pytest.mark.parametrize("mode", ["off", "anonymous"])
 def test_tracking_modes_record_nothing_or_no_identity(client, sent_campaign, mode):
     campaign, links, deliveries = sent_campaign
-    CampaignTracking.objects.create(campaign=campaign, mode=mode)
+    CampaignTrackingFactory(campaign=campaign, mode=mode)
     client.get(f"/t/o/{open_token(deliveries[0].pk)}", HTTP_USER_AGENT=CHROME)
     response = client.get(
         f"/t/c/{click_token(deliveries[0].pk, links[0].pk)}", HTTP_USER_AGENT=CHROME
@@ -147,7 +150,7 @@ def test_tracking_modes_record_nothing_or_no_identity(client, sent_campaign, mod
 @pytest.mark.parametrize("mode", ["individual", "off"])
 def test_the_click_redirect_ignores_every_query_parameter(client, sent_campaign, mode):
     campaign, links, deliveries = sent_campaign
-    CampaignTracking.objects.create(campaign=campaign, mode=mode)
+    CampaignTrackingFactory(campaign=campaign, mode=mode)
     token = click_token(deliveries[0].pk, links[1].pk)
     query = (
         "url=https%3A%2F%2Fevil.example%2F&next=%2F%2Fevil.example&redirect=javascript:alert(1)"
@@ -181,7 +184,7 @@ def test_the_click_redirect_ignores_every_query_parameter(client, sent_campaign,
 def test_a_link_that_is_not_http_or_https_is_never_redirected_to(client, sent_campaign, url, mode):
 
     campaign, _links, deliveries = sent_campaign
-    CampaignTracking.objects.create(campaign=campaign, mode=mode)
+    CampaignTrackingFactory(campaign=campaign, mode=mode)
     # Not through the template compiler (it only tracks http(s)): a row made some other way.
     link = LinkFactory(campaign=campaign, index=7, url=url)
     response = client.get(f"/t/c/{click_token(deliveries[0].pk, link.pk)}")

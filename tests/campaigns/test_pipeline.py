@@ -6,13 +6,18 @@ from campaigns.models import Campaign, Delivery, SandboxMessage
 from campaigns.pipeline import campaign_send_work, reconcile
 from campaigns.services import campaign_start
 from subscribers.models import Subscriber, Suppression, email_hash
-from tests.support.factories import CampaignFactory, SendingConnectionFactory, make_audience
+from tests.support.factories import (
+    CampaignFactory,
+    SendingConnectionFactory,
+    SuppressionFactory,
+    make_audience,
+)
 from tests.support.sending import message_id
 
 
 def test_starting_snapshots_the_audience_minus_everyone_excluded(db, smtp_sink):
     topic, subs = make_audience(6)
-    Suppression.objects.create(email_hash=email_hash("USER1@example.org"), reason="bounce")
+    SuppressionFactory(hash_of="USER1@example.org", reason="bounce")
     Subscriber.objects.filter(pk=subs[2].pk).update(status=Subscriber.Status.UNCONFIRMED)
     from django.utils import timezone
 
@@ -47,7 +52,7 @@ def test_a_suppression_added_during_the_send_is_respected(db, smtp_sink):
     topic, subs = make_audience(5)
     campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
-    Suppression.objects.create(email_hash=email_hash(subs[4].email), reason="complaint")
+    SuppressionFactory(hash_of=subs[4].email, reason="complaint")
     Subscriber.objects.filter(pk=subs[3].pk).update(status=Subscriber.Status.UNSUBSCRIBED)
     campaign_send_work(campaign_id=campaign.pk)
     assert sorted(smtp_sink.recipients()) == [s.email for s in subs[:3]]

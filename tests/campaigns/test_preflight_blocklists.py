@@ -7,13 +7,13 @@ import dns.rdatatype
 import pytest
 from django.urls import reverse
 
-from analytics.models import SendingDomain
 from campaigns.models import Campaign
 from tests.analytics.dns_server import FixedZoneServer
 from tests.analytics.test_blocklists import ZONE, ZONES
 from tests.support.factories import (
     CampaignFactory,
     SendingConnectionFactory,
+    SendingDomainFactory,
     TemplateFactory,
     make_audience,
 )
@@ -62,7 +62,7 @@ def _findings(client, campaign) -> str:
 def test_a_sending_ip_on_an_abuse_list_blocks_with_the_list_and_its_removal_page(
     editor_client, zone
 ):
-    SendingDomain.objects.create(domain="sender.example", sending_ips="192.0.2.1")
+    SendingDomainFactory(domain="sender.example", sending_ips="192.0.2.1")
     page = _findings(editor_client, _campaign(html="<p>No links</p>"))
     assert "blocklist.ip" in page
     assert "The sending IP 192.0.2.1 (of sender.example) is listed on Spamhaus ZEN" in page
@@ -74,7 +74,7 @@ def test_a_sending_ip_on_an_abuse_list_blocks_with_the_list_and_its_removal_page
 
 
 def test_a_sending_ip_on_a_policy_list_only_warns(editor_client, zone):
-    SendingDomain.objects.create(domain="sender.example", sending_ips="192.0.2.2, 192.0.2.3")
+    SendingDomainFactory(domain="sender.example", sending_ips="192.0.2.2, 192.0.2.3")
     page = _findings(editor_client, _campaign(html="<p>No links</p>"))
     assert "blocklist.ip_policy" in page
     assert "192.0.2.2 (of sender.example) is on Spamhaus ZEN&#x27;s policy list" in page
@@ -100,7 +100,7 @@ def test_a_listed_link_domain_blocks_with_its_list_and_removal_page(editor_clien
 
 
 def test_a_sending_ip_spamhaus_refuses_to_look_up_is_information_not_a_listing(editor_client, zone):
-    SendingDomain.objects.create(domain="sender.example", sending_ips="192.0.2.4")
+    SendingDomainFactory(domain="sender.example", sending_ips="192.0.2.4")
     page = _findings(editor_client, _campaign(html="<p>No links</p>"))
     assert "blocklist.unchecked" in page and "1 blocklist lookup could not be made" in page
     assert "192.0.2.4 on Spamhaus ZEN: Could not check: Spamhaus refused the query" in page
@@ -110,7 +110,7 @@ def test_a_sending_ip_spamhaus_refuses_to_look_up_is_information_not_a_listing(e
 
 def test_no_dns_answer_leaves_every_list_unchecked_and_blocks_nothing(editor_client, settings):
     settings.DNS_NAMESERVERS = [f"127.0.0.1:{free_port()}"]  # nobody listens there
-    SendingDomain.objects.create(domain="sender.example", sending_ips="192.0.2.1")
+    SendingDomainFactory(domain="sender.example", sending_ips="192.0.2.1")
     page = _findings(editor_client, _campaign())
     assert "blocklist.unchecked" in page
     assert "192.0.2.1 on Spamhaus ZEN: Could not check: no DNS answer" in page

@@ -6,11 +6,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from analytics.guardrail import alert_acknowledge
-from analytics.models import ReputationAlert
 from campaigns.models import Campaign
 from tests.analytics.dns_server import FixedZoneServer
 from tests.support.factories import (
     CampaignFactory,
+    ReputationAlertFactory,
     SendingConnectionFactory,
     SendingDomainFactory,
     TemplateFactory,
@@ -36,7 +36,7 @@ def _preflight(client, campaign) -> str:
 
 
 def _alert(domain, *, level="critical", metric="complaints", rate=0.005, **fields):
-    return ReputationAlert.objects.create(
+    return ReputationAlertFactory(
         scope="domain",
         key=domain,
         metric=metric,

@@ -17,6 +17,7 @@ from subscribers.models import Subscriber
 from tests.support.factories import (
     CampaignFactory,
     DeliveryFactory,
+    ReputationAlertFactory,
     SendingConnectionFactory,
     SubscriberFactory,
     TemplateFactory,
@@ -29,7 +30,7 @@ NO_LINKS = '<p>Hello {{ first_name|default:"there" }}</p>'
 
 
 def _critical(domain="sender.example", metric="complaints", rate=0.005, **fields):
-    return ReputationAlert.objects.create(
+    return ReputationAlertFactory(
         scope="domain",
         key=domain,
         metric=metric,
@@ -169,7 +170,7 @@ def test_an_alert_opened_since_the_page_was_shown_is_not_acknowledged_unseen(adm
 def test_an_alert_of_the_campaign_itself_holds_it_too(editor_client):
     topic, _ = make_audience(1)
     campaign = CampaignFactory(topic=topic, status="paused")
-    ReputationAlert.objects.create(
+    ReputationAlertFactory(
         scope="campaign",
         key=str(campaign.pk),
         metric="hard_bounces",
@@ -187,7 +188,7 @@ def test_a_warning_or_a_resolved_alert_holds_nothing(editor_client):
     topic, _ = make_audience(1)
     campaign = CampaignFactory(topic=topic, status="paused")
     _critical(resolved_at=timezone.now())
-    ReputationAlert.objects.create(
+    ReputationAlertFactory(
         scope="domain",
         key="sender.example",
         metric="hard_bounces",

@@ -9,8 +9,12 @@ import pytest
 from campaigns.dispatch import dispatch_due
 from campaigns.models import Campaign, Delivery
 from campaigns.services import campaign_start, delivery_resolve_unknown
-from subscribers.models import Suppression, email_hash
-from tests.support.factories import CampaignFactory, SendingConnectionFactory, make_audience
+from tests.support.factories import (
+    CampaignFactory,
+    SendingConnectionFactory,
+    SuppressionFactory,
+    make_audience,
+)
 from tests.support.sending import QUEUE, TTL, forget_campaign_keys, message_id
 from tests.support.workers import Worker
 
@@ -51,7 +55,7 @@ def test_a_worker_killed_mid_campaign_leaves_every_recipient_with_exactly_one_me
 
     # A suppression added while the campaign is interrupted: respected after the restart.
     late = subs[-1]
-    Suppression.objects.create(email_hash=email_hash(late.email), reason="complaint")
+    SuppressionFactory(hash_of=late.email, reason="complaint")
 
     time.sleep(int(TTL) + 1)  # the dead worker's claims expire
     restarted = Worker(concurrency=2, CELERY_QUEUE=QUEUE, CAMPAIGN_CLAIM_TTL=TTL)

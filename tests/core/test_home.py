@@ -12,9 +12,14 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from analytics.models import CampaignSeries, CampaignStats, ReputationAlert
 from campaigns.models import Campaign
-from tests.support.factories import CampaignFactory, SubscriberFactory
+from tests.support.factories import (
+    CampaignFactory,
+    CampaignSeriesFactory,
+    CampaignStatsFactory,
+    ReputationAlertFactory,
+    SubscriberFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +43,7 @@ def _campaigns(n: int, status: str, **fields) -> list[Campaign]:
         for i in range(n)
     ]
     for c in campaigns:
-        CampaignStats.objects.create(campaign=c, delivered=200, unique_human_opens=50)
+        CampaignStatsFactory(campaign=c, delivered=200, unique_human_opens=50)
     return campaigns
 
 
@@ -47,10 +52,10 @@ def test_the_home_shows_charts_campaigns_and_alerts(viewer_client):
     SubscriberFactory(email="ann@example.com")
     running = _campaigns(1, "running")[0]
     finished = _campaigns(1, "finished", finished_at=timezone.now())[0]
-    CampaignSeries.objects.create(
+    CampaignSeriesFactory(
         campaign=finished, bucket=timezone.now() - timedelta(hours=1), opens=4, opens_human=3
     )
-    ReputationAlert.objects.create(
+    ReputationAlertFactory(
         scope="domain", key="news.example.com", metric="complaints", level="critical",
         rate=0.004, volume=1000, message="Complaint rate of news.example.com is 0.40 %",
     )  # fmt: skip

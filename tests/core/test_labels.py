@@ -62,7 +62,7 @@ def test_counts_use_proper_plurals(editor_client):
     topic = TopicFactory(name="Weekly", slug="weekly")
     campaign = CampaignFactory(bare=True, name="A")
     campaign.topics.add(topic)
-    SubscriberFactory(email="ann@example.com", status="active").subscriptions.create(topic=topic)
+    SubscriberFactory(email="ann@example.com", status="active", topics=[topic])
     page = _text(
         editor_client.get(reverse("campaigns:detail", args=[campaign.pk])).content.decode()
     )

@@ -26,6 +26,7 @@ from playwright.sync_api import expect
 from analytics.classification import SCANNER_CLICK_SECONDS
 from nofailmail.celery import app as celery_app
 from subscribers.models import Subscriber
+from tests.support.factories import IntervalScheduleFactory
 from tests.support.smtp import Sink, free_port, html_of, text_of
 from tests.support.workers import ROOT, Worker, worker_env
 
@@ -132,7 +133,7 @@ def stack(live_server, settings, tmp_path, transactional_db, admin_user):
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     # An admin shortens the dispatcher's interval (django-celery-beat's schedule lives in the
     # database): beat then checks for due campaigns every second.
-    every, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+    every = IntervalScheduleFactory(every=1, period=IntervalSchedule.SECONDS)
     assert PeriodicTask.objects.filter(task="campaigns.tasks.campaigns_dispatch").update(
         interval=every
     )

@@ -2,23 +2,24 @@
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth.models import Group
 from django.test import Client
 
 from core.roles import Role
-from signup.models import FormView, SignupForm
+from signup.models import SignupForm
 from tests.e2e.test_signup_embed import browser  # noqa: F401 - the fixture
 from tests.support.browser import wait_until
-from tests.support.factories import SignupFormFactory, TopicFactory, UserFactory
+from tests.support.factories import (
+    FormViewFactory,
+    SignupFormFactory,
+    TopicFactory,
+    UserFactory,
+)
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def editor_page(live_server, transactional_db, browser):  # noqa: F811
-    # Earlier transactional tests flush the tables, role groups (made by a migration) included.
-    for role in Role:
-        Group.objects.get_or_create(name=role.value)
+def editor_page(live_server, transactional_db, role_groups, browser):  # noqa: F811
     user = UserFactory(username="form-editor", password="x", role=Role.EDITOR)
     client = Client()
     client.force_login(user)
@@ -83,7 +84,7 @@ def test_the_stats_page_draws_the_funnel_chart(live_server, editor_page):
     form = SignupFormFactory(
         name="Charted", steps=[{"title": "", "fields": [{"kind": "email", "required": True}]}]
     )
-    FormView.objects.create(form=form, day="2026-11-01", count=12)
+    FormViewFactory(form=form, day="2026-11-01", count=12)
     page = editor_page
     page.goto(f"{live_server.url}/forms/{form.pk}/")
     wait_until(page, "!!(window.Chart && Chart.getChart('funnel-chart'))")

@@ -1,6 +1,7 @@
 from django.urls import reverse
 
-from preferences.models import ExitSurveyReason, ExitSurveyResponse
+from preferences.models import ExitSurveyReason
+from tests.support.factories import ExitSurveyResponseFactory
 
 
 def test_the_report_has_a_helpful_empty_state(viewer_client):
@@ -10,10 +11,10 @@ def test_the_report_has_a_helpful_empty_state(viewer_client):
 
 
 def test_the_report_counts_reasons_and_shows_free_text(viewer_client, subscriber):
-    ExitSurveyResponse.objects.create(
+    ExitSurveyResponseFactory(
         subscriber=subscriber, reasons=["too_many", "other"], other_text="Daily is too much"
     )
-    ExitSurveyResponse.objects.create(reasons=["too_many"])
+    ExitSurveyResponseFactory(reasons=["too_many"])
     page = viewer_client.get(reverse("leaving:report"))
     chart = page.context["chart"]
     too_many = next(d for d in chart["datasets"] if d["label"] == "I get too many emails")

@@ -13,7 +13,11 @@ from signup.tasks import signup_send_reminders
 from subscribers.models import ConsentRecord, Subscriber, Suppression
 from templates_app.models import Template
 from templates_app.services import template_create
-from tests.support.factories import SubscriberFactory, SuppressionFactory
+from tests.support.factories import (
+    LeadMagnetFactory,
+    SubscriberFactory,
+    SuppressionFactory,
+)
 from tests.support.signup import beat_sweeps, post_step
 
 CONFIRM_RE = re.compile(r"https?://[^\s\"<>]+/forms/c/[^\s\"<>/]+/")
@@ -93,11 +97,8 @@ def test_confirming_lifts_an_old_unsubscribe_suppression(
 def test_a_hard_bounced_address_gets_no_confirmation(
     client, signup_form, eager, django_capture_on_commit_callbacks
 ):
-    from subscribers.models import email_hash
 
-    Suppression.objects.create(
-        email_hash=email_hash("gone@example.com"), reason=Suppression.Reason.HARD_BOUNCE
-    )
+    SuppressionFactory(hash_of="gone@example.com", reason=Suppression.Reason.HARD_BOUNCE)
     with django_capture_on_commit_callbacks(execute=True):
         response = post_step(client, signup_form, email="gone@example.com", consent="1")
     assert response.status_code == 200
@@ -254,7 +255,7 @@ def test_a_lead_magnet_link_expires(client, signup_form, magnet, eager):
 def test_a_url_lead_magnet_redirects_through_the_signed_link(
     client, signup_form, eager, django_capture_on_commit_callbacks
 ):
-    signup_form.lead_magnet = LeadMagnet.objects.create(
+    signup_form.lead_magnet = LeadMagnetFactory(
         name="Guide", url="https://cdn.example.com/guide.pdf"
     )
     signup_form.double_opt_in = False

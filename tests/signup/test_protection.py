@@ -6,6 +6,7 @@ from django.test import override_settings
 from signup.models import Signup
 from signup.protection import pow_valid
 from subscribers.models import Subscriber
+from tests.support.factories import SignupFormFactory
 from tests.support.signup import beat_sweeps, post_step, token_for
 
 
@@ -55,7 +56,7 @@ def test_a_form_filled_faster_than_the_minimum_time_is_refused(client, signup_fo
 def test_a_forged_or_foreign_form_token_is_refused(client, signup_form, topics):
     forged = post_step(client, signup_form, token="x" * 40, email="a@example.com", consent="1")
     assert forged.status_code == 403
-    other = type(signup_form).objects.create(name="Other", steps=signup_form.steps)
+    other = SignupFormFactory(name="Other", steps=signup_form.steps)
     foreign = post_step(
         client, signup_form, token=token_for(other), email="a@example.com", consent="1"
     )

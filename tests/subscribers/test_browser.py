@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from django.contrib.auth.models import Group
 
 from core.roles import Role
 from subscribers.models import Segment
@@ -38,9 +37,7 @@ def browser_page(monkeypatch):
 
 
 @pytest.fixture
-def editor(transactional_db, django_user_model):
-    for role in Role:
-        Group.objects.get_or_create(name=role.value)
+def editor(transactional_db, role_groups, django_user_model):
     return UserFactory(username="eddie", password="pw-eddie-123", role=Role.EDITOR)
 
 

@@ -10,7 +10,10 @@ from django.urls import reverse
 from campaigns.models import Delivery
 from subscribers.models import Subscriber, Subscription
 from subscribers.services import is_suppressed, subscriber_create
-from tests.support.factories import CampaignFactory
+from tests.support.factories import (
+    CampaignFactory,
+    DeliveryFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -108,7 +111,7 @@ def test_bulk_delete_by_topic_is_set_based_and_keeps_campaign_figures(
     admin_client, crowd, topics, django_assert_max_num_queries
 ):
     campaign = CampaignFactory(bare=True, name="Spring", subject="Hi", from_email="a@example.com")
-    Delivery.objects.create(campaign=campaign, subscriber=crowd[1], email=crowd[1].email)
+    DeliveryFactory(campaign=campaign, subscriber=crowd[1])
     product = topics[1]  # every odd subscriber
     data = {"topic": product.slug, "scope": "all", "action": "delete", "confirmed": "yes"}
     with django_assert_max_num_queries(40):

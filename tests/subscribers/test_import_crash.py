@@ -1,10 +1,8 @@
 import time
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 
-from core.roles import Role
 from subscribers.importing import import_job_create, import_run
 from subscribers.models import ImportJob, ImportRejection, Subscriber
 from subscribers.tasks import import_subscribers_task, imports_resume_stalled
@@ -15,9 +13,9 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 QUEUE = "subscribers-crash-test"  # its own queue: the session's shared worker must not take it
 
 
-def test_a_worker_killed_mid_import_leaves_nothing_half_imported_and_a_rerun_completes():
-    for role in Role:  # what an earlier transactional test may have flushed
-        Group.objects.get_or_create(name=role.value)
+def test_a_worker_killed_mid_import_leaves_nothing_half_imported_and_a_rerun_completes(
+    role_groups,
+):
     rows = b"email,first_name\n" + b"".join(
         f"user{i}@example.com,U{i}\n".encode() for i in range(150_000)
     )

@@ -6,11 +6,9 @@ import io
 import time
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from core.roles import Role
 from subscribers.models import ImportJob, Subscriber
 
 
@@ -45,12 +43,6 @@ def _import_in_worker(client, worker, data: bytes, mapping: dict[int, str]) -> I
     return job
 
 
-@pytest.fixture
-def roles(transactional_db):
-    for role in Role:
-        Group.objects.get_or_create(name=role.value)
-
-
 CP1252_ROWS = [
     "E-mail;Prénom;Nom;Note",
     "renee@example.com;Renée;O\u2019Brien;“VIP” 5 €",  # 2
@@ -63,7 +55,7 @@ CP1252_ROWS = [
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_windows_1252_semicolon_file_imports_and_its_rejects_keep_the_semicolons(
-    roles, worker_process, admin_client
+    role_groups, worker_process, admin_client
 ):
     data = ("\r\n".join(CP1252_ROWS) + "\r\n").encode("cp1252")
     job = _import_in_worker(
@@ -93,7 +85,7 @@ def test_a_windows_1252_semicolon_file_imports_and_its_rejects_keep_the_semicolo
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_a_utf16_file_with_a_bom_imports(roles, worker_process, admin_client):
+def test_a_utf16_file_with_a_bom_imports(role_groups, worker_process, admin_client):
     text = "Email\tFirst name\r\nzoe@example.com\tZoë “Z”\r\nli@example.com\t李\r\n"
     job = _import_in_worker(
         admin_client, worker_process, text.encode("utf-16"), {0: "email", 1: "first_name"}

@@ -1,25 +1,16 @@
 import time
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from core.roles import Role
 from subscribers.models import ImportJob, Subscriber, Subscription
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def roles(transactional_db):
-    # An earlier transactional test may have flushed the groups the roles migration created.
-    for role in Role:
-        Group.objects.get_or_create(name=role.value)
-
-
 def test_the_dashboard_import_runs_in_the_worker_with_progress_and_a_summary(
-    roles, worker_process, admin_client, topics
+    role_groups, worker_process, admin_client, topics
 ):
     rows = ["Email,First name"] + [f"user{i}@example.com,User {i}" for i in range(300)]
     rows += ["broken,X", "user1@example.com,Again"]

@@ -11,10 +11,12 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from analytics.models import SubscriberEngagement
 from subscribers.models import Segment, Subscriber
 from tests.support.browser import wait_until
-from tests.support.factories import SubscriberFactory
+from tests.support.factories import (
+    SubscriberEngagementFactory,
+    SubscriberFactory,
+)
 
 ENGAGEMENT_FIELDS = {
     "engagement",
@@ -33,7 +35,7 @@ def readers(db):
         SubscriberFactory(email=f"{name}@example.com", status="active")
         for name in ("ann", "bob", "cat")
     )
-    SubscriberEngagement.objects.create(
+    SubscriberEngagementFactory(
         subscriber=ann,
         human_opens=5,
         human_clicks=2,
@@ -41,7 +43,7 @@ def readers(db):
         last_human_click_at=now - timedelta(days=3),
         score=72,
     )
-    SubscriberEngagement.objects.create(
+    SubscriberEngagementFactory(
         subscriber=bob, human_opens=1, last_human_open_at=now - timedelta(days=200), score=4
     )
     return ann, bob, cat

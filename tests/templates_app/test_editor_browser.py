@@ -1,14 +1,15 @@
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth.models import Group
 from django.test import Client
 from playwright.sync_api import sync_playwright
 
 from core.roles import Role
-from templates_app.models import Layout
 from templates_app.services import template_create
 from tests.support.browser import CHROMIUM_ARGS
-from tests.support.factories import UserFactory
+from tests.support.factories import (
+    LayoutFactory,
+    UserFactory,
+)
 
 LAYOUT = (
     "<html><body>{{ content }}<p>{{ company_postal_address }}"
@@ -17,10 +18,7 @@ LAYOUT = (
 
 
 @pytest.fixture
-def live_editor(transactional_db):
-    # Earlier transactional tests flush the tables, role groups (made by a migration) included.
-    for role in Role:
-        Group.objects.get_or_create(name=role.value)
+def live_editor(transactional_db, role_groups):
     return UserFactory(username="live-editor", password="x", role=Role.EDITOR)
 
 
@@ -32,7 +30,7 @@ def test_the_editor_lints_live_as_the_marketer_types(live_server, live_editor):
         subject="Live news",
         preheader="p",
         html_body="<p>Hello</p>",
-        layout=Layout.objects.create(name="Basic", html=LAYOUT),
+        layout=LayoutFactory(html=LAYOUT),
     )
     client = Client()
     client.force_login(live_editor)

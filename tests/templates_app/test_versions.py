@@ -1,16 +1,17 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from templates_app.models import Layout, TemplateVersion
+from templates_app.models import TemplateVersion
 from templates_app.selectors import current_version, template_versions
 from templates_app.services import template_create, template_restore, template_update
+from tests.support.factories import LayoutFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def newsletter(editor_user):
-    layout = Layout.objects.create(name="Basic", html="<html><body>{{ content }}</body></html>")
+    layout = LayoutFactory()
     return template_create(
         kind="newsletter",
         name="March",

@@ -4,9 +4,12 @@ import pytest
 from django.urls import reverse
 from PIL import Image as PILImage
 
-from templates_app.models import Image, Layout, SentReply, Template
+from templates_app.models import Image, SentReply, Template
 from templates_app.services import template_create
-from tests.support.factories import SubscriberFactory
+from tests.support.factories import (
+    LayoutFactory,
+    SubscriberFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +21,7 @@ LAYOUT = (
 
 @pytest.fixture
 def newsletter():
-    layout = Layout.objects.create(name="Basic", html=LAYOUT)
+    layout = LayoutFactory(html=LAYOUT)
     return template_create(
         kind="newsletter",
         name="March news",
@@ -59,7 +62,7 @@ def test_viewers_read_templates_but_cannot_save(viewer_client, newsletter):
 
 
 def test_an_editor_creates_then_saves_a_new_version(editor_client):
-    layout = Layout.objects.create(name="Basic", html=LAYOUT)
+    layout = LayoutFactory(html=LAYOUT)
     response = editor_client.post(
         reverse("templates_app:create", args=["newsletter"]),
         {

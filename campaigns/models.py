@@ -272,11 +272,12 @@ class Campaign(models.Model):
 class Delivery(models.Model):
     """One row per recipient of a campaign: the ledger that makes sending exactly-once.
 
-    pending -> claimed (a sender took it in a batch, under its lease) -> sending (handed to
-    the backend right now) -> sent | failed | skipped | unknown. A row found ``claimed`` under
-    a lapsed lease was never handed off and goes back to pending; a row found ``sending``, or
-    whose connection died after its body went out, is ``unknown`` until a person or the
-    campaign's policy decides (see campaigns.pipeline). Counts per state are kept by a
+    pending -> claimed (a sender took it in a batch, under its lease) -> sent | failed |
+    skipped | unknown, the moment of the handoff being written in the sender's journal
+    (``Handoff``). A row found ``claimed`` under a lapsed lease goes back to pending unless
+    the journal says it was being handed off; that one, or one whose connection died after
+    its body went out, is ``unknown`` until a person or the campaign's policy decides (see
+    campaigns.pipeline). ``sending`` on the ledger itself is left from earlier releases. Counts per state are kept by a
     trigger in DeliveryCount.
     """
 
@@ -366,6 +367,34 @@ class SendLease(models.Model):
 
     def __str__(self):
         return f"{self.token} ({self.campaign_id}, until {self.expires_at:%H:%M:%S})"
+
+
+class Handoff(models.Model):
+    """A sender's journal of the messages it is handing off, one row per delivery, written
+    per message and moved onto the ledger a batch at a time (see campaigns.pipeline).
+
+    A row is inserted ``sending`` just before its message goes to the backend and rewritten
+    with the outcome once the backend answered; the ledger rows stay ``claimed`` meanwhile.
+    The sender moves decided rows to the ledger in one statement every second or so, and
+    reconciliation moves those of a lapsed lease (a ``sending`` one becomes ``unknown``). The
+    row is narrow and unreferenced (no foreign key, no trigger), so the per-message write
+    costs PostgreSQL a fraction of an update of the ledger row, its five indexes and its
+    counters."""
+
+    delivery_id = models.BigIntegerField(primary_key=True)
+    token = models.CharField(max_length=32)
+    status = models.CharField(max_length=16)
+    message_id = models.CharField(max_length=255, blank=True)
+    sent_at = models.DateTimeField(null=True)
+    error = models.TextField(blank=True)
+    not_before = models.DateTimeField(null=True)
+    attempts_adjust = models.SmallIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["token"], name="handoff_token")]
+
+    def __str__(self):
+        return f"{self.delivery_id} ({self.status}, {self.token})"
 
 
 class DeliveryCount(models.Model):

@@ -2,7 +2,8 @@
 
 Exactly once, and what a fault leaves behind
 --------------------------------------------
-A row moves pending -> claimed -> sending -> sent | failed | skipped | unknown.
+A row moves pending -> claimed -> (sending, in its sender's journal) -> sent | failed |
+skipped | unknown.
 
 **The lease.** A sending task first writes a ``SendLease`` row (a random token, an expiry a
 ``CAMPAIGN_CLAIM_TTL`` ahead, 30 s by default) and claims batches under that token with one
@@ -13,25 +14,34 @@ a lease has lapsed it can never come back, so "expired" means "dead" for good. T
 row beside the ledger, so no Redis restart, FLUSHDB or eviction can release a live claim.
 
 **Fenced writes.** Per message, ONE statement records the outcome of the previous message and
-marks the next one ``sending``. It only touches rows still carrying our token in the state we
-left them (``sending`` for the outcome, ``claimed`` for the next), and it marks the next row
-only while the lease has at least a third of its TTL left and the campaign is still running.
-Its ``RETURNING`` says which rows it touched: if the next row was refused (the campaign was
-paused or cancelled, or the lease is lost), the sender gives its other claimed rows back and
-stops at once, without sending another message. Just before each handoff the sender also
-checks, on its monotonic clock, that its last successful renewal is recent enough: a process
-frozen past its lease (SIGSTOP, a long GC pause, a VM migration) notices on waking, before
-anything else goes out. A thawed sender never overwrites a row that reconciliation moved:
-its fenced write finds the row no longer ``sending`` under its token and changes nothing.
+marks the next one ``sending``, in the sender's journal (``Handoff``: one narrow row per
+delivery, no index but its key and the token, no trigger) rather than on the ledger row. It
+only touches rows still carrying our token in the state we left them (``sending`` for the
+outcome, a ``claimed`` ledger row for the next), and it marks the next row only while the
+lease has at least a third of its TTL left and the campaign is still running. Its
+``RETURNING`` says which rows it touched: if the next row was refused (the campaign was paused
+or cancelled, or the lease is lost), the sender gives its other claimed rows back and stops
+at once, without sending another message. Just before each handoff the sender also checks,
+on its monotonic clock, that its last successful renewal is recent enough: a process frozen
+past its lease (SIGSTOP, a long GC pause, a VM migration) notices on waking, before anything
+else goes out.
+
+Every second, every ``MOVE_ROWS`` messages and at the end of the batch, the decided rows move
+from the journal onto the ledger in one statement (``DELETE ... RETURNING`` feeding one
+``UPDATE``: one run of the counters' trigger for the lot). Taking a row out of the journal
+and writing it on the ledger is one atomic step, done by the sender or by reconciliation,
+whichever deletes it first; the ledger row must still be ``claimed`` under the same token.
+A thawed sender never overwrites a row that reconciliation moved: its journal rows are gone.
 
 So at any instant a sender has at most one row whose fate it does not know: the one in
-``sending``.
+``sending`` in its journal.
 
 **Reconciliation** (at the start of every sending task, and on every dispatcher tick) finds
 in-flight rows whose token has no live lease and:
 
-- puts ``claimed`` rows back to ``pending``: they were never handed off;
-- moves the ``sending`` row to ``unknown``: the backend may or may not have taken it.
+- writes the outcomes its journal holds, as decided;
+- moves the journal's ``sending`` row to ``unknown``: the backend may or may not have taken it;
+- puts the other ``claimed`` rows back to ``pending``: they were never handed off.
 
 **The handoff.** Over SMTP the sender knows whether the message body went out: a connection
 lost, a timeout or a garbled answer *after* the final ``.`` moves that one row to ``unknown``
@@ -53,9 +63,9 @@ more reputation than one missed message). Every settlement is recorded on the ro
 
 Why not re-send after a crash and rely on Message-ID de-duplication? Receivers do not reliably
 de-duplicate. Why not write ``sent`` per batch? Then a crash leaves a whole batch ambiguous
-instead of one row per process. The price of this design is one small UPDATE per message,
-committed with ``synchronous_commit = off`` (a worker crash cannot lose a commit PostgreSQL
-acknowledged; only a database crash could lose the last few milliseconds).
+instead of one row per process. The price of this design is one small journal write per
+message, committed with ``synchronous_commit = off`` (a worker crash cannot lose a commit
+PostgreSQL acknowledged; only a database crash could lose the last few milliseconds).
 """
 
 import contextlib
@@ -106,6 +116,9 @@ from .transitions import campaign_transition
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
+# Handed-off outcomes reach the ledger from the journal at least this often (see Handoff).
+MOVE_ROWS = 100
+MOVE_SECONDS = 1.0
 # Transient answers (4xx) are retried like an MTA would, for about eight hours in all.
 BACKOFF_SECONDS = [30, 120, 480, 1800, 3600, 7200, 14400]
 MAX_ATTEMPTS = len(BACKOFF_SECONDS) + 1
@@ -385,24 +398,56 @@ def _classify(exc: Exception) -> Refusal:
 # Claims and outcomes
 
 _RECORD_SQL = """
-UPDATE campaigns_delivery d SET
-  status = CASE WHEN d.id = %(next)s THEN 'sending' ELSE %(status)s END,
-  message_id = CASE WHEN d.id = %(next)s THEN %(next_message_id)s
-                    ELSE COALESCE(NULLIF(%(message_id)s, ''), d.message_id) END,
-  sent_at = CASE WHEN d.id = %(next)s THEN d.sent_at ELSE %(sent_at)s END,
-  error = CASE WHEN d.id = %(next)s THEN d.error ELSE %(error)s END,
-  not_before = CASE WHEN d.id = %(next)s THEN d.not_before ELSE %(not_before)s END,
-  attempts = CASE WHEN d.id = %(next)s THEN d.attempts
-                  ELSE greatest(d.attempts + %(attempts_adjust)s, 0) END
-WHERE d.claim_token = %(token)s AND (
-  (d.id = %(prev)s AND d.status = 'sending')
-  OR (d.id = %(next)s AND d.status = 'claimed'
-      AND EXISTS (SELECT 1 FROM campaigns_sendlease l WHERE l.token = %(token)s
-                  AND l.expires_at > now() + %(margin)s * interval '1 second')
-      AND EXISTS (SELECT 1 FROM campaigns_campaign c WHERE c.id = d.campaign_id
-                  AND c.status = 'running')))
-RETURNING d.id
+WITH fence AS (
+  SELECT 1 FROM campaigns_sendlease l
+  WHERE l.token = %(token)s AND l.expires_at > now() + %(margin)s * interval '1 second'
+    AND EXISTS (SELECT 1 FROM campaigns_campaign c WHERE c.id = l.campaign_id
+                AND c.status = 'running')
+), prev AS (
+  UPDATE campaigns_handoff h SET
+    status = %(status)s,
+    message_id = COALESCE(NULLIF(%(message_id)s, ''), h.message_id),
+    sent_at = %(sent_at)s, error = %(error)s, not_before = %(not_before)s,
+    attempts_adjust = %(attempts_adjust)s
+  WHERE h.delivery_id = %(prev)s AND h.token = %(token)s AND h.status = 'sending'
+  RETURNING h.delivery_id
+), nxt AS (
+  INSERT INTO campaigns_handoff (delivery_id, token, status, message_id, error, attempts_adjust)
+  SELECT d.id, %(token)s, 'sending', %(next_message_id)s, '', 0
+  FROM campaigns_delivery d, fence
+  WHERE d.id = %(next)s AND d.claim_token = %(token)s AND d.status = 'claimed'
+  ON CONFLICT (delivery_id) DO NOTHING
+  RETURNING delivery_id
+)
+SELECT delivery_id FROM prev UNION ALL SELECT delivery_id FROM nxt
 """
+
+# The journal's decided rows onto the ledger, in one statement (one trigger run for the
+# counters). Taking them out of the journal and writing them is one atomic step, so a row is
+# moved once, by its sender or by reconciliation, whichever deletes it first.
+_MOVE_SQL = """
+WITH done AS (
+  DELETE FROM campaigns_handoff h WHERE {which}
+  RETURNING h.delivery_id, h.token, h.status, h.message_id, h.sent_at, h.error, h.not_before,
+            h.attempts_adjust
+)
+UPDATE campaigns_delivery d SET
+  status = CASE WHEN done.status = 'sending' THEN 'unknown' ELSE done.status END,
+  message_id = COALESCE(NULLIF(done.message_id, ''), d.message_id),
+  sent_at = done.sent_at,
+  error = CASE WHEN done.status = 'sending' THEN %(unknown_error)s ELSE done.error END,
+  not_before = done.not_before,
+  attempts = greatest(d.attempts + done.attempts_adjust, 0)
+FROM done
+WHERE d.id = done.delivery_id AND d.claim_token = done.token AND d.status = 'claimed'
+RETURNING d.id, d.status
+"""
+_UNKNOWN_ERROR = (
+    "Its sender stopped (crashed, or froze past its lease) while handing this message to the "
+    "server: it may or may not have been sent. Check the server's log for its Message-ID, "
+    "then resend or accept it."
+)
+
 
 _CLAIM_SQL = """
 WITH picked AS (
@@ -470,16 +515,23 @@ def reconcile(*, campaign_id: int | None = None) -> dict[str, int]:
         dead = [token for (token,) in cursor.fetchall()]
     if not dead:
         return {"released": 0, "unknown": 0}
-    in_flight = Delivery.objects.filter(claim_token__in=dead)
-    released = in_flight.filter(status=Delivery.Status.CLAIMED).update(
-        status=Delivery.Status.PENDING, claim_token="", attempts=Greatest(F("attempts") - 1, 0)
-    )
-    unknown = in_flight.filter(status=Delivery.Status.SENDING).update(
-        status=Delivery.Status.UNKNOWN,
-        error="Its sender stopped (crashed, or froze past its lease) while handing this "
-        "message to the server: it may or may not have been sent. Check the server's log "
-        "for its Message-ID, then resend or accept it.",
-    )
+    with transaction.atomic():
+        # What the dead senders had journaled: decided outcomes land as decided, the message
+        # that was being handed off becomes ``unknown``.
+        with db.cursor() as cursor:
+            cursor.execute(
+                _MOVE_SQL.format(which="h.token = ANY(%(dead)s)"),
+                {"dead": dead, "unknown_error": _UNKNOWN_ERROR},
+            )
+            moved = [status for _, status in cursor.fetchall()]
+        in_flight = Delivery.objects.filter(claim_token__in=dead)
+        released = in_flight.filter(status=Delivery.Status.CLAIMED).update(
+            status=Delivery.Status.PENDING, claim_token="", attempts=Greatest(F("attempts") - 1, 0)
+        )
+        # Rows marked ``sending`` on the ledger itself (by a sender of an earlier release).
+        unknown = moved.count(Delivery.Status.UNKNOWN) + in_flight.filter(
+            status=Delivery.Status.SENDING
+        ).update(status=Delivery.Status.UNKNOWN, error=_UNKNOWN_ERROR)
     SendLease.objects.filter(token__in=dead, expires_at__lte=timezone.now()).delete()
     if released or unknown:
         log.warning("reconciled lapsed leases %s: %s released, %s unknown", dead, released, unknown)
@@ -563,6 +615,22 @@ def _record(
     return outcome.prev in touched, next_id in touched
 
 
+def _move_decided(cursor: CursorWrapper, token: str, expected: int) -> int:
+    """The journal's decided rows of this sender onto the ledger (one statement); the row
+    being handed off stays in the journal."""
+    cursor.execute(
+        _MOVE_SQL.format(which="h.token = %(token)s AND h.status <> 'sending'"),
+        {"token": token, "unknown_error": _UNKNOWN_ERROR},
+    )
+    moved = len(cursor.fetchall())
+    if moved != expected:
+        # Reconciliation took the journal of a lease that lapsed: it wrote these itself.
+        log.warning(
+            "lease %s: %s of %s outcomes moved by reconciliation", token, expected - moved, expected
+        )
+    return moved
+
+
 def send_batch(
     *,
     campaign: Campaign,
@@ -607,6 +675,18 @@ class _Batch:
     outcome: _Outcome = field(default_factory=_Outcome)
     bounces: list[Fact] = field(default_factory=list)
     accepted: list[Fact] = field(default_factory=list)
+    decided: int = 0  # outcomes in the journal, not yet on the ledger
+    moved_at: float = field(default_factory=time.monotonic)
+
+    def move_decided(self, cursor: CursorWrapper, *, force: bool = False) -> None:
+        """Decided outcomes onto the ledger every MOVE_ROWS messages or MOVE_SECONDS, so the
+        campaign's progress moves at any sending rate; at the end of the batch, all."""
+        if self.decided and (
+            force or self.decided >= MOVE_ROWS or time.monotonic() - self.moved_at >= MOVE_SECONDS
+        ):
+            _move_decided(cursor, self.lease.token, self.decided)
+            self.decided = 0
+            self.moved_at = time.monotonic()
 
     def send_row(
         self,
@@ -639,10 +719,12 @@ class _Batch:
             self.result.sent += 1
             self.result.any_success = True
             return True
-        _, marked = _record(
+        written, marked = _record(
             cursor, self.outcome, lease=self.lease, next_id=row.id, next_message_id=built.message_id
         )
         self.outcome = _Outcome()
+        self.decided += written
+        self.move_decided(cursor)
         if not marked:
             # Paused, cancelled, or the lease lapsed: not one more message.
             self.result.interrupted = True
@@ -741,7 +823,11 @@ class _Batch:
             # batch's last row is settled, so a finished campaign has its feedback.
             ingest_facts(self.bounces + self.accepted)
         if self.outcome.prev != -1:
-            _record(cursor, self.outcome, lease=self.lease, next_id=-1, next_message_id="")
+            written, _ = _record(
+                cursor, self.outcome, lease=self.lease, next_id=-1, next_message_id=""
+            )
+            self.decided += written
+        self.move_decided(cursor, force=True)
         result = self.result
         if result.interrupted or result.outage or result.setup:
             _release(self.lease.token, [r.id for r in rows])

@@ -277,8 +277,8 @@ class Delivery(models.Model):
     (``Handoff``). A row found ``claimed`` under a lapsed lease goes back to pending unless
     the journal says it was being handed off; that one, or one whose connection died after
     its body went out, is ``unknown`` until a person or the campaign's policy decides (see
-    campaigns.pipeline). ``sending`` on the ledger itself is left from earlier releases. Counts per state are kept by a
-    trigger in DeliveryCount.
+    campaigns.pipeline). ``sending`` on the ledger itself is left from earlier releases.
+    Counts per state are kept by a trigger in DeliveryCount.
     """
 
     class Status(models.TextChoices):

@@ -397,29 +397,10 @@ def _classify(exc: Exception) -> Refusal:
 # --------------------------------------------------------------------------------------------
 # Claims and outcomes
 
+# The function is campaigns.migrations.0008_handoff_journal's (planned once per connection).
 _RECORD_SQL = """
-WITH fence AS (
-  SELECT 1 FROM campaigns_sendlease l
-  WHERE l.token = %(token)s AND l.expires_at > now() + %(margin)s * interval '1 second'
-    AND EXISTS (SELECT 1 FROM campaigns_campaign c WHERE c.id = l.campaign_id
-                AND c.status = 'running')
-), prev AS (
-  UPDATE campaigns_handoff h SET
-    status = %(status)s,
-    message_id = COALESCE(NULLIF(%(message_id)s, ''), h.message_id),
-    sent_at = %(sent_at)s, error = %(error)s, not_before = %(not_before)s,
-    attempts_adjust = %(attempts_adjust)s
-  WHERE h.delivery_id = %(prev)s AND h.token = %(token)s AND h.status = 'sending'
-  RETURNING h.delivery_id
-), nxt AS (
-  INSERT INTO campaigns_handoff (delivery_id, token, status, message_id, error, attempts_adjust)
-  SELECT d.id, %(token)s, 'sending', %(next_message_id)s, '', 0
-  FROM campaigns_delivery d, fence
-  WHERE d.id = %(next)s AND d.claim_token = %(token)s AND d.status = 'claimed'
-  ON CONFLICT (delivery_id) DO NOTHING
-  RETURNING delivery_id
-)
-SELECT delivery_id FROM prev UNION ALL SELECT delivery_id FROM nxt
+SELECT campaigns_handoff_record(%(token)s, %(margin)s, %(prev)s, %(status)s, %(message_id)s,
+  %(sent_at)s, %(error)s, %(not_before)s, %(attempts_adjust)s, %(next)s, %(next_message_id)s)
 """
 
 # The journal's decided rows onto the ledger, in one statement (one trigger run for the

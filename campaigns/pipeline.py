@@ -421,7 +421,8 @@ UPDATE campaigns_delivery d SET
   attempts = greatest(d.attempts + done.attempts_adjust, 0)
 FROM done
 WHERE d.id = done.delivery_id AND d.claim_token = done.token AND d.status = 'claimed'
-RETURNING d.id, d.status
+-- Asynchronous commit for this statement's own transaction only (see the record function).
+RETURNING d.id, d.status, set_config('synchronous_commit', 'off', true)
 """
 _UNKNOWN_ERROR = (
     "Its sender stopped (crashed, or froze past its lease) while handing this message to the "
@@ -504,7 +505,7 @@ def reconcile(*, campaign_id: int | None = None) -> dict[str, int]:
                 _MOVE_SQL.format(which="h.token = ANY(%(dead)s)"),
                 {"dead": dead, "unknown_error": _UNKNOWN_ERROR},
             )
-            moved = [status for _, status in cursor.fetchall()]
+            moved = [status for _, status, _ in cursor.fetchall()]
         in_flight = Delivery.objects.filter(claim_token__in=dead)
         released = in_flight.filter(status=Delivery.Status.CLAIMED).update(
             status=Delivery.Status.PENDING, claim_token="", attempts=Greatest(F("attempts") - 1, 0)
@@ -632,14 +633,10 @@ def send_batch(
     # Every recipient's merge values in a constant number of queries (the preview's builder).
     recipients = recipient_contexts(row.subscriber_id for row in rows)
     with db.cursor() as cursor:
-        cursor.execute("SET synchronous_commit TO off")
-        try:
-            for index, row in enumerate(rows):
-                if not batch.send_row(cursor, row, recipients, rest=rows[index + 1 :]):
-                    break
-            batch.settle(cursor, rows)
-        finally:
-            cursor.execute("SET synchronous_commit TO DEFAULT")
+        for index, row in enumerate(rows):
+            if not batch.send_row(cursor, row, recipients, rest=rows[index + 1 :]):
+                break
+        batch.settle(cursor, rows)
     return batch.result
 
 

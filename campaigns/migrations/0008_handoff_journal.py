@@ -15,6 +15,10 @@ CREATE OR REPLACE FUNCTION campaigns_handoff_record(
   p_next bigint, p_next_message_id text
 ) RETURNS SETOF bigint AS $$
 BEGIN
+  -- Committed without waiting for the WAL flush (campaigns.pipeline's doc), for this call's
+  -- own transaction only: a session SET would stay on whichever server connection a
+  -- transaction-mode pooler ran it on.
+  PERFORM set_config('synchronous_commit', 'off', true);
   -- The outcome of the message just handed off, if it is still ours and still in flight.
   RETURN QUERY
     UPDATE campaigns_handoff h SET

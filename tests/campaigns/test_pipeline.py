@@ -158,6 +158,52 @@ def test_dead_claims_release_untouched_rows_and_expose_the_one_in_handoff(db, mo
     assert "may or may not" in Delivery.objects.get(pk=rows[1].pk).error
 
 
+def test_a_dead_senders_journal_lands_on_the_ledger_as_it_stood(db):
+    """A sender killed between two moves of its journal: what the backend answered is written
+    as answered, the message it was handing off becomes unknown, the rest goes back."""
+    from django.utils import timezone
+
+    from campaigns.models import Handoff
+
+    topic, _ = make_audience(5)
+    campaign = CampaignFactory(topic=topic)
+    campaign_start(campaign=campaign)
+    rows = list(Delivery.objects.filter(campaign=campaign).order_by("id"))
+    past = timezone.now() - timezone.timedelta(minutes=5)
+    Delivery.objects.filter(campaign=campaign).update(
+        status="claimed", claim_token="dead", claimed_at=past, attempts=1
+    )
+    Handoff.objects.bulk_create(
+        [
+            Handoff(
+                delivery_id=rows[0].pk,
+                token="dead",
+                status="sent",
+                message_id="<a@x>",
+                sent_at=past,
+            ),
+            Handoff(delivery_id=rows[1].pk, token="dead", status="failed", error="SMTP 550 no"),
+            Handoff(
+                delivery_id=rows[2].pk,
+                token="dead",
+                status="pending",
+                attempts_adjust=-1,
+                error="Retrying (attempt 1 of 8): SMTP 451",
+            ),
+            Handoff(delivery_id=rows[3].pk, token="dead", status="sending", message_id="<d@x>"),
+        ]
+    )
+    assert reconcile(campaign_id=campaign.pk) == {"released": 1, "unknown": 1}
+    after = {d.pk: d for d in Delivery.objects.filter(campaign=campaign)}
+    assert [after[r.pk].status for r in rows] == ["sent", "failed", "pending", "unknown", "pending"]
+    assert after[rows[0].pk].message_id == "<a@x>" and after[rows[0].pk].sent_at == past
+    assert after[rows[1].pk].error == "SMTP 550 no"
+    assert after[rows[2].pk].attempts == 0
+    assert after[rows[3].pk].message_id == "<d@x>"
+    assert "may or may not" in after[rows[3].pk].error
+    assert not Handoff.objects.exists()
+
+
 @pytest.mark.parametrize("resend", [True, False])
 def test_unknown_rows_keep_the_campaign_open_until_someone_decides(db, smtp_sink, resend):
     from campaigns.pipeline import campaign_maybe_finish

@@ -6,6 +6,7 @@ from django.apps import apps
 from django.db import connection
 
 from core.roles import Role
+from tests.support.browser import require_chromium
 from tests.support.factories import UserFactory
 from tests.support.smtp import Sink
 from tests.support.workers import Worker, purge_queue
@@ -108,6 +109,8 @@ def _orm_beside_playwright(request, monkeypatch):
     # Playwright's sync API runs an event loop in the test's thread; Django would then refuse
     # database access from the (synchronous) test itself. Only for browser tests.
     if request.node.get_closest_marker("browser"):
+        # With no chromium, skip before the test's other fixtures (live server, data) start.
+        require_chromium()
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 

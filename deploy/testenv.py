@@ -153,10 +153,24 @@ def run(command: list[str], env: dict[str, str]) -> int:
         _child = None
 
 
+def checks(pytest_args: list[str]) -> list[list[str]]:
+    return [
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        [sys.executable, "-m", "mypy"],
+        [sys.executable, "-m", "pytest", *pytest_args],
+    ]
+
+
 def main(pytest_args: list[str]) -> int:
+    return run_on_services(checks(pytest_args))
+
+
+def run_on_services(steps: list[list[str]]) -> int:
+    """Run ``steps`` in turn on the configured services, or on embedded ones where nothing
+    answers; the first non-zero exit code stops them and is returned."""
     database_url = os.environ.get("TEST_DATABASE_URL") or DEFAULT_DATABASE_URL
     redis_url = os.environ.get("TEST_REDIS_URL") or DEFAULT_REDIS_URL
-    signal.signal(signal.SIGTERM, _terminated)
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         with contextlib.ExitStack() as started:
             if not answers(database_url):
@@ -192,11 +206,6 @@ def main(pytest_args: list[str]) -> int:
                 )
             env = dict(os.environ)
             env.update(DATABASE_URL=database_url, CELERY_BROKER_URL=redis_url, REDIS_URL=redis_url)
-            steps = [
-                [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
-                [sys.executable, "-m", "mypy"],
-                [sys.executable, "-m", "pytest", *pytest_args],
-            ]
             for step in steps:
                 code = run(step, env)
                 if code:
@@ -204,6 +213,8 @@ def main(pytest_args: list[str]) -> int:
             return 0
     except KeyboardInterrupt:
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

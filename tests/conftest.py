@@ -1,9 +1,10 @@
+import asyncio
 import os
 from importlib import import_module
 
 import pytest
 from django.apps import apps
-from django.db import connection
+from django.db import connection, connections
 
 from core.roles import Role
 from tests.support.browser import require_chromium
@@ -31,6 +32,28 @@ def pytest_collection_modifyitems(items):
 def pytest_collection_finish(session):
     if connection.vendor != "postgresql":
         pytest.exit("The suite runs on PostgreSQL: use `make test` (it sets DATABASE_URL).", 2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connections_opened_beside_playwright(django_db_setup):
+    """While Playwright's sync API runs its event loop in the test's thread, asgiref keeps that
+    thread's database connections context-local instead of thread-local: the ORM calls a
+    browser test makes open a second connection, which Django's own clean-up never sees. Left
+    open, it stops the test database's drop at the end ("accessed by other users")."""
+    yield
+
+    async def close_all() -> None:  # a running loop: the same context-local connections
+        connections.close_all()
+
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        asyncio.run(close_all())  # runs in a copy of this context: it holds them too
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ def pytest_collection_finish(session):
         pytest.exit("The suite runs on PostgreSQL: use `make test` (it sets DATABASE_URL).", 2)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def _close_connections_opened_beside_playwright(django_db_setup):
     """While Playwright's sync API runs its event loop in the test's thread, asgiref keeps that
     thread's database connections context-local instead of thread-local: the ORM calls a
@@ -134,6 +134,7 @@ def _orm_beside_playwright(request, monkeypatch):
     if request.node.get_closest_marker("browser"):
         # With no chromium, skip before the test's other fixtures (live server, data) start.
         require_chromium()
+        request.getfixturevalue("_close_connections_opened_beside_playwright")
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 

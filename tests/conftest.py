@@ -7,13 +7,13 @@ from django.apps import apps
 from django.db import connection, connections
 
 from core.roles import Role
-from tests.support.browser import require_chromium
+from tests.support.browser import missing_chromium
 from tests.support.factories import UserFactory
 from tests.support.smtp import Sink
 from tests.support.workers import Worker, purge_queue
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """Every transactional test restores the migrated rows (role groups, exit-survey reasons,
     the dispatcher's periodic task) with a serialized rollback. Mixing the two kinds breaks
     either way: a plain flush re-creates content types through post_migrate, and the next
@@ -27,6 +27,27 @@ def pytest_collection_modifyitems(items):
         if transactional and not kwargs.get("serialized_rollback"):
             kwargs.update(transaction=True, serialized_rollback=True)
             item.add_marker(pytest.mark.django_db(**kwargs), append=False)
+    _without_chromium(config, items)
+
+
+_BROWSER_TESTS_NOT_RUN = pytest.StashKey[str]()
+
+
+def _without_chromium(config, items):
+    """With no chromium to drive, the browser tests are not run, and one line says so."""
+    reason = missing_chromium()
+    browser = [item for item in items if item.get_closest_marker("browser")]
+    if reason is None or not browser:
+        return
+    items[:] = [item for item in items if not item.get_closest_marker("browser")]
+    config.hook.pytest_deselected(items=browser)
+    config.stash[_BROWSER_TESTS_NOT_RUN] = f"{len(browser)} browser tests not run: {reason}"
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    line = config.stash.get(_BROWSER_TESTS_NOT_RUN, None)
+    if line:
+        terminalreporter.write_line(line, yellow=True)
 
 
 def pytest_collection_finish(session):
@@ -132,8 +153,6 @@ def _orm_beside_playwright(request, monkeypatch):
     # Playwright's sync API runs an event loop in the test's thread; Django would then refuse
     # database access from the (synchronous) test itself. Only for browser tests.
     if request.node.get_closest_marker("browser"):
-        # With no chromium, skip before the test's other fixtures (live server, data) start.
-        require_chromium()
         request.getfixturevalue("_close_connections_opened_beside_playwright")
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 

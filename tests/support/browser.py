@@ -19,14 +19,19 @@ CHROMIUM_ARGS = [
 ]
 
 
+def missing_chromium() -> str | None:
+    """Why there is no chromium to drive, with how to get one; None when there is."""
+    if os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK):
+        return None
+    return f"no chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)"
+
+
 def require_chromium() -> None:
-    """Skip the calling test when there is no chromium to drive. One place raises the skip, so
-    pytest's summary folds every browser test into one line that says how to enable them."""
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip(
-            f"no chromium at {CHROMIUM}: apt-get install chromium, or set CHROMIUM_PATH, to run "
-            "the browser tests"
-        )
+    """Skip a test that drives chromium when there is none (the browser-marked ones are not
+    even collected then: see tests/conftest.py)."""
+    reason = missing_chromium()
+    if reason:
+        pytest.skip(reason)
 
 
 def launch(playwright):

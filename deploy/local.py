@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -29,7 +30,11 @@ def embedded_postgres(data: Path, database: str):
     holds it) and a URL for it: a socket directory, no TCP port. As root, pgserver runs
     PostgreSQL as its own system user (initdb refuses root)."""
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # platformdirs, for pgserver's lock file: "XDG_RUNTIME_DIR is not set" (as root, or
+            # in a container); it falls back to /tmp/runtime-UID, which serves.
+            warnings.simplefilter("ignore")
+            import pgserver
     except ImportError:
         # The app runs on PostgreSQL only (SQLite serves manage.py check and migrate).
         sys.exit(

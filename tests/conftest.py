@@ -1,17 +1,19 @@
+import asyncio
 import os
 from importlib import import_module
 
 import pytest
 from django.apps import apps
-from django.db import connection
+from django.db import connection, connections
 
 from core.roles import Role
+from tests.support.browser import missing_chromium
 from tests.support.factories import UserFactory
 from tests.support.smtp import Sink
 from tests.support.workers import Worker, purge_queue
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """Every transactional test restores the migrated rows (role groups, exit-survey reasons,
     the dispatcher's periodic task) with a serialized rollback. Mixing the two kinds breaks
     either way: a plain flush re-creates content types through post_migrate, and the next
@@ -25,11 +27,54 @@ def pytest_collection_modifyitems(items):
         if transactional and not kwargs.get("serialized_rollback"):
             kwargs.update(transaction=True, serialized_rollback=True)
             item.add_marker(pytest.mark.django_db(**kwargs), append=False)
+    _without_chromium(config, items)
+
+
+_BROWSER_TESTS_NOT_RUN = pytest.StashKey[str]()
+
+
+def _without_chromium(config, items):
+    """With no chromium to drive, the browser tests are not run, and one line says so."""
+    reason = missing_chromium()
+    browser = [item for item in items if item.get_closest_marker("browser")]
+    if reason is None or not browser:
+        return
+    items[:] = [item for item in items if not item.get_closest_marker("browser")]
+    config.hook.pytest_deselected(items=browser)
+    config.stash[_BROWSER_TESTS_NOT_RUN] = f"{len(browser)} browser tests not run: {reason}"
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    line = config.stash.get(_BROWSER_TESTS_NOT_RUN, None)
+    if line:
+        terminalreporter.write_line(line, yellow=True)
 
 
 def pytest_collection_finish(session):
     if connection.vendor != "postgresql":
         pytest.exit("The suite runs on PostgreSQL: use `make test` (it sets DATABASE_URL).", 2)
+
+
+@pytest.fixture(scope="session")
+def _close_connections_opened_beside_playwright(django_db_setup):
+    """While Playwright's sync API runs its event loop in the test's thread, asgiref keeps that
+    thread's database connections context-local instead of thread-local: the ORM calls a
+    browser test makes open a second connection, which Django's own clean-up never sees. Left
+    open, it stops the test database's drop at the end ("accessed by other users")."""
+    yield
+
+    async def close_all() -> None:  # a running loop: the same context-local connections
+        connections.close_all()
+
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        asyncio.run(close_all())  # runs in a copy of this context: it holds them too
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
@@ -108,6 +153,7 @@ def _orm_beside_playwright(request, monkeypatch):
     # Playwright's sync API runs an event loop in the test's thread; Django would then refuse
     # database access from the (synchronous) test itself. Only for browser tests.
     if request.node.get_closest_marker("browser"):
+        request.getfixturevalue("_close_connections_opened_beside_playwright")
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 

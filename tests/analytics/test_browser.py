@@ -5,7 +5,7 @@ from playwright.sync_api import sync_playwright
 
 from analytics import buffer
 from analytics.tracking import click_token, open_token
-from tests.support.browser import CHROMIUM_ARGS, wait_until
+from tests.support.browser import launch, wait_until
 from tests.support.factories import LinkFactory, create_sent_campaign
 
 # serialized_rollback: the flush after these tests must not re-create content types that
@@ -22,7 +22,7 @@ def browser(monkeypatch):
     # itself are still plain synchronous code.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             yield browser
         finally:

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 
 from campaigns.models import Delivery
 from campaigns.services import campaign_start
-from tests.support.browser import CHROMIUM_ARGS, wait_until
+from tests.support.browser import launch, wait_until
 from tests.support.factories import (
     CampaignFactory,
     SendingConnectionFactory,
@@ -24,7 +24,7 @@ def page(live_server, editor_user, monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         page = browser.new_page()
         page.goto(f"{live_server.url}/login/")
         page.fill("input[name=username]", editor_user.username)

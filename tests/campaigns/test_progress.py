@@ -14,7 +14,7 @@ from campaigns.models import Campaign, Delivery, DeliveryCount
 from campaigns.pipeline import campaign_send_work, reconcile
 from campaigns.selectors import delivery_counts
 from campaigns.services import campaign_start, delivery_resolve_unknown
-from tests.support.browser import CHROMIUM_ARGS
+from tests.support.browser import launch
 from tests.support.factories import CampaignFactory, SendingConnectionFactory, make_audience
 from tests.support.sending import QUEUE, TTL, forget_campaign_keys
 from tests.support.workers import Worker
@@ -120,7 +120,7 @@ def test_send_now_is_followed_to_finished_without_a_reload(
     try:
         worker.wait_ready()
         with sync_playwright() as p, _Beat():
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = launch(p)
             page = browser.new_page()
             page.goto(f"{live_server.url}/login/")
             page.fill("input[name=username]", editor_user.username)

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from campaigns.models import Campaign
-from tests.support.browser import CHROMIUM_ARGS
+from tests.support.browser import launch
 from tests.support.factories import CampaignFactory, TemplateFactory, make_audience
 
 HTML = (
@@ -118,7 +118,7 @@ def paris_page(live_server, editor_user, monkeypatch):
 
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         page = browser.new_context(timezone_id="Europe/Paris").new_page()
         page.goto(f"{live_server.url}/login/")
         page.fill("input[name=username]", editor_user.username)

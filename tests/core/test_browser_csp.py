@@ -8,7 +8,7 @@ from core.recipient_links import preferences_path
 from core.roles import Role
 from subscribers.models import Segment
 from subscribers.services import subscriber_create
-from tests.support.browser import CHROMIUM_ARGS, wait_until
+from tests.support.browser import launch, wait_until
 from tests.support.factories import (
     SegmentFactory,
     SignupFormFactory,
@@ -41,7 +41,7 @@ def page(monkeypatch):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         page = browser.new_page()
         page.add_init_script(LISTEN)
         page.console_csp = []

@@ -17,7 +17,7 @@ from nofailmail.celery import app as celery_app
 from signup.models import LeadMagnet, Signup, SignupForm
 from signup.views import embed_snippet
 from subscribers.models import ConsentRecord, CustomField, Subscriber
-from tests.support.browser import CHROMIUM_ARGS
+from tests.support.browser import launch
 from tests.support.factories import CustomFieldFactory, SignupFormFactory, TopicFactory
 from tests.support.smtp import Sink, free_port, html_of, text_of
 
@@ -84,7 +84,7 @@ def browser():
     # between browser steps are plain synchronous calls.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         yield browser
         browser.close()
         # With Playwright's loop running, the ORM's connection belongs to this context: close

@@ -7,7 +7,7 @@ import pytest
 from core.roles import Role
 from subscribers.models import Segment
 from subscribers.services import subscriber_create
-from tests.support.browser import CHROMIUM_ARGS, wait_until
+from tests.support.browser import launch, wait_until
 from tests.support.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -30,7 +30,7 @@ def browser_page(monkeypatch):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         page = browser.new_page()
         yield page
         browser.close()

@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.cache import cache
@@ -19,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def worker_env(**extra: str) -> dict[str, str]:
     """The environment of a worker that sees what the test process sees."""
     db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    host = db["HOST"] or "127.0.0.1"
+    if host.startswith("/"):  # a socket directory (make test's embedded PostgreSQL)
+        host = quote(host, safe="")
+    url = f"postgres://{db['USER']}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
     env = dict(os.environ)
     env.update(
         DATABASE_URL=url,

@@ -5,7 +5,7 @@ from playwright.sync_api import sync_playwright
 
 from core.roles import Role
 from templates_app.services import template_create
-from tests.support.browser import CHROMIUM_ARGS
+from tests.support.browser import launch
 from tests.support.factories import (
     LayoutFactory,
     UserFactory,
@@ -37,7 +37,7 @@ def test_the_editor_lints_live_as_the_marketer_types(live_server, live_editor):
     session_cookie = client.cookies[django_settings.SESSION_COOKIE_NAME].value
     url = f"{live_server.url}/templates/{template.pk}/"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             context = browser.new_context()
             context.add_cookies(

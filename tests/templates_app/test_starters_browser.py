@@ -6,7 +6,7 @@ from templates_app.fields import SAMPLE_CONTEXT
 from templates_app.models import Template
 from templates_app.rendering import compile_version
 from templates_app.selectors import current_version
-from tests.support.browser import CHROMIUM_ARGS
+from tests.support.browser import launch
 
 
 @pytest.mark.browser
@@ -25,7 +25,7 @@ def test_the_newsletter_starters_never_scroll_sideways(settings, tmp_path, width
     }
     assert len(rendered) == 3
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": width, "height": 800})
             # No network: the hero image fails to load, which is also how many inboxes show it.

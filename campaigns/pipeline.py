@@ -401,7 +401,10 @@ WHERE d.claim_token = %(token)s AND (
                   AND l.expires_at > now() + %(margin)s * interval '1 second')
       AND EXISTS (SELECT 1 FROM campaigns_campaign c WHERE c.id = d.campaign_id
                   AND c.status = 'running')))
-RETURNING d.id
+-- Committed without waiting for the WAL flush (module doc). Set here, for this statement's
+-- own transaction only: a session SET would stay on whichever server connection PgBouncer
+-- (transaction mode) ran it on, for whoever gets that connection next.
+RETURNING d.id, set_config('synchronous_commit', 'off', true)
 """
 
 _CLAIM_SQL = """
@@ -583,14 +586,10 @@ def send_batch(
     # Every recipient's merge values in a constant number of queries (the preview's builder).
     recipients = recipient_contexts(row.subscriber_id for row in rows)
     with db.cursor() as cursor:
-        cursor.execute("SET synchronous_commit TO off")
-        try:
-            for index, row in enumerate(rows):
-                if not batch.send_row(cursor, row, recipients, rest=rows[index + 1 :]):
-                    break
-            batch.settle(cursor, rows)
-        finally:
-            cursor.execute("SET synchronous_commit TO DEFAULT")
+        for index, row in enumerate(rows):
+            if not batch.send_row(cursor, row, recipients, rest=rows[index + 1 :]):
+                break
+        batch.settle(cursor, rows)
     return batch.result
 
 

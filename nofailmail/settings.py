@@ -200,12 +200,14 @@ TEMPLATES = [
 DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'nofailmail.sqlite3'}")}
 # Behind PgBouncer in transaction mode (deploy/SCALING.md, "PgBouncer"): DATABASE_POOLED_URL is
 # the pooler's address, and every connection of the app goes through it; DATABASE_URL stays the
-# server itself, the "direct" alias, for what needs a session of its own (`manage.py migrate
-# --database=direct`, dbshell). A pooled connection may run each transaction on a different
-# server connection: no server-side cursors (a WITH HOLD cursor stays behind on one), no
-# prepared statements (PgBouncer before 1.21 cannot route them; Django's default, made sure of).
+# server itself, the "direct" alias, for an operator's session (`dbshell --database=direct`);
+# no code needs one. Run `migrate` with DATABASE_POOLED_URL unset (its default connection is
+# then the server). A pooled connection may run each transaction on a different server
+# connection: no server-side cursors (a WITH HOLD cursor stays behind on one), no prepared
+# statements (PgBouncer before 1.21 cannot route them; Django's default, made sure of).
 if env_str("DATABASE_POOLED_URL"):
-    DATABASES["direct"] = DATABASES["default"]
+    # Tests make one test database, reached both ways.
+    DATABASES["direct"] = DATABASES["default"] | {"TEST": {"MIRROR": "default"}}
     DATABASES["default"] = env_database("DATABASE_POOLED_URL", "")
     if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
         raise ImproperlyConfigured("DATABASE_POOLED_URL must be a postgres:// URL (PgBouncer)")

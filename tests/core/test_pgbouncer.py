@@ -11,12 +11,14 @@ The test process's connection goes through it, and the real Celery workers reach
 only through it: their ``DATABASE_URL`` (the "direct" alias) points at a closed port.
 """
 
+import json
 import os
 import pwd
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -47,19 +49,12 @@ from tests.support.factories import (
     make_audience,
 )
 from tests.support.sending import TTL, forget_campaign_keys
-from tests.support.workers import Worker, purge_queue
+from tests.support.workers import ROOT, Worker, purge_queue
 
 PGBOUNCER = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
 SERVERS = 4  # server connections in the pool, each used in turn
 QUEUE = "pgbouncer-test"  # our worker's own queue: the session's shared worker connects directly
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0"
-
-pytestmark = [
-    pytest.mark.worker,
-    pytest.mark.skipif(
-        PGBOUNCER is None, reason="pgbouncer is not installed (apt-get install pgbouncer)"
-    ),
-]
 
 
 def _free_port() -> int:
@@ -176,6 +171,8 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def pgbouncer(django_db_setup):
+    if PGBOUNCER is None:
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer; .ci/run does)")
     bouncer = PgBouncer().start()
     try:
         yield bouncer
@@ -249,6 +246,7 @@ def _wait(condition, timeout: float, what: str, every: float = 0.2) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.worker
 def test_a_dashboard_import_runs_in_a_worker_behind_pgbouncer(
     pooled, pooled_worker, role_groups, admin_client
 ):
@@ -286,6 +284,7 @@ def test_a_dashboard_import_runs_in_a_worker_behind_pgbouncer(
     assert "120002," in text and "duplicate of line 3" in text
 
 
+@pytest.mark.worker
 def test_a_stalled_import_is_seen_stalled_on_every_pooled_connection(pooled, editor_client):
     """The page probes the job's lock: a probe taken and released on two different server
     connections would leave it held, and the next probe would call the dead import alive."""
@@ -296,6 +295,7 @@ def test_a_stalled_import_is_seen_stalled_on_every_pooled_connection(pooled, edi
         assert "This import stopped" in page.content.decode()
 
 
+@pytest.mark.worker
 def test_a_scheduled_campaign_is_dispatched_and_sent_by_a_worker_behind_pgbouncer(
     pooled, pooled_worker, smtp_sink
 ):
@@ -320,6 +320,7 @@ def test_a_scheduled_campaign_is_dispatched_and_sent_by_a_worker_behind_pgbounce
     assert Delivery.objects.filter(campaign=campaign, status="sent").count() == 300
 
 
+@pytest.mark.worker
 def test_tracking_hits_are_flushed_by_a_worker_behind_pgbouncer(pooled, client):
     campaign, links, deliveries = create_sent_campaign(n=6)
     buffer.client().delete(buffer.BUFFER_KEY, buffer.PROCESSING_KEY)
@@ -333,3 +334,54 @@ def test_tracking_hits_are_flushed_by_a_worker_behind_pgbouncer(pooled, client):
     assert Event.objects.count() == 30 and buffer.pending() == 0
     stats = CampaignStats.objects.get(campaign=campaign)
     assert (stats.opens, stats.clicks) == (15, 15)
+
+
+def _settings(**env: str) -> subprocess.CompletedProcess:
+    script = (
+        "import json; from django.conf import settings; "
+        "print(json.dumps({alias: {k: db.get(k) for k in ('PORT', 'OPTIONS', "
+        "'DISABLE_SERVER_SIDE_CURSORS', 'CONN_MAX_AGE')} for alias, db in "
+        "settings.DATABASES.items()}))"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_")}
+    return subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", script],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_pooled_url_sends_every_connection_through_the_pooler_and_keeps_a_direct_alias():
+    result = _settings(
+        DATABASE_URL="postgres://app@127.0.0.1:5432/nfm?prepare_threshold=5",
+        DATABASE_POOLED_URL="postgres://app@127.0.0.1:6432/nfm?prepare_threshold=5",
+        DB_CONN_MAX_AGE="30",
+    )
+    assert result.returncode == 0, result.stderr
+    databases = json.loads(result.stdout)
+    assert databases["default"] == {
+        "PORT": 6432,
+        "OPTIONS": {"prepare_threshold": None},
+        "DISABLE_SERVER_SIDE_CURSORS": True,
+        "CONN_MAX_AGE": 30,
+    }
+    assert databases["direct"]["PORT"] == 5432
+    assert databases["direct"]["OPTIONS"] == {"prepare_threshold": 5}
+    assert not databases["direct"]["DISABLE_SERVER_SIDE_CURSORS"]
+
+
+def test_without_a_pooled_url_there_is_one_direct_connection():
+    result = _settings(DATABASE_URL="postgres://app@127.0.0.1:5432/nfm")
+    assert result.returncode == 0, result.stderr
+    assert list(json.loads(result.stdout)) == ["default"]
+
+
+def test_a_pooled_url_that_is_not_postgresql_stops_startup_naming_it():
+    result = _settings(
+        DATABASE_URL="postgres://app@127.0.0.1:5432/nfm", DATABASE_POOLED_URL="sqlite:///x.db"
+    )
+    assert result.returncode != 0
+    assert "DATABASE_POOLED_URL" in result.stderr

@@ -282,6 +282,11 @@ def test_a_dashboard_import_runs_in_a_worker_behind_pgbouncer(
     rejected = admin_client.get(reverse("subscribers:import_rejections", args=[job.pk]))
     text = b"".join(rejected.streaming_content).decode()
     assert "120002," in text and "duplicate of line 3" in text
+    # So does the list's export: 60 pages of 2,000, each row once.
+    export = admin_client.get(reverse("subscribers:export"))
+    lines = b"".join(export.streaming_content).decode().splitlines()
+    emails = [line.split(",")[0] for line in lines[1:]]
+    assert sorted(emails) == sorted(f"user{i}@example.com" for i in range(120_000))
 
 
 @pytest.mark.worker

@@ -210,12 +210,15 @@ def pooled(pgbouncer, pooled_worker, transactional_db):
     sets it (settings.py); every server connection open; afterwards, none left with a session
     advisory lock or a session setting."""
     dbname = connection.settings_dict["NAME"]
-    saved = {key: connection.settings_dict.get(key) for key in ("HOST", "PORT", "OPTIONS")}
+    changed = ("HOST", "PORT", "OPTIONS", "DISABLE_SERVER_SIDE_CURSORS")
+    saved = {
+        key: connection.settings_dict[key] for key in changed if key in connection.settings_dict
+    }
     connection.close()
     connection.settings_dict.update(
         HOST="127.0.0.1",
         PORT=pgbouncer.port,
-        OPTIONS={**(saved["OPTIONS"] or {}), "prepare_threshold": None},
+        OPTIONS={**connection.settings_dict.get("OPTIONS", {}), "prepare_threshold": None},
         DISABLE_SERVER_SIDE_CURSORS=True,
     )
     pgbouncer.fill(dbname)
@@ -233,7 +236,8 @@ def pooled(pgbouncer, pooled_worker, transactional_db):
         assert locks == [0] * SERVERS, "an advisory lock was left behind on a server connection"
     finally:
         connection.close()
-        connection.settings_dict.pop("DISABLE_SERVER_SIDE_CURSORS")
+        for key in changed:
+            connection.settings_dict.pop(key, None)
         connection.settings_dict.update(saved)
 
 

@@ -200,8 +200,24 @@ TEMPLATES = [
 
 # Databases: PostgreSQL; a SQLite file when DATABASE_URL is unset, for `check` and `migrate`.
 DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'nofailmail.sqlite3'}")}
-DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Behind PgBouncer in transaction mode (deploy/SCALING.md, "PgBouncer"): DATABASE_POOLED_URL is
+# the pooler's address, and every connection of the app goes through it; DATABASE_URL stays the
+# server itself, the "direct" alias, for an operator's session (`dbshell --database=direct`);
+# no code needs one. Run `migrate` with DATABASE_POOLED_URL unset (its default connection is
+# then the server). A pooled connection may run each transaction on a different server
+# connection: no server-side cursors (a WITH HOLD cursor stays behind on one), no prepared
+# statements (PgBouncer before 1.21 cannot route them; Django's default, made sure of).
+if env_str("DATABASE_POOLED_URL"):
+    # Tests make one test database, reached both ways.
+    DATABASES["direct"] = DATABASES["default"] | {"TEST": {"MIRROR": "default"}}
+    DATABASES["default"] = env_database("DATABASE_POOLED_URL", "")
+    if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        raise ImproperlyConfigured("DATABASE_POOLED_URL must be a postgres:// URL (PgBouncer)")
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+for _database in DATABASES.values():
+    _database["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
+    _database["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}

@@ -2,7 +2,7 @@
 
 The file is never held in memory. A parser thread reads, parses and validates rows
 (email-validator, custom field types, lengths) into chunks of CHUNK_ROWS; the calling thread
-COPYs each chunk into a session TEMP staging table and merges it while the parser works on the
+COPYs each chunk into a TEMP staging table and merges it while the parser works on the
 next one, so Python and PostgreSQL use the two cores at once. Rejected rows stay in the staging
 table with their reason and line number; duplicates (inside a chunk, or of an earlier chunk via
 a TEMP "seen" table) and suppressed addresses are found in SQL; one INSERT ... SELECT ...
@@ -11,6 +11,11 @@ ON CONFLICT merges the rest, with topics and consent records in the same stateme
 Every chunk is merged inside ONE transaction that also writes the summary: an import is either
 complete with its report or did not happen. Progress is saved by the parser thread on its own
 connection, so the dashboard sees it live.
+
+Nothing outlives a transaction on the connection (no session advisory lock, no TEMP table kept
+between two transactions), so the import runs unchanged behind PgBouncer in transaction mode:
+the job's lock is a transaction-level advisory lock held by that one transaction, and the
+staging tables are created in it and dropped at its commit (deploy/SCALING.md, "PgBouncer").
 
 The dashboard (through a Celery task) and `manage.py import_subscribers` both call import_run.
 """
@@ -544,7 +549,8 @@ def _merge_params(job: ImportJob, options: dict) -> dict:
 
 
 def _import(job: ImportJob, path: str, options: dict) -> None:
-    """Stream the file through the parser thread and merge it chunk by chunk, atomically."""
+    """Stream the file through the parser thread and merge it chunk by chunk, in the caller's
+    transaction (the one holding the job's lock)."""
     plan = _plan(options)
     params = _merge_params(job, options)
     chunks: queue.Queue = queue.Queue(maxsize=2)  # bounds memory: at most ~3 chunks alive
@@ -555,7 +561,7 @@ def _import(job: ImportJob, path: str, options: dict) -> None:
     totals = {"created": 0, "updated": 0, "unchanged": 0, "suppressed": 0, "rejected": 0}
     parser.start()
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
+        with connection.cursor() as cursor:
             # The job row commits with the data, so a crash can only lose the whole import,
             # never half of it: the commit need not wait for the WAL flush of a million rows.
             cursor.execute("SET LOCAL synchronous_commit TO off")
@@ -592,9 +598,12 @@ def _import(job: ImportJob, path: str, options: dict) -> None:
 
 
 def _create_stage() -> None:
+    """The staging tables, for the rest of the current transaction: TEMP (private to this
+    session, never WAL-logged, gone if the worker dies) and ON COMMIT DROP, so that no server
+    connection a pooler hands to someone else keeps them."""
     with connection.cursor() as cursor:
+        # Inside an outer transaction (tests), an earlier import's tables are still there.
         cursor.execute(f"DROP TABLE IF EXISTS {STAGE}, {SEEN}")
-        # TEMP: private to this session, never WAL-logged, gone if the worker dies.
         cursor.execute(f"""
             CREATE TEMP TABLE {STAGE} (
                 line integer NOT NULL,
@@ -607,31 +616,74 @@ def _create_stage() -> None:
                 reject text,
                 raw text NOT NULL,
                 suppressed boolean NOT NULL DEFAULT false
-            )
+            ) ON COMMIT DROP
         """)
         # Every address accepted so far, to spot a duplicate of an earlier chunk.
-        cursor.execute(f"CREATE TEMP TABLE {SEEN} (email text PRIMARY KEY, line integer)")
+        cursor.execute(
+            f"CREATE TEMP TABLE {SEEN} (email text PRIMARY KEY, line integer) ON COMMIT DROP"
+        )
 
 
-def _drop_stage() -> None:
+def _try_lock(job: ImportJob) -> bool:
+    """The job's lock, until the current transaction ends. Transaction-level: a session lock
+    would stay behind on whichever server connection PgBouncer (transaction mode) ran it on,
+    and its unlock would go to another one. It conflicts with a session lock all the same."""
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}, {SEEN}")
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [LOCK_CLASS, job.pk])
+        return cursor.fetchone()[0]
+
+
+class _TakenOver(Exception):
+    """Between the claim and the import, another run of the same job took its lock."""
 
 
 def import_run(*, job: ImportJob) -> ImportJob:
     """Run one import to completion (or to FAILED with the error), idempotently."""
     # A redelivered task (worker lost, visibility timeout) must never run beside the first one:
-    # a session advisory lock per job, released below or when the connection dies.
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, job.pk])
-        if not cursor.fetchone()[0]:
+    # the job's lock is held by the transaction that claims it, then by the one that imports
+    # it; a worker that dies lets go of it with its connection.
+    with transaction.atomic():
+        if not _try_lock(job):
             job.refresh_from_db()
             return job
+        claimed = ImportJob.objects.filter(
+            pk=job.pk, status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
+        ).update(status=ImportJob.Status.RUNNING, started_at=timezone.now(), bytes_done=0)
+    job.refresh_from_db()
+    if not claimed:
+        return job  # already done or failed: a redelivered task must not import twice
+    # Called outside a transaction (task, command), the claim and the progress commit and are
+    # visible to the dashboard; inside one (tests) it still works, progress is just not seen.
+    options = dict(job.options)
+    path = job.file.path
     try:
-        return _run_locked(job)
-    finally:
-        with contextlib.suppress(Exception), connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, job.pk])
+        with transaction.atomic():
+            # Between the two transactions another copy may have claimed the job too (the
+            # stalled-import sweep saw its lock free): whoever locks it now imports it, once.
+            if (
+                not _try_lock(job)
+                or not ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.RUNNING).exists()
+            ):
+                raise _TakenOver
+            if "encoding" not in options or "delimiter" not in options:
+                shape = sniff(path)
+                options.setdefault("encoding", shape.encoding)
+                options.setdefault("delimiter", shape.delimiter)
+            _create_stage()
+            _import(job, path, options)
+    except _TakenOver:
+        pass
+    except ImportError_ as exc:
+        _fail(job, str(exc))
+    except Exception as exc:  # the task's last resort: the page says so, then it is raised
+        _fail(job, f"The import failed and nothing was imported: {exc}")
+        raise
+    job.refresh_from_db()
+    if job.status == ImportJob.Status.DONE:
+        # The file is personal data: once imported (and its rejections stored), it goes.
+        with contextlib.suppress(OSError):
+            job.file.delete(save=False)
+    return job
 
 
 def import_job_stalled(*, job: ImportJob) -> bool:
@@ -640,47 +692,9 @@ def import_job_stalled(*, job: ImportJob) -> bool:
     visibility timeout (an hour); ``tasks.import_job_resume`` runs it again now."""
     if job.status != ImportJob.Status.RUNNING:
         return False
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, job.pk])
-        free = cursor.fetchone()[0]
-        if free:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, job.pk])
-    return free
-
-
-def _run_locked(job: ImportJob) -> ImportJob:
-    claimed = ImportJob.objects.filter(
-        pk=job.pk, status__in=[ImportJob.Status.QUEUED, ImportJob.Status.RUNNING]
-    ).update(status=ImportJob.Status.RUNNING, started_at=timezone.now(), bytes_done=0)
-    job.refresh_from_db()
-    if not claimed:
-        return job  # already done or failed: a redelivered task must not import twice
-    # Called outside a transaction (task, command), each COPY chunk commits and the progress is
-    # visible to the dashboard; inside one (tests) it still works, progress is just not seen.
-    options = dict(job.options)
-    path = job.file.path
-    try:
-        if "encoding" not in options or "delimiter" not in options:
-            shape = sniff(path)
-            options.setdefault("encoding", shape.encoding)
-            options.setdefault("delimiter", shape.delimiter)
-        _create_stage()
-        _import(job, path, options)
-    except ImportError_ as exc:
-        _fail(job, str(exc))
-    except Exception as exc:  # the task's last resort: the page says so, then it is raised
-        _fail(job, f"The import failed and nothing was imported: {exc}")
-        raise
-    finally:
-        # The connection may be broken; a TEMP table dies with it anyway.
-        with contextlib.suppress(Exception):
-            _drop_stage()
-    job.refresh_from_db()
-    if job.status == ImportJob.Status.DONE:
-        # The file is personal data: once imported (and its rejections stored), it goes.
-        with contextlib.suppress(OSError):
-            job.file.delete(save=False)
-    return job
+    # Taken and let go in one transaction: nothing stays behind on a pooled connection.
+    with transaction.atomic():
+        return _try_lock(job)
 
 
 def _fail(job: ImportJob, message: str) -> None:

@@ -4,7 +4,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.db import transaction
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
@@ -53,6 +53,7 @@ from .selectors import (
 from .tasks import import_job_enqueue, import_job_resume
 
 PAGE_SIZE = 50
+EXPORT_PAGE = 2000  # rows per query of a CSV download
 FILTER_KEYS = ["q", "status", "topic", "segment", "attr", "attr_value"]
 
 
@@ -173,17 +174,27 @@ def _csv_stream(queryset: QuerySet[Subscriber]):
     keys = list(CustomField.objects.values_list("key", flat=True))
     header = ["email", "first_name", "last_name", "status", "source", "language", "timezone"]
     yield [*header, "created_at", "confirmed_at", *keys]
-    rows = queryset.order_by("id").values_list(*header, "created_at", "confirmed_at", "attributes")
-    # A server-side cursor: a million rows stream out without being loaded at once.
-    for row in rows.iterator(chunk_size=2000):
-        *plain, created, confirmed, attributes = row
-        attributes = attributes or {}
-        yield [
-            *plain,
-            created.isoformat(),
-            confirmed.isoformat() if confirmed else "",
-            *[attributes.get(k, "") for k in keys],
-        ]
+    rows = queryset.order_by("id").values_list(
+        "id", *header, "created_at", "confirmed_at", "attributes"
+    )
+    # Pages of EXPORT_PAGE rows by id: a million rows stream out without being loaded at once,
+    # and without a server-side cursor, which would not survive PgBouncer in transaction mode
+    # (its WITH HOLD cursor stays on one server connection, the next FETCH may reach another).
+    last = 0
+    while page := list(rows.filter(id__gt=last)[:EXPORT_PAGE]):
+        last = page[-1][0]
+        yield from (_export_row(row, keys) for row in page)
+
+
+def _export_row(row: tuple, keys: list[str]) -> list:
+    _id, *plain, created, confirmed, attributes = row
+    attributes = attributes or {}
+    return [
+        *plain,
+        created.isoformat(),
+        confirmed.isoformat() if confirmed else "",
+        *[attributes.get(k, "") for k in keys],
+    ]
 
 
 @personal_data_export_required
@@ -499,12 +510,16 @@ def import_rejections_csv(request, job_id: int):
 
     def rows():
         yield ["line", "reason", *job.options.get("header", [])]
-        for line, reason, raw in (
-            job.rejections.order_by("line")
-            .values_list("line", "reason", "raw")
-            .iterator(chunk_size=2000)
-        ):
-            yield [line, reason, *row_cells(raw, delimiter)]
+        # Pages in line order (id breaks ties), no server-side cursor: see _csv_stream.
+        rejections = job.rejections.order_by("line", "id").values_list(
+            "line", "id", "reason", "raw"
+        )
+        after = Q()
+        while page := list(rejections.filter(after)[:EXPORT_PAGE]):
+            for line, _id, reason, raw in page:
+                yield [line, reason, *row_cells(raw, delimiter)]
+            line, last = page[-1][:2]
+            after = Q(line__gt=line) | Q(line=line, id__gt=last)
 
     return csv_response(rows(), filename=f"import-{job.pk}-rejected.csv", delimiter=delimiter)
 

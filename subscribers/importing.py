@@ -483,8 +483,9 @@ WITH merged AS (
            COALESCE(NULLIF(language, ''), 'en'), timezone, %(now)s, %(now)s, %(confirmed_at)s
     FROM {stage} st
     WHERE st.reject IS NULL AND NOT st.suppressed
-    -- In index order, the unique lower(email) index is filled page by page, not at random.
-    ORDER BY st.email
+    -- In index order, the unique lower(email) index is filled page by page, not at random
+    -- (the staging column compares bytewise; the index in the database's collation).
+    ORDER BY st.email COLLATE "default"
     ON CONFLICT ((lower(email))) DO UPDATE SET
         first_name = COALESCE(NULLIF(EXCLUDED.first_name, ''), s.first_name),
         last_name = COALESCE(NULLIF(EXCLUDED.last_name, ''), s.last_name),

@@ -202,7 +202,7 @@ def test_the_summary_keeps_the_seconds_of_each_phase(topics):
         "commit",
     }
     assert all(seconds >= 0 for seconds in phases.values())
-    assert phases["merge_subscribers"] > 0 and phases["copy"] > 0
+    assert phases["merge_subscribers"] > 0  # (a two-row COPY may round to 0.000)
 
 
 def test_the_management_command_prints_the_summary(topics, tmp_path, capsys):

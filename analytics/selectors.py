@@ -66,8 +66,17 @@ def engagement_q(kind: str, days: int | None, campaign_id: int | None = None) ->
     return ~q if negate else q
 
 
-def subscriber_timeline(subscriber_id: int, *, limit: int = 100) -> list[dict]:
-    """A subscriber's deliveries and events, newest first (for the subscriber page)."""
+def subscriber_timeline(
+    subscriber_id: int, *, limit: int = 100, before: dt.datetime | None = None
+) -> list[dict]:
+    """A subscriber's deliveries and events, newest first (for the subscriber page): at most
+    ``limit`` of them, all older than ``before`` when given (the next page: keyset on time,
+    through the (subscriber, sent_at) and (subscriber, occurred_at) indexes, never OFFSET)."""
+    sent = Delivery.objects.filter(subscriber_id=subscriber_id)
+    happened = Event.objects.filter(subscriber_id=subscriber_id)
+    if before is not None:
+        sent = sent.filter(Q(sent_at__lt=before) | Q(sent_at__isnull=True, created_at__lt=before))
+        happened = happened.filter(occurred_at__lt=before)
     deliveries: list[dict[str, Any]] = [
         {
             "at": d["sent_at"] or d["created_at"],
@@ -78,9 +87,9 @@ def subscriber_timeline(subscriber_id: int, *, limit: int = 100) -> list[dict]:
             "campaign_id": d["campaign_id"],
             "detail": d["status"],
         }
-        for d in Delivery.objects.filter(subscriber_id=subscriber_id)
-        .order_by("-id")
-        .values("sent_at", "created_at", "status", "campaign_id", "campaign__name")[:limit]
+        for d in sent.order_by("-id").values(
+            "sent_at", "created_at", "status", "campaign_id", "campaign__name"
+        )[:limit]
     ]
     leaving = (Event.Kind.UNSUBSCRIBED, Event.Kind.RESUBSCRIBED)
     events: list[dict[str, Any]] = [
@@ -101,9 +110,7 @@ def subscriber_timeline(subscriber_id: int, *, limit: int = 100) -> list[dict]:
                 else " ".join(filter(None, [e["classification"], e["bounce_type"], e["reason"]]))
             ),
         }
-        for e in Event.objects.filter(subscriber_id=subscriber_id)
-        .order_by("-occurred_at")
-        .values(
+        for e in happened.order_by("-occurred_at").values(
             "occurred_at", "kind", "campaign_id", "classification", "bounce_type", "reason", "esp"
         )[:limit]
     ]

@@ -7,6 +7,8 @@ from django.core.paginator import Paginator
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from campaigns.models import Campaign, Delivery, SendingConnection
@@ -38,6 +40,8 @@ from .models import (
 )
 from .reputation import alert_resolve, thresholds
 from .selectors import subscriber_timeline
+
+TIMELINE_PAGE = 100  # rows of a subscriber's timeline per page
 
 
 @viewer_required
@@ -369,14 +373,27 @@ def subscriber_timeline_view(request, pk: int):
     (hx-get), or a page of its own."""
 
     subscriber = get_object_or_404(Subscriber, pk=pk)
+    before = None
+    if request.GET.get("before"):
+        try:
+            before = parse_datetime(request.GET["before"])
+        except ValueError:
+            before = None
+        if before is None or timezone.is_naive(before):
+            return HttpResponseBadRequest("'before' must be a date and time with its offset.")
     engagement = SubscriberEngagement.objects.filter(subscriber=subscriber).first()
     template = "analytics/_timeline.html" if request.htmx else "analytics/subscriber_timeline.html"
+    # One row more than a page tells whether there is an older page.
+    rows = subscriber_timeline(subscriber.pk, limit=TIMELINE_PAGE + 1, before=before)
+    older = rows[TIMELINE_PAGE - 1]["at"].isoformat() if len(rows) > TIMELINE_PAGE else ""
     return render(
         request,
         template,
         {
             "subscriber": subscriber,
-            "timeline": subscriber_timeline(subscriber.pk),
+            "timeline": rows[:TIMELINE_PAGE],
+            "older": older,
+            "paged": before is not None,
             "engagement": engagement,
         },
     )

@@ -421,6 +421,10 @@ LOGGING = {
 # The subscriber list counts exactly up to this many rows, and shows an estimate ("about")
 # past it: a COUNT(*) of a million-row list on every page view is what this avoids.
 SUBSCRIBER_EXACT_COUNT_LIMIT = env_int("SUBSCRIBER_EXACT_COUNT_LIMIT", 10000)
+# The segment editor's live count: exact if it takes at most this long, else "about N" from a
+# sample, then the exact count, given up to SEGMENT_COUNT_EXACT_MS, replaces it.
+SEGMENT_COUNT_LIVE_MS = env_int("SEGMENT_COUNT_LIVE_MS", 150)
+SEGMENT_COUNT_EXACT_MS = env_int("SEGMENT_COUNT_EXACT_MS", 5000)
 
 # Signup forms.
 # How long a rendered form (and a started multi-step signup) may be submitted, in seconds.

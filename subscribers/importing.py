@@ -28,8 +28,10 @@ import json
 import queue
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import charset_normalizer
 from django.db import connection, transaction
@@ -38,12 +40,13 @@ from django.utils import timezone
 
 from .emails import EmailError, email_normalize
 from .models import CustomField, ImportJob, Topic
-from .services import attribute_coerce
+from .services import attribute_text_coercer
 
 DELIMITERS = ",;\t|"
 CHUNK_ROWS = 50_000  # rows per COPY statement; progress is saved between two
 STAGE = "subscribers_import_stage"
 SEEN = "subscribers_import_seen"
+MERGED = "subscribers_import_merged"
 LOCK_CLASS = 3_0001  # advisory lock namespace of imports
 LIMITS = {"first_name": 150, "last_name": 150, "language": 8, "timezone": 64}
 STANDARD_TARGETS = ["email", "first_name", "last_name", "language", "timezone"]
@@ -246,20 +249,49 @@ def _nul_free(lines):
         yield line.replace("\x00", "\ufffd") if "\x00" in line else line
 
 
+PHASES = [
+    "parse_validate",
+    "wait_for_parser",
+    "copy",
+    "dedup_suppressed",
+    "merge_subscribers",
+    "subscriptions",
+    "consent_records",
+    "rejections",
+    "commit",
+]
+
+
+class _Clock:
+    """Adds the seconds each phase takes (a phase may run once per chunk)."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self._mark = time.perf_counter()
+
+    def start(self) -> None:
+        self._mark = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] += now - self._mark
+        self._mark = now
+
+
 @dataclass
 class _Plan:
     """What to read from each row, resolved once from the mapping (in the calling thread)."""
 
     email_at: int
     plain: list[tuple[int, int, int, str]]  # (slot in the staging tuple, column, limit, name)
-    attributes: list[tuple[int, CustomField]]
+    attributes: list[tuple[int, str, Callable[[str], Any]]]  # (column, key, coercer)
     warnings: list[str]
 
 
 def _plan(options: dict) -> _Plan:
     fields = {f.key: f for f in CustomField.objects.all()}
     columns: dict[str, int] = {}
-    attributes: list[tuple[int, CustomField]] = []
+    attributes: list[tuple[int, str, Callable[[str], Any]]] = []
     warnings: list[str] = []
     for index, target in options["mapping"].items():
         if target.startswith("attr:"):
@@ -267,7 +299,7 @@ def _plan(options: dict) -> _Plan:
             if key not in fields:
                 warnings.append(f"Column {int(index) + 1}: custom field {key!r} no longer exists")
                 continue
-            attributes.append((int(index), fields[key]))
+            attributes.append((int(index), key, attribute_text_coercer(fields[key])))
         elif target in STANDARD_TARGETS:
             columns[target] = int(index)
     if "email" not in columns:
@@ -348,12 +380,16 @@ def _tell(binary) -> int:
 _END = object()
 
 
-def _produce(job_pk: int, path: str, options: dict, plan: _Plan, out: queue.Queue, stop):
+def _produce(
+    job_pk: int, path: str, options: dict, plan: _Plan, out: queue.Queue, stop, clock: _Clock
+):
     """Parser thread: CSV parsing and validation (Python) run while PostgreSQL merges the
     previous chunk, so the two cores work at the same time. Progress is saved on this thread's
     own connection, outside the import's transaction, so the dashboard sees it live."""
     try:
+        parsing = time.perf_counter()
         for item in _chunks(path, options, plan):
+            clock.seconds["parse_validate"] += time.perf_counter() - parsing
             while not stop.is_set():
                 try:
                     out.put(item, timeout=0.5)
@@ -364,11 +400,16 @@ def _produce(job_pk: int, path: str, options: dict, plan: _Plan, out: queue.Queu
                 return
             _, position, rows = item
             ImportJob.objects.filter(pk=job_pk).update(bytes_done=position, rows_read=rows)
+            parsing = time.perf_counter()
+        clock.seconds["parse_validate"] += time.perf_counter() - parsing
         out.put(_END)
     except BaseException as exc:  # handed over to the merging thread, which re-raises it
         out.put(exc)
     finally:
         connection.close()
+
+
+_json_encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _validate(line, row, width, email_at, plain, attributes, delimiter) -> tuple:
@@ -396,22 +437,22 @@ def _validate(line, row, width, email_at, plain, attributes, delimiter) -> tuple
                 return _rejected(line, row, f"{name} is longer than {limit} characters", delimiter)
             values[slot] = value
     attrs = None
-    for index, custom in attributes:
+    for index, key, coerce in attributes:
         raw = row[index] if index < len(row) else ""
         if not raw or raw.isspace():
             continue
         try:
-            value = attribute_coerce(field=custom, raw=raw)
+            value = coerce(raw)
         except ValueError as exc:
             return _rejected(line, row, str(exc), delimiter)
         if attrs is None:
             attrs = {}
-        attrs[custom.key] = value
+        attrs[key] = value
     return (
         line,
         email,
         *values,
-        json.dumps(attrs, ensure_ascii=False) if attrs else "{}",
+        _json_encode(attrs) if attrs else "{}",
         None,
         "",
     )
@@ -436,20 +477,20 @@ def row_cells(text: str, delimiter: str) -> list[str]:
         return [text]
 
 
+# Each statement below is one phase of the import, timed on its own (ImportJob.phase_seconds).
 MERGE_SQL = """
-WITH src AS (
-    SELECT st.* FROM {stage} st
-    WHERE st.reject IS NULL AND NOT st.suppressed
-    -- In index order, the unique lower(email) index is filled page by page, not at random.
-    ORDER BY st.email
-), merged AS (
+WITH merged AS (
     INSERT INTO subscribers_subscriber AS s (
         email, first_name, last_name, attributes, status, source, source_detail, language,
         timezone, created_at, updated_at, confirmed_at
     )
     SELECT email, first_name, last_name, attributes, %(status)s, 'import', %(detail)s,
            COALESCE(NULLIF(language, ''), 'en'), timezone, %(now)s, %(now)s, %(confirmed_at)s
-    FROM src
+    FROM {stage} st
+    WHERE st.reject IS NULL AND NOT st.suppressed
+    -- In index order, the unique lower(email) index is filled page by page, not at random
+    -- (the staging column compares bytewise; the index in the database's collation).
+    ORDER BY st.email COLLATE "default"
     ON CONFLICT ((lower(email))) DO UPDATE SET
         first_name = COALESCE(NULLIF(EXCLUDED.first_name, ''), s.first_name),
         last_name = COALESCE(NULLIF(EXCLUDED.last_name, ''), s.last_name),
@@ -472,22 +513,30 @@ WITH src AS (
         ) < cardinality(%(topics)s::bigint[]))
     )
     RETURNING s.id, (xmax = 0) AS inserted
-), subscribed AS (
-    INSERT INTO subscribers_subscription (subscriber_id, topic_id, status, created_at, updated_at)
-    SELECT merged.id, topic_id, 'active', %(now)s, %(now)s
-    FROM merged CROSS JOIN unnest(%(topics)s::bigint[]) AS topic_id
-    ON CONFLICT (subscriber_id, topic_id) DO NOTHING
-), consented AS (
-    INSERT INTO subscribers_consentrecord
-        (subscriber_id, text, version, "where", ip, user_agent, created_at)
-    SELECT merged.id, %(consent_text)s, %(consent_version)s, 'import', NULL, '', %(now)s
-    FROM merged WHERE %(confirmed)s
 )
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged
+INSERT INTO {merged} (id, inserted) SELECT id, inserted FROM merged
+"""
+
+# A subscriber this import created cannot have a subscription yet (ids are never reused, and
+# nobody else sees the row before the commit): those take a plain INSERT, cheaper than the
+# speculative insertion of ON CONFLICT that the existing ones need.
+SUBSCRIBE_SQL = """
+INSERT INTO subscribers_subscription (subscriber_id, topic_id, status, created_at, updated_at)
+SELECT m.id, topic_id, 'active', %(now)s, %(now)s
+FROM {merged} m CROSS JOIN unnest(%(topics)s::bigint[]) AS topic_id
+WHERE m.inserted = %(inserted)s
+{on_conflict}
+"""
+
+CONSENT_SQL = """
+INSERT INTO subscribers_consentrecord
+    (subscriber_id, text, version, "where", ip, user_agent, created_at)
+SELECT m.id, %(consent_text)s, %(consent_version)s, 'import', NULL, '', %(now)s
+FROM {merged} m
 """
 
 
-def _merge_chunk(cursor, job: ImportJob, params: dict) -> dict:
+def _merge_chunk(cursor, job: ImportJob, params: dict, clock: _Clock) -> dict:
     """Merge the chunk in the staging table; the caller holds the import's transaction."""
     # Duplicates inside the chunk were rejected while parsing; here, duplicates of an earlier
     # chunk: the first occurrence is imported, the others reported with the line of the first.
@@ -510,8 +559,24 @@ def _merge_chunk(cursor, job: ImportJob, params: dict) -> dict:
         FROM {STAGE}
     """)  # noqa: S608
     accepted, suppressed = cursor.fetchone()
-    cursor.execute(MERGE_SQL.format(stage=STAGE), params)
-    created, updated = cursor.fetchone()
+    clock.lap("dedup_suppressed")
+    cursor.execute(MERGE_SQL.format(stage=STAGE, merged=MERGED), params)
+    cursor.execute(f"SELECT count(*) FILTER (WHERE inserted), count(*) FROM {MERGED}")  # noqa: S608
+    created, merged = cursor.fetchone()
+    updated = merged - created
+    clock.lap("merge_subscribers")
+    if params["topics"] and created:
+        sql = SUBSCRIBE_SQL.format(merged=MERGED, on_conflict="")
+        cursor.execute(sql, {**params, "inserted": True})
+    if params["topics"] and updated:
+        sql = SUBSCRIBE_SQL.format(
+            merged=MERGED, on_conflict="ON CONFLICT (subscriber_id, topic_id) DO NOTHING"
+        )
+        cursor.execute(sql, {**params, "inserted": False})
+    clock.lap("subscriptions")
+    if params["confirmed"]:
+        cursor.execute(CONSENT_SQL.format(merged=MERGED), params)
+    clock.lap("consent_records")
     cursor.execute(
         f"""
         INSERT INTO subscribers_importrejection (job_id, line, reason, raw)
@@ -521,7 +586,8 @@ def _merge_chunk(cursor, job: ImportJob, params: dict) -> dict:
         [job.pk],
     )
     rejected = cursor.rowcount
-    cursor.execute(f"TRUNCATE {STAGE}")
+    cursor.execute(f"TRUNCATE {STAGE}, {MERGED}")
+    clock.lap("rejections")
     return {
         "created": created,
         "updated": updated,
@@ -555,8 +621,9 @@ def _import(job: ImportJob, path: str, options: dict) -> None:
     params = _merge_params(job, options)
     chunks: queue.Queue = queue.Queue(maxsize=2)  # bounds memory: at most ~3 chunks alive
     stop = threading.Event()
+    clock = _Clock()
     parser = threading.Thread(
-        target=_produce, args=(job.pk, path, options, plan, chunks, stop), daemon=True
+        target=_produce, args=(job.pk, path, options, plan, chunks, stop, clock), daemon=True
     )
     totals = {"created": 0, "updated": 0, "unchanged": 0, "suppressed": 0, "rejected": 0}
     parser.start()
@@ -569,7 +636,9 @@ def _import(job: ImportJob, path: str, options: dict) -> None:
             cursor.execute("SET LOCAL work_mem TO '64MB'")
             rows = 0
             while True:
+                clock.start()
                 item = chunks.get()
+                clock.lap("wait_for_parser")
                 if item is _END:
                     break
                 if isinstance(item, BaseException):
@@ -582,7 +651,8 @@ def _import(job: ImportJob, path: str, options: dict) -> None:
                     for row in staged:
                         copy.write_row(row)
                 del staged, item
-                for key, value in _merge_chunk(cursor, job, params).items():
+                clock.lap("copy")
+                for key, value in _merge_chunk(cursor, job, params, clock).items():
                     totals[key] += value
             ImportJob.objects.filter(pk=job.pk).update(
                 status=ImportJob.Status.DONE,
@@ -592,9 +662,16 @@ def _import(job: ImportJob, path: str, options: dict) -> None:
                 finished_at=timezone.now(),
                 **totals,
             )
+            clock.start()
+        clock.lap("commit")
     finally:
         stop.set()
         parser.join(timeout=30)
+    # Where the time went, for the summary page and bench/import.py (after the commit, which
+    # is itself one of the phases).
+    ImportJob.objects.filter(pk=job.pk).update(
+        phase_seconds={phase: round(sec, 3) for phase, sec in clock.seconds.items()}
+    )
 
 
 def _create_stage() -> None:
@@ -603,11 +680,11 @@ def _create_stage() -> None:
     connection a pooler hands to someone else keeps them."""
     with connection.cursor() as cursor:
         # Inside an outer transaction (tests), an earlier import's tables are still there.
-        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}, {SEEN}")
+        cursor.execute(f"DROP TABLE IF EXISTS {STAGE}, {SEEN}, {MERGED}")
         cursor.execute(f"""
             CREATE TEMP TABLE {STAGE} (
                 line integer NOT NULL,
-                email text,
+                email text COLLATE "C",
                 first_name text NOT NULL,
                 last_name text NOT NULL,
                 language text NOT NULL,
@@ -618,9 +695,16 @@ def _create_stage() -> None:
                 suppressed boolean NOT NULL DEFAULT false
             ) ON COMMIT DROP
         """)
-        # Every address accepted so far, to spot a duplicate of an earlier chunk.
+        # Every address accepted so far, to spot a duplicate of an earlier chunk. Compared
+        # bytewise ("C"): addresses are normalized already, and a locale's comparison costs
+        # several times more in the million index lookups and inserts of a large file.
         cursor.execute(
-            f"CREATE TEMP TABLE {SEEN} (email text PRIMARY KEY, line integer) ON COMMIT DROP"
+            f'CREATE TEMP TABLE {SEEN} (email text COLLATE "C" PRIMARY KEY, line integer) '
+            "ON COMMIT DROP"
+        )
+        # The subscribers one chunk created or updated, for their topics and consent records.
+        cursor.execute(
+            f"CREATE TEMP TABLE {MERGED} (id bigint NOT NULL, inserted boolean) ON COMMIT DROP"
         )
 
 

@@ -240,6 +240,8 @@ class ImportJob(models.Model):
     suppressed = models.IntegerField(default=0)
     rejected = models.IntegerField(default=0)
     warnings = models.JSONField(default=list, blank=True)
+    # Seconds spent in each phase of the import (parse, COPY, merge, ...): where the time went.
+    phase_seconds = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     created_by = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

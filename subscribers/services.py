@@ -27,6 +27,68 @@ from .models import (
 from .selectors import TIMELINE_SOURCES, subscriber_timeline, subscribers_with_email
 
 
+def _number_from_text(key: str, raw: str) -> int | float:
+    text = raw.strip().replace(",", ".") if raw.count(",") == 1 else raw
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"{key}: {raw!r} is not a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(f"{key}: {raw!r} is not a number")
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number
+
+
+def _date_from_text(key: str, raw: str) -> str:
+    try:
+        return dt.date.fromisoformat(raw.strip()).isoformat()
+    except ValueError:
+        raise ValueError(f"{key}: {raw!r} is not a date (YYYY-MM-DD)") from None
+
+
+_TRUE = frozenset(("true", "yes", "1", "y", "on"))
+_FALSE = frozenset(("false", "no", "0", "n", "off"))
+
+
+def _boolean_from_text(key: str, raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{key}: {raw!r} is not yes/no")
+
+
+def _text_from_text(key: str, raw: str) -> str:
+    text = raw.strip()
+    if len(text) > 1000:
+        raise ValueError(f"{key}: longer than 1000 characters")
+    return text
+
+
+def attribute_text_coercer(field: CustomField) -> Callable[[str], Any]:
+    """attribute_coerce for one field and a non-blank string, resolved once: the CSV import
+    calls it for every cell of a million rows."""
+    key = field.key
+    if field.type == CustomField.Type.NUMBER:
+        return lambda raw: _number_from_text(key, raw)
+    if field.type == CustomField.Type.DATE:
+        return lambda raw: _date_from_text(key, raw)
+    if field.type == CustomField.Type.BOOLEAN:
+        return lambda raw: _boolean_from_text(key, raw)
+    if field.type == CustomField.Type.CHOICE:
+        choices = tuple(field.choices)
+        listed = ", ".join(field.choices)
+
+        def choice(raw: str) -> str:
+            text = raw.strip()
+            if text not in choices:
+                raise ValueError(f"{key}: {raw!r} is not one of {listed}")
+            return text
+
+        return choice
+    return lambda raw: _text_from_text(key, raw)
+
+
 def attribute_coerce(*, field: CustomField, raw: Any) -> Any:
     """The typed JSON value of a custom attribute, or ValueError with a readable reason."""
     if raw is None or (isinstance(raw, str) and raw.strip() == ""):
@@ -36,39 +98,12 @@ def attribute_coerce(*, field: CustomField, raw: Any) -> Any:
             raise ValueError(f"{field.key}: {raw!r} is not a number")
         if isinstance(raw, int | float):
             return raw
-        text = str(raw).strip().replace(",", ".") if str(raw).count(",") == 1 else str(raw)
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"{field.key}: {raw!r} is not a number") from None
-        if number != number or number in (float("inf"), float("-inf")):
-            raise ValueError(f"{field.key}: {raw!r} is not a number")
-        return int(number) if number.is_integer() and abs(number) < 2**53 else number
-    if field.type == CustomField.Type.DATE:
+    elif field.type == CustomField.Type.DATE:
         if isinstance(raw, dt.date):
             return raw.isoformat()
-        try:
-            return dt.date.fromisoformat(str(raw).strip()).isoformat()
-        except ValueError:
-            raise ValueError(f"{field.key}: {raw!r} is not a date (YYYY-MM-DD)") from None
-    if field.type == CustomField.Type.BOOLEAN:
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in ("true", "yes", "1", "y", "on"):
-            return True
-        if text in ("false", "no", "0", "n", "off"):
-            return False
-        raise ValueError(f"{field.key}: {raw!r} is not yes/no")
-    if field.type == CustomField.Type.CHOICE:
-        text = str(raw).strip()
-        if text not in field.choices:
-            raise ValueError(f"{field.key}: {raw!r} is not one of {', '.join(field.choices)}")
-        return text
-    text = str(raw).strip()
-    if len(text) > 1000:
-        raise ValueError(f"{field.key}: longer than 1000 characters")
-    return text
+    elif field.type == CustomField.Type.BOOLEAN and isinstance(raw, bool):
+        return raw
+    return attribute_text_coercer(field)(str(raw))
 
 
 class CustomFieldError(ValueError):

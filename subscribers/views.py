@@ -44,6 +44,7 @@ from .importing import (
 from .models import CustomField, ImportJob, Segment, Subscriber, Topic
 from .segments import BUILDER_FIELDS, OPS_BY_TYPE, SegmentRuleError, rules_q, segment_queryset
 from .selectors import (
+    segment_live_count,
     subscriber_timeline,
     subscribers_filtered,
     subscribers_page,
@@ -607,13 +608,29 @@ def segment_delete(request, segment_id: int):
 @require_POST
 def segment_count(request):
     """The live count while a segment is edited (a read, posted only because rules are JSON)."""
+    exact = request.POST.get("exact") == "1"
     try:
         rules = json.loads(request.POST.get("rules") or "{}")
-        count = Subscriber.objects.filter(rules_q(rules)).count()
+        result = segment_live_count(Subscriber.objects.filter(rules_q(rules)), exact=exact)
     except (ValueError, SegmentRuleError) as exc:
         return HttpResponse(f'<span class="text-danger">{_escape(str(exc))}</span>')
+    count = result.count
+    matches = f"subscriber{pluralize(count)} match{pluralize(count, 'es,')}"
+    if not result.estimated:
+        return HttpResponse(f"<strong>{count:,}</strong> {matches}")
+    if exact:  # the exact count took longer than its budget: the estimate stays
+        return HttpResponse(
+            f"about <strong>{count:,}</strong> {matches} "
+            '<span class="text-body-secondary">(too many to count exactly while editing)</span>'
+        )
+    # An estimate now; the exact count replaces it when it is ready (this element is swapped
+    # out, and the late answer dropped, if the rules change meanwhile).
+    follow_up = json.dumps({"rules": json.dumps(rules), "exact": "1"})
     return HttpResponse(
-        f"<strong>{count:,}</strong> subscriber{pluralize(count)} match{pluralize(count, 'es,')}"
+        f'<span hx-post="{reverse("subscribers:segment_count")}" hx-trigger="load" '
+        f"hx-vals='{_escape(follow_up)}' hx-swap=\"outerHTML\">"
+        f"about <strong>{count:,}</strong> {matches} "
+        '<span class="text-body-secondary">(counting exactly…)</span></span>'
     )
 
 

@@ -167,6 +167,44 @@ def test_a_topic_an_existing_subscriber_left_is_not_forced_back(topics):
     assert Subscription.objects.get(subscriber=a).status == "unsubscribed"
 
 
+def test_an_updated_subscriber_gains_the_new_topics_and_keeps_the_ones_held(topics):
+    weekly, product, _ = topics
+    a = SubscriberFactory(email="a@example.com", first_name="Old")
+    SubscriptionFactory(subscriber=a, topic=weekly, status="unsubscribed")
+    job = run_import(
+        b"email,first_name\na@example.com,New\nb@example.com,Bea\n",
+        topics=[weekly.pk, product.pk],
+    )
+    assert (job.created, job.updated) == (1, 1)
+    held = dict(Subscription.objects.filter(subscriber=a).values_list("topic_id", "status"))
+    assert held == {weekly.pk: "unsubscribed", product.pk: "active"}
+    b = Subscriber.objects.get(email="b@example.com")
+    assert Subscription.objects.filter(subscriber=b, status="active").count() == 2
+
+
+def test_the_summary_keeps_the_seconds_of_each_phase(topics):
+    job = run_import(
+        b"email\na@example.com\nnot-an-address\n",
+        topics=[topics[0].pk],
+        confirmed=True,
+        consent_note="At the fair",
+    )
+    phases = job.phase_seconds
+    assert set(phases) == {
+        "parse_validate",
+        "wait_for_parser",
+        "copy",
+        "dedup_suppressed",
+        "merge_subscribers",
+        "subscriptions",
+        "consent_records",
+        "rejections",
+        "commit",
+    }
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert phases["merge_subscribers"] > 0  # (a two-row COPY may round to 0.000)
+
+
 def test_the_management_command_prints_the_summary(topics, tmp_path, capsys):
     path = tmp_path / "in.csv"
     path.write_bytes(b"email\none@example.com\nbroken\n")
@@ -203,11 +241,11 @@ def test_a_failure_half_way_imports_nothing_and_says_so(db, monkeypatch):
     original = importing._merge_chunk
     calls = []
 
-    def merge_then_fail(cursor, job, params):
+    def merge_then_fail(cursor, job, params, *rest):
         calls.append(1)
         if len(calls) == 2:
             raise RuntimeError("disk full")
-        return original(cursor, job, params)
+        return original(cursor, job, params, *rest)
 
     monkeypatch.setattr(importing, "_merge_chunk", merge_then_fail)
     rows = b"email\n" + b"".join(f"u{i}@example.com\n".encode() for i in range(6))

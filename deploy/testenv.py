@@ -170,6 +170,7 @@ def run_on_services(steps: list[list[str]]) -> int:
     answers; the first non-zero exit code stops them and is returned."""
     database_url = os.environ.get("TEST_DATABASE_URL") or DEFAULT_DATABASE_URL
     redis_url = os.environ.get("TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    embedded: list[str] = []
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         with contextlib.ExitStack() as started:
@@ -178,8 +179,8 @@ def run_on_services(steps: list[list[str]]) -> int:
                 name = urlsplit(database_url).path.lstrip("/") or "nofailmail"
                 data = VAR / "postgres"
                 server, database_url = embedded_postgres(data, name)
-                started.callback(print, "make test: embedded PostgreSQL stopped", flush=True)
                 started.callback(server.cleanup)
+                embedded.append("PostgreSQL")
                 print(
                     f"make test: no PostgreSQL answers at {configured_database_url}; started an "
                     f"embedded one (pgserver) in {data}",
@@ -196,7 +197,7 @@ def run_on_services(steps: list[list[str]]) -> int:
                     )
                     return 1
                 redis = started.enter_context(EmbeddedRedis(executable))
-                started.callback(print, "make test: embedded Redis stopped", flush=True)
+                embedded.append("Redis")
                 configured_redis_url = redis_url
                 redis_url = redis.url(urlsplit(redis_url).path.lstrip("/") or "0")
                 print(
@@ -215,6 +216,8 @@ def run_on_services(steps: list[list[str]]) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if embedded:
+            print(f"make test: embedded {' and '.join(embedded)} stopped", flush=True)
 
 
 if __name__ == "__main__":

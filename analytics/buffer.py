@@ -11,6 +11,8 @@ writes them in batches.
 A worker that dies mid-flush leaves the processing lists behind; the next flush ingests them
 first. Ingestion is idempotent on each line's uid, so a list ingested twice (the worker died
 after the commit but before the delete) counts once. Without Redis, hits are ingested at once.
+A batch the database refuses for its data (not for being down) is ingested a line at a time,
+and the lines still refused are set aside in DEAD_KEY: one bad line never stops the flusher.
 
 The ESP's facts have their own list so that a bounce is never queued behind a backlog of opens
 (each batch takes the facts first: a bounce acknowledged to the ESP is applied, its address
@@ -31,8 +33,10 @@ from datetime import datetime
 from functools import lru_cache, partial
 from typing import cast
 
+import psycopg
 import redis
 from django.conf import settings
+from django.db import DataError, IntegrityError
 
 from . import ingest
 from .ingest import Fact, ingest_hits
@@ -44,6 +48,7 @@ PROCESSING_KEY = "nfm:tracking:processing"
 LOCK_KEY = "nfm:tracking:flush-lock"
 FACTS_KEY = "nfm:feedback:buffer"
 FACTS_PROCESSING_KEY = "nfm:feedback:processing"
+DEAD_KEY = "nfm:feedback:refused"  # lines the database refused, kept for a person to read
 
 # Move up to ARGV[1] items from the buffer's head to the processing list, atomically (a Lua
 # script runs with nothing else interleaved): an item is always in exactly one of the lists.
@@ -327,7 +332,7 @@ def flush(*, max_batches: int = 100) -> int:
                 fact_lines, hit_lines = pipe.execute()
             lines = [*fact_lines, *hit_lines]
             with _cyclic_gc_paused():
-                ingest.ingest_facts(_read(lines))
+                _ingest(r, _read(lines))
             r.delete(FACTS_PROCESSING_KEY, PROCESSING_KEY)
             done += len(lines)
             lock.extend(300, replace_ttl=True)
@@ -335,6 +340,27 @@ def flush(*, max_batches: int = 100) -> int:
         with contextlib.suppress(redis.exceptions.LockError):
             lock.release()
     return done
+
+
+# The database refusing the data, through Django or through psycopg's COPY.
+REFUSED = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
+
+
+def _ingest(r: redis.Redis, facts: list[Fact]) -> None:
+    """Ingest a batch. When the database refuses its data (not its connection), one line
+    must not hold up every later one for ever: each fact is then ingested on its own, and
+    those still refused are kept aside in DEAD_KEY, logged, for someone to look at."""
+    try:
+        ingest.ingest_facts(facts)
+        return
+    except REFUSED:
+        log.exception("a batch of %d was refused: ingesting its lines one by one", len(facts))
+    for fact in facts:
+        try:
+            ingest.ingest_facts([fact])
+        except REFUSED:
+            log.exception("buffered %s %s refused: kept in %s", fact.kind, fact.uid, DEAD_KEY)
+            r.rpush(DEAD_KEY, fact_line(fact))
 
 
 def _read(lines: list[bytes]) -> list[Fact]:

@@ -29,6 +29,7 @@ Two things anymail leaves to us:
 """
 
 import logging
+import math
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -299,6 +300,8 @@ def _clean(value):
         return {_clean(str(k)): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # NaN and Infinity parse as JSON, but jsonb refuses them
     if value is None or isinstance(value, bool | int | float):
         return value
     return _clean(repr(value)[:2000])

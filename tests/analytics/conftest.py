@@ -14,6 +14,7 @@ def _clean_tracking_buffer(settings):
             buffer.PROCESSING_KEY,
             buffer.FACTS_KEY,
             buffer.FACTS_PROCESSING_KEY,
+            buffer.DEAD_KEY,
             buffer.LOCK_KEY,
         )
     from analytics import tracking_views

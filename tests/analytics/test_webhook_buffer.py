@@ -4,6 +4,7 @@ transactions; without Redis, or when it fails, written before the answer; never 
 event that is recorded nowhere."""
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -289,3 +290,26 @@ def test_the_deployed_flusher_writes_a_burst_of_webhook_calls(client, settings, 
     assert (stats.delivered, stats.bounced_hard) == (40, 10)
     assert Suppression.objects.count() == 10
     assert Subscriber.objects.filter(status="bounced").count() == 10
+
+
+def test_a_line_the_database_refuses_is_set_aside_not_retried_for_ever(client, sent_campaign):
+    """One refused line (a bug's, an older release's) must not stop every later event."""
+    _, _, deliveries = sent_campaign
+    client.get(f"/t/o/{open_token(deliveries[1].pk)}", HTTP_USER_AGENT=CHROME).getvalue()
+    assert (
+        esps.post(client, "postmark", _hard_bounce(deliveries[0]), flush=False).status_code == 200
+    )
+    poison = {"uid": "x:1", "kind": "k" * 40, "occurred_at": "2026-12-01T10:00:00+00:00"}
+    buffer.client().rpush(buffer.FACTS_KEY, json.dumps({"f": poison, "t": time.time()}))
+    assert buffer.flush() == 3
+    assert set(Event.objects.values_list("kind", flat=True)) == {"opened", "bounced"}
+    assert buffer.pending() == 0
+    refused = buffer.client().lrange(buffer.DEAD_KEY, 0, -1)
+    assert [json.loads(line)["f"]["uid"] for line in refused] == ["x:1"]
+
+
+def test_nan_in_an_esps_payload_is_stored_as_text(client, sent_campaign):
+    _, _, deliveries = sent_campaign
+    body = json.dumps(_hard_bounce(deliveries[0]))[:-1] + ', "Score": NaN}'
+    assert esps.post(client, "postmark", body).status_code == 200
+    assert Event.objects.get().payload["Score"] == "nan"

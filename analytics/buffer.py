@@ -37,6 +37,8 @@ import psycopg
 import redis
 from django.conf import settings
 from django.db import DataError, IntegrityError
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import ingest
 from .ingest import Fact, ingest_hits
@@ -67,6 +69,15 @@ return #items
 @lru_cache(maxsize=4)
 def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+@lru_cache(maxsize=4)
+def _request_client(url: str) -> redis.Redis:
+    # On a request, fail over to the database quickly: one retry, at once (a pooled connection
+    # Redis had closed), where redis-py's default backs off for up to 14 s over three.
+    return redis.Redis.from_url(
+        url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 1)
+    )
 
 
 def client() -> redis.Redis | None:
@@ -242,9 +253,9 @@ def send_facts(facts: list[Fact]) -> None:
     """
     if not facts:
         return
-    r = client()
-    if r is not None:
-        now = time.time()
+    url = settings.TRACKING_REDIS_URL
+    if url:
+        r, now = _request_client(url), time.time()
         try:
             r.rpush(FACTS_KEY, *[fact_line(f, now=now) for f in facts])
             return

@@ -206,7 +206,7 @@ def test_redis_failing_mid_request_writes_the_event_before_the_answer(
 ):
     campaign, _, deliveries = sent_campaign
     response = esps.post(client, "postmark", _hard_bounce(deliveries[0]), flush=False)
-    assert redis_failing.rpushes >= 1
+    assert 1 <= redis_failing.rpushes <= 2  # one retry at most, not seconds of them
     assert response.status_code == 200
     assert Event.objects.get().bounce_type == "hard"  # written on the request path
     assert Suppression.objects.filter(email_hash=deliveries[0].email_hash).exists()

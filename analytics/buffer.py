@@ -73,8 +73,10 @@ def _client(url: str) -> redis.Redis:
 
 @lru_cache(maxsize=4)
 def _request_client(url: str) -> redis.Redis:
-    # On a request, fail over to the database quickly: one retry, at once (a pooled connection
-    # Redis had closed), where redis-py's default backs off for up to 14 s over three.
+    # One retry, at once: a pooled connection that Redis closed meanwhile (a restart, an idle
+    # timeout) is the common failure, and a new connection mends it. Anything more fails over
+    # to the database within seconds. (A retried RPUSH may store the facts twice: ingestion
+    # drops the second copy by uid.)
     return redis.Redis.from_url(
         url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 1)
     )

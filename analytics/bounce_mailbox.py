@@ -6,6 +6,11 @@ crash between filing and moving files nothing twice. Read messages are moved to 
 folder (UID MOVE, or COPY + \\Deleted + EXPUNGE on servers without MOVE); unparseable ones stay
 where they are, flagged, and are listed on the bounces page — never lost.
 
+Ingestion is batched already: what one IMAP FETCH brings (up to BATCH messages) is filed in one
+transaction, its BounceMessage rows and one ``ingest_facts`` call for all their facts. It does
+not go through the Redis buffer like the ESP webhooks: it runs on a worker, not on a request,
+and committing a message's row with its facts is what makes each message filed exactly once.
+
 TLS is verified like the SMTP connections: ``imaps://`` (implicit TLS) or ``imap://`` (STARTTLS)
 check the certificate and host against the system's CAs; ``imap+plain://`` is refused unless
 the host is loopback.

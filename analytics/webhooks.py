@@ -5,6 +5,15 @@ one) and parses the ESP's payload; this receiver maps the result. An unknown mes
 stored as an Event with no delivery, not an error; a database failure does raise, so the ESP
 retries later (and the event's uid makes the retry count once).
 
+**Buffered, like the tracking pixel.** A request's events become facts that ``TrackingGuard``
+hands to ``analytics.buffer.send_facts`` once anymail has parsed them all: one RPUSH to Redis,
+and the 200 only after Redis acknowledged it; the flusher (analytics.tasks.tracking_flush,
+every TRACKING_FLUSH_SECONDS) ingests them in batches with the opens and clicks, so a burst of
+10,000 webhook calls is a few transactions, not 10,000. A hard bounce suppresses its address
+at the next flush, a few seconds later. Without Redis, or when Redis fails, the facts are
+ingested before the answer, as before; when that fails too, the answer is 503 and the ESP
+retries. Nothing unrecorded is ever answered 2xx.
+
 Two things anymail leaves to us:
 
 - **What a bounce was.** anymail calls every bounce "bounced"; each ESP says in its own words
@@ -20,6 +29,8 @@ Two things anymail leaves to us:
 """
 
 import logging
+import math
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -35,6 +46,7 @@ from django.dispatch import receiver
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.utils import timezone
 
+from . import buffer
 from .bounces import bounce_kind
 from .ingest import Fact, esp_uid, ingest_facts
 from .models import Event
@@ -288,6 +300,8 @@ def _clean(value):
         return {_clean(str(k)): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # NaN and Infinity parse as JSON, but jsonb refuses them
     if value is None or isinstance(value, bool | int | float):
         return value
     return _clean(repr(value)[:2000])
@@ -348,10 +362,20 @@ def fact_from_anymail(event, esp_name: str) -> Fact | None:
     )
 
 
+# The facts of the request being answered by a TrackingGuard view, recorded together when
+# anymail has sent them all; None elsewhere.
+_request_facts: ContextVar[list[Fact] | None] = ContextVar("request_facts", default=None)
+
+
 @receiver(tracking, dispatch_uid="analytics.webhooks.on_tracking")
 def on_tracking(sender, event, esp_name, **kwargs):
     fact = fact_from_anymail(event, esp_name)
-    if fact is not None:
+    if fact is None:
+        return
+    collected = _request_facts.get()
+    if collected is not None:
+        collected.append(fact)
+    else:  # the signal sent outside our views: recorded at once
         ingest_facts([fact])
 
 
@@ -387,8 +411,9 @@ else:
 class TrackingGuard(_AnymailView):
     """Mixed in front of an anymail tracking view (``analytics.webhook_urls``).
 
-    Only the request's validation and parsing are guarded: the signal receivers run outside,
-    so a database failure in ingestion still raises and the ESP retries.
+    Only the request's validation and parsing are answered 400; the request's facts are
+    recorded after anymail sent its signals (``buffer.send_facts``), and a failure to record
+    them answers 503, so the ESP retries.
     """
 
     # The Mandrill endpoint also carries inbound mail: Django's upload limit is its limit.
@@ -412,13 +437,32 @@ class TrackingGuard(_AnymailView):
                 status=503,
                 content_type="text/plain",
             )
+        collected: list[Fact] = []
+        token = _request_facts.set(collected)
         try:
-            return super().post(request, *args, **kwargs)
+            response = super().post(request, *args, **kwargs)
         except Refused as exc:
             log.warning("%s webhook refused: %s", self.esp_name, exc)
             return HttpResponseBadRequest(
                 f"Not a {self.esp_name} tracking webhook: {exc}", content_type="text/plain"
             )
+        finally:
+            _request_facts.reset(token)
+        if not collected or not 200 <= response.status_code < 300:
+            return response
+        try:
+            buffer.send_facts(collected)
+        except Exception:
+            # Neither buffered nor written (the database is down too): no 2xx, or the ESP
+            # would never send these events again.
+            log.exception("%s webhook: %d event(s) not recorded", self.esp_name, len(collected))
+            return HttpResponse(
+                "The events could not be recorded; please retry.",
+                status=503,
+                content_type="text/plain",
+                headers={"Retry-After": "60"},
+            )
+        return response
 
     def run_validators(self, request):
         if self.limit_body:

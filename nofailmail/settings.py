@@ -454,9 +454,11 @@ SIGNUP_DISPOSABLE_DOMAINS_FILE = env_str("SIGNUP_DISPOSABLE_DOMAINS_FILE", "")
 SIGNUP_LEAD_MAGNET_MAX_MB = env_int("SIGNUP_LEAD_MAGNET_MAX_MB", 25)
 
 # Analytics: tracking buffer, feedback loop, reputation guardrails.
-# Tracking hits are buffered in this Redis and written in bulk by a worker; unset (the
-# embedded default) they are written to the database directly.
+# Tracking hits and ESP webhook events are buffered in this Redis and written in bulk by a
+# worker; unset (the embedded default) they are written to the database directly.
 TRACKING_REDIS_URL = env_str("TRACKING_REDIS_URL") or env_str("REDIS_URL") or None
+# Beat's flush interval: also how long a bounce an ESP reported waits (plus the batch in
+# progress) before it suppresses its address.
 TRACKING_FLUSH_SECONDS = env_int("TRACKING_FLUSH_SECONDS", 2)
 TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 5000)
 # Behind a reverse proxy, the client address is the first of X-Forwarded-For.

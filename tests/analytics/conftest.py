@@ -9,7 +9,14 @@ def _clean_tracking_buffer(settings):
 
     r = buffer.client()
     if r is not None:
-        r.delete(buffer.BUFFER_KEY, buffer.PROCESSING_KEY, buffer.LOCK_KEY)
+        r.delete(
+            buffer.BUFFER_KEY,
+            buffer.PROCESSING_KEY,
+            buffer.FACTS_KEY,
+            buffer.FACTS_PROCESSING_KEY,
+            buffer.DEAD_KEY,
+            buffer.LOCK_KEY,
+        )
     from analytics import tracking_views
 
     tracking_views._links.clear()

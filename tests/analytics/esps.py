@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl, quote
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from analytics import buffer
+
 AUTH = "esp:hook-secret"
 MAILGUN_KEY = "mailgun-signing-key"
 MAILERSEND_SECRET = "mailersend-signing-secret"
@@ -65,9 +67,10 @@ def numbered(delivery, n=0):
     return delivery
 
 
-def post(client, esp, body, *, content_type="application/json", auth=AUTH, **headers):
+def post(client, esp, body, *, content_type="application/json", auth=AUTH, flush=True, **headers):
     """POST ``body`` (a payload, or raw bytes sent as they are) to the ESP's tracking
-    endpoint, authenticated and signed as that ESP does."""
+    endpoint, authenticated and signed as that ESP does; then, unless ``flush`` is False, run
+    the flusher as beat does every TRACKING_FLUSH_SECONDS (the endpoint buffers the events)."""
     path = PATHS[esp]
     if not isinstance(body, bytes | str):
         if esp == "mandrill":
@@ -103,13 +106,16 @@ def post(client, esp, body, *, content_type="application/json", auth=AUTH, **hea
             headers.setdefault("HTTP_X_AMZ_SNS_MESSAGE_ID", sns["MessageId"])
         except (ValueError, TypeError, KeyError, RecursionError):
             headers.setdefault("HTTP_X_AMZ_SNS_MESSAGE_TYPE", "Notification")
-    return client.post(
+    response = client.post(
         path,
         data=body,
         content_type=content_type,
         HTTP_AUTHORIZATION="Basic " + base64.b64encode(auth.encode()).decode(),
         **headers,
     )
+    if flush:
+        buffer.flush()
+    return response
 
 
 def _quote(text: str) -> str:

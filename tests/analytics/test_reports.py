@@ -213,7 +213,7 @@ def test_the_dashboard_says_how_many_hits_are_not_counted_yet(viewer_client, sen
         f"/t/c/{click_token(deliveries[1].pk, links[0].pk)}", HTTP_USER_AGENT=CHROME
     ).getvalue()
     body = " ".join(viewer_client.get("/analytics/").content.decode().split())
-    assert "2 opens or clicks not counted yet" in body
+    assert "2 events (opens, clicks, ESP reports) not counted yet" in body
     buffer.flush()
     assert "not counted yet" not in viewer_client.get("/analytics/").content.decode()
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.db import OperationalError
 
-from analytics import ingest
+from analytics import buffer, ingest
 from analytics.models import CampaignStats, Event
 from subscribers.models import Suppression
 from tests.analytics import esps
@@ -188,7 +188,10 @@ def test_a_nul_character_from_the_esp_is_stored_without_it(client, sent_campaign
     assert "\x00" not in event.reason and event.payload["reason"] == "550 5.1.1 gone"
 
 
-def test_a_database_failure_still_raises_so_the_esp_retries(client, sent_campaign, monkeypatch):
+def test_a_database_failure_without_redis_answers_503_so_the_esp_retries(
+    client, settings, sent_campaign, monkeypatch
+):
+    settings.TRACKING_REDIS_URL = None  # the events are ingested before the answer
     _, _, deliveries = sent_campaign
 
     def down(facts):
@@ -196,16 +199,37 @@ def test_a_database_failure_still_raises_so_the_esp_retries(client, sent_campaig
 
     monkeypatch.setattr(ingest, "_store", down)
     payload = _bounce("postmark", deliveries[0])
-    with pytest.raises(OperationalError):
-        esps.post(client, "postmark", payload)
-    client.raise_request_exception = False
-    assert esps.post(client, "postmark", payload).status_code == 500
+    response = esps.post(client, "postmark", payload)
+    assert response.status_code == 503 and response["Retry-After"]
     monkeypatch.undo()
     # The retry, once the database is back, counts the event (once).
     assert esps.post(client, "postmark", payload).status_code == 200
     assert esps.post(client, "postmark", payload).status_code == 200
     assert Event.objects.count() == 1
     assert CampaignStats.objects.get().bounced_hard == 1
+
+
+def test_a_database_failure_behind_the_buffer_keeps_the_events_for_the_next_flush(
+    client, sent_campaign, monkeypatch
+):
+    _, _, deliveries = sent_campaign
+
+    def down(facts):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(ingest, "_store", down)
+    payload = _bounce("postmark", deliveries[0])
+    # Redis has the event: the ESP may stop sending it.
+    assert esps.post(client, "postmark", payload, flush=False).status_code == 200
+    with pytest.raises(OperationalError):
+        buffer.flush()
+    assert buffer.pending() == 1 and not Event.objects.exists()
+    monkeypatch.undo()
+    assert buffer.flush() == 1
+    assert esps.post(client, "postmark", payload).status_code == 200  # an ESP's retry
+    assert Event.objects.count() == 1
+    assert CampaignStats.objects.get().bounced_hard == 1
+    assert Suppression.objects.get(email_hash=deliveries[0].email_hash)
 
 
 def test_an_esp_whose_key_is_not_configured_answers_503_not_a_crash(client, settings, db):

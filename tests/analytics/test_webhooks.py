@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from analytics import buffer
 from analytics.models import CampaignStats, DeliveryActivity, Event
 from subscribers.models import Subscriber, Suppression, email_hash
 
@@ -27,13 +28,17 @@ def _anymail(settings):
 
 
 def post(client, esp, payload, *, auth=AUTH, **headers):
-    return client.post(
+    """POST to the ESP's endpoint, then run the flusher as beat does (the events are
+    buffered)."""
+    response = client.post(
         f"/anymail/{esp}/tracking/",
         data=json.dumps(payload),
         content_type="application/json",
         HTTP_AUTHORIZATION="Basic " + base64.b64encode(auth.encode()).decode(),
         **headers,
     )
+    buffer.flush()
+    return response
 
 
 def mailgun(event_data):

@@ -3,7 +3,7 @@
 call, then the flusher's batches).
 
     BENCH_DATABASE_URL=postgres://.../nfm_x REDIS_URL=redis://127.0.0.1:6379/N \\
-        .venv/bin/python bench/webhooks.py
+        .venv/bin/python bench/esp_webhooks.py
 
 Each call goes through Django's test client in this process (the URL routing, anymail's basic
 auth and parsing, TrackingGuard, the signal, the buffer or the ingestion), so the figures are

@@ -152,10 +152,14 @@ INSTALLED_APPS = [
     "analytics",
     "preferences",
     "signup",
+    "ninja",  # the API docs' Swagger UI, served from our own static files
+    "api",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /api/ only: one JSON error shape, Idempotency-Key replays, the write log.
+    "api.middleware.ApiMiddleware",
     # Content-Security-Policy on every answer (settings below); views may narrow or widen it.
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -411,7 +411,7 @@ def api_signup_submit(*, public_id: str, fields: dict, origin, key_name: str) ->
         signup = signup_continue(
             signup=signup, step_index=index, step=steps[index], last_step=index == last
         )
-    signup.subscriber.refresh_from_db()
+    signup.refresh_from_db()
     return {
         "signup_id": signup.pk,
         "subscriber_id": signup.subscriber_id,

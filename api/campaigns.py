@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from django.db import transaction
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from pydantic import Field, StringConstraints
 
 from analytics.reports import campaign_summary
@@ -174,7 +174,7 @@ def campaign_create(request: HttpRequest, payload: CampaignIn):
         campaign.created_by = key.created_by
         campaign.save()
         form.save_m2m()
-    return 201, campaign_out(_campaign(campaign.pk))
+    return Status(201, campaign_out(_campaign(campaign.pk)))
 
 
 @router.get("/{int:campaign_id}", response={200: CampaignOut, **ERRORS})

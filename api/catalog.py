@@ -3,7 +3,7 @@
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from subscribers.forms import TopicForm
@@ -51,7 +51,7 @@ def topic_create(request: HttpRequest, payload: TopicIn):
         name, errors = next(iter(form.errors.items()))
         status = 409 if name == "slug" and Topic.objects.filter(slug=payload.slug).exists() else 422
         raise ApiError(status, f"{name}: {errors[0]}", field=name)
-    return 201, form.save()
+    return Status(201, form.save())
 
 
 @router.get("/fields", response={200: list[CustomFieldOut], **ERRORS}, tags=["fields"])
@@ -70,7 +70,7 @@ def field_create(request: HttpRequest, payload: CustomFieldIn):
     except CustomFieldError as exc:
         status = 409 if "exists" in str(exc) else 422
         raise ApiError(status, str(exc), field="label") from None
-    return 201, field
+    return Status(201, field)
 
 
 class SuppressionFilters(Schema):
@@ -111,7 +111,7 @@ def suppression_create(request: HttpRequest, payload: SuppressionIn):
         note=payload.note,
         event=f"api:{key.name}",
     )
-    return (200 if existed else 201), suppression
+    return Status((200 if existed else 201), suppression)
 
 
 class SuppressionRemove(Schema):
@@ -125,4 +125,4 @@ def suppression_remove(request: HttpRequest, email: str):
     require_scope(request, "admin")
     if not suppression_lift(email=email):
         raise ApiError(404, "This address is not suppressed.", field="email")
-    return 204, None
+    return Status(204, None)

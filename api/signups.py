@@ -3,7 +3,7 @@
 from typing import Annotated, Any
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from pydantic import Field, StringConstraints
 
 from signup.services import Origin
@@ -73,6 +73,7 @@ def signup_create(request: HttpRequest, payload: SignupIn):
     origin = Origin(
         page=payload.page.split("?", 1)[0], ip=_ip(payload.ip), user_agent=payload.user_agent
     )
-    return 201, api_signup_submit(
+    result = api_signup_submit(
         public_id=payload.form, fields=fields, origin=origin, key_name=key.name
     )
+    return Status(201, result)

@@ -4,7 +4,7 @@ import datetime as dt
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Header, Query, Router, Schema
+from ninja import Header, Query, Router, Schema, Status
 from pydantic import Field
 
 from subscribers.models import Subscriber
@@ -94,7 +94,7 @@ def subscriber_create(request: HttpRequest, payload: SubscriberCreate):
     key = require_scope(request, "write")
     subscriber = api_subscriber_create(data=payload, key_name=key.name)
     subscriber = subscriber_get(subscriber.pk)
-    return 201, subscriber_out(subscriber)
+    return Status(201, subscriber_out(subscriber))
 
 
 @router.post("/upsert", response={200: UpsertResult, 201: UpsertResult, 409: Error, **ERRORS})
@@ -117,7 +117,9 @@ def subscriber_upsert(request: HttpRequest, payload: SubscriberUpsert):
     ((pk, outcome),) = result["ids"].values()
     subscriber = subscriber_get(pk)
     status = 201 if outcome == "created" else 200
-    return status, {"created": outcome == "created", "subscriber": subscriber_out(subscriber)}
+    return Status(
+        status, {"created": outcome == "created", "subscriber": subscriber_out(subscriber)}
+    )
 
 
 @router.post("/bulk", response={200: BulkResult, **ERRORS}, summary="Bulk upsert")
@@ -181,7 +183,7 @@ def subscriber_delete(
     ):
         raise ApiError(412, "The subscriber changed since you read it.", field="If-Match")
     subscribers_bulk_delete(queryset=Subscriber.objects.filter(pk=subscriber.pk))
-    return 204, None
+    return Status(204, None)
 
 
 @router.post(

@@ -12,7 +12,7 @@ from .keys import api_key_for_token, api_key_touch, ip_allowed, rate_take
 from .models import ApiKey
 
 # What each scope also grants: admin everything; write includes read.
-IMPLIED = {
+IMPLIED: dict[str, set[str]] = {
     ApiKey.Scope.ADMIN: set(ApiKey.Scope.values),
     ApiKey.Scope.WRITE: {ApiKey.Scope.WRITE, ApiKey.Scope.READ},
     ApiKey.Scope.READ: {ApiKey.Scope.READ},
@@ -21,7 +21,7 @@ IMPLIED = {
 
 
 def key_grants(key: ApiKey, scope: str) -> bool:
-    return any(scope in IMPLIED.get(ApiKey.Scope(s), {s}) for s in key.scopes if s in IMPLIED)
+    return any(scope in IMPLIED[s] for s in key.scopes if s in IMPLIED)
 
 
 def require_scope(request: HttpRequest, scope: str) -> ApiKey:

@@ -97,7 +97,7 @@ def _field_of(loc) -> str | None:
     return ".".join(parts) or None
 
 
-def _validation(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+def _validation(request: HttpRequest, exc) -> HttpResponse:
     first = exc.errors[0] if exc.errors else {}
     message = str(first.get("msg") or "The request is not valid.")
     field = _field_of(first.get("loc"))

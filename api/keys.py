@@ -1,5 +1,6 @@
 """API keys: creation (the token shown once), authentication, revocation, per-key rate limit."""
 
+import datetime as dt
 import hashlib
 import ipaddress
 import secrets
@@ -111,7 +112,7 @@ def api_key_touch(*, key: ApiKey, ip: str | None) -> None:
     now = timezone.now()
     if key.last_used_at and (now - key.last_used_at).total_seconds() < LAST_USE_EVERY:
         return
-    stale = now - timezone.timedelta(seconds=LAST_USE_EVERY)
+    stale = now - dt.timedelta(seconds=LAST_USE_EVERY)
     ApiKey.objects.filter(pk=key.pk).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale)
     ).update(last_used_at=now, last_used_ip=ip)

@@ -255,7 +255,7 @@ FROM existing e LEFT JOIN updated u ON u.id = e.id
 
 
 def subscribers_upsert(
-    *, rows: list, topics: list[str] = (), update_existing: bool = True, key_name: str = ""
+    *, rows: list, topics: list[str] | tuple = (), update_existing: bool = True, key_name: str = ""
 ) -> dict:
     """Create or update subscribers by address, in one statement whatever their number.
 

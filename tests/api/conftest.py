@@ -66,3 +66,13 @@ def error_of(response) -> dict:
     assert set(body) == {"error"}, body
     assert set(body["error"]) == {"code", "message", "field"}, body
     return body["error"]
+
+
+@pytest.fixture
+def eager():
+    from nofailmail.celery import app as celery_app
+
+    before = (celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates)
+    celery_app.conf.update(task_always_eager=True, task_eager_propagates=True)
+    yield
+    celery_app.conf.update(task_always_eager=before[0], task_eager_propagates=before[1])

@@ -75,7 +75,7 @@ def field_create(request: HttpRequest, payload: CustomFieldIn):
 
 class SuppressionFilters(Schema):
     reason: str | None = Field(None, max_length=16, pattern=r"^[a-z_]+$")
-    cursor: str | None = Field(None, max_length=20)
+    cursor: str | None = Field(None, pattern=r"^[0-9]{1,18}$")
     limit: int = Field(100, ge=1, le=1000)
 
 

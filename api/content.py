@@ -174,7 +174,7 @@ def segment_count(request: HttpRequest, segment_id: int):
 
 
 class MembersQuery(Schema):
-    cursor: str | None = Field(None, max_length=20)
+    cursor: str | None = Field(None, pattern=r"^[0-9]{1,18}$")
     limit: int = Field(100, ge=1, le=1000)
 
 
@@ -223,7 +223,7 @@ class EventPage(Schema):
 
 class EventQuery(Schema):
     cursor: str | None = Field(
-        None, max_length=20, description="`next_cursor` of the last call: what came since."
+        None, pattern=r"^[0-9]{1,18}$", description="`next_cursor` of the last call."
     )
     kind: list[Literal[tuple(Event.Kind.values)]] = Field(default_factory=list)  # type: ignore[valid-type]
     campaign: int | None = Field(None, ge=1, le=2**62)

@@ -53,7 +53,7 @@ class SubscriberFilters(Schema):
     )
     attribute_value: str | None = Field(None, max_length=1000, pattern=r"^[^\x00]*$")
     updated_since: dt.datetime | None = None
-    cursor: str | None = Field(None, max_length=20)
+    cursor: str | None = Field(None, pattern=r"^[0-9]{1,18}$")
     limit: int = Field(100, ge=1, le=1000)
 
 

@@ -8,7 +8,7 @@ at fault when there is one (a dotted path into the body, or a query / header nam
 
 import logging
 
-from django.db import DataError
+from django.db import DataError, transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError
@@ -110,6 +110,13 @@ def _validation(request: HttpRequest, exc) -> HttpResponse:
     return error_response(422, message, field=field)
 
 
+def _roll_back() -> None:
+    """A failed statement aborted the request's transaction (api.middleware opens one per
+    write): mark it so that nothing more is tried in it and it is rolled back."""
+    if transaction.get_connection().in_atomic_block:
+        transaction.set_rollback(True)
+
+
 def install(api: NinjaAPI) -> None:
     """Replace ninja's default handlers (``{"detail": ...}``) with the one shape."""
 
@@ -139,11 +146,13 @@ def install(api: NinjaAPI) -> None:
 
     @api.exception_handler(DataError)
     def _data_error(request, exc):
+        _roll_back()
         # A value PostgreSQL cannot hold (a NUL character, an out-of-range number) that the
         # schema let through: the client's input, not our failure.
         return error_response(400, "A value in the request cannot be stored.", code="bad_value")
 
     @api.exception_handler(Exception)
     def _unexpected(request, exc):
+        _roll_back()
         logger.exception("API error on %s %s", request.method, request.path)
         return error_response(500, "Something went wrong on our side; it has been logged.")

@@ -46,21 +46,32 @@ class ApiMiddleware:
         if not request.path_info.startswith(API_PREFIX):
             return self.get_response(request)
         idempotency_key = request.headers.get("Idempotency-Key")
+        if request.method not in WRITES:
+            return self._shaped(self.get_response(request))
         if request.method == "POST" and idempotency_key is not None:
             response = self._idempotent(request, idempotency_key)
         else:
-            response = self.get_response(request)
-        key = getattr(request, "_api_key", None)
-        if key is not None and request.method in WRITES and response.status_code < 500:
-            ApiWriteLog.objects.create(
-                key=key,
-                method=request.method,
-                path=request.path[:500],
-                status=response.status_code,
-                ip=client_ip(request),
-                idempotency_key=(idempotency_key or "")[:255],
-            )
+            response = self._logged(request, "")
         return self._shaped(response)
+
+    def _logged(self, request: HttpRequest, idempotency_key: str) -> HttpResponse:
+        """A write and its line in the write log, in one transaction: one commit (one WAL
+        flush) per request, and no write without its log line. The services keep their own
+        atomic blocks (savepoints here), so a refusal half-way still undoes its part."""
+        with transaction.atomic():
+            response = self.get_response(request)
+            key = getattr(request, "_api_key", None)
+            # A database error the API answered (errors.py) leaves the transaction to roll back.
+            if key is not None and response.status_code < 500 and not transaction.get_rollback():
+                ApiWriteLog.objects.create(
+                    key=key,
+                    method=request.method,
+                    path=request.path[:500],
+                    status=response.status_code,
+                    ip=client_ip(request),
+                    idempotency_key=idempotency_key[:255],
+                )
+        return response
 
     def _idempotent(self, request: HttpRequest, idempotency_key: str) -> HttpResponse:
         if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.isprintable():
@@ -71,7 +82,7 @@ class ApiMiddleware:
             )
         token = bearer_token(request)
         if token is None:  # the view answers 401 in the usual way
-            return self.get_response(request)
+            return self._logged(request, idempotency_key)
         try:
             key = authenticate(request, token)
         except ApiError as exc:
@@ -109,7 +120,7 @@ class ApiMiddleware:
                     field="Idempotency-Key",
                     headers={"Retry-After": "1"},
                 )
-        response = self.get_response(request)
+        response = self._logged(request, idempotency_key)
         if response.status_code >= 500 or response.status_code == 429 or response.streaming:
             # Not an answer to keep: the same key may try again.
             IdempotencyRecord.objects.filter(pk=record.pk).delete()

@@ -15,7 +15,6 @@ from subscribers.models import (
     CustomField,
     Subscriber,
     Topic,
-    email_hash,
 )
 from subscribers.services import (
     attribute_coerce,
@@ -197,12 +196,18 @@ def api_subscriber_patch(*, subscriber_id: int, data, if_match: str | None) -> S
 # --- set-based upsert ------------------------------------------------------------------------
 
 UPSERT_SQL = """
-WITH src AS (
+WITH given AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS t(
         email text, first_name text, last_name text, language text, timezone text,
         attributes jsonb, topics bigint[], has_first boolean, has_last boolean,
         has_language boolean, has_timezone boolean
     )
+), suppressed AS (
+    -- Left alone, as the CSV import leaves them (by hash: erased addresses match too).
+    SELECT given.email FROM given JOIN subscribers_suppression sp
+      ON sp.email_hash = encode(sha256(convert_to(given.email, 'UTF8')), 'hex')
+), src AS (
+    SELECT * FROM given WHERE email NOT IN (SELECT email FROM suppressed)
 ), existing AS (
     SELECT s.id, s.erased_at IS NULL AS live, src.*,
         (src.has_first AND src.first_name <> s.first_name)
@@ -251,6 +256,8 @@ SELECT id, email, 'created' FROM inserted
 UNION ALL
 SELECT e.id, e.email, CASE WHEN u.id IS NULL THEN 'unchanged' ELSE 'updated' END
 FROM existing e LEFT JOIN updated u ON u.id = e.id
+UNION ALL
+SELECT NULL, email, 'suppressed' FROM suppressed
 """
 
 
@@ -311,12 +318,10 @@ def subscribers_upsert(
             "attributes": {k: v for k, v in attributes.items() if v is not None},
             "topics": sorted({*common, *(known[s] for s in row.topics)}),
         }
-    suppressed = _suppressed(list(accepted))
-    for email in suppressed:
-        del accepted[email]
     ids: dict[str, tuple[int, str]] = {}
     if accepted:
-        with transaction.atomic(), connection.cursor() as cursor:
+        # One statement: atomic on its own.
+        with connection.cursor() as cursor:
             cursor.execute(
                 UPSERT_SQL,
                 {
@@ -329,27 +334,17 @@ def subscribers_upsert(
             for pk, email, outcome in cursor.fetchall():
                 ids[email] = (pk, outcome)
     outcomes = [outcome for _, outcome in ids.values()]
+    suppressed = outcomes.count("suppressed")
+    created, updated = outcomes.count("created"), outcomes.count("updated")
     return {
-        "created": outcomes.count("created"),
-        "updated": outcomes.count("updated"),
+        "created": created,
+        "updated": updated,
         # Unchanged, erased (left alone), or inserted meanwhile by a concurrent request.
-        "unchanged": len(accepted) - outcomes.count("created") - outcomes.count("updated"),
-        "suppressed": len(suppressed),
+        "unchanged": len(accepted) - created - updated - suppressed,
+        "suppressed": suppressed,
         "rejected": rejected,
         "ids": ids,
     }
-
-
-def _suppressed(emails: list[str]) -> set[str]:
-    if not emails:
-        return set()
-    hashes = {email_hash(e): e for e in emails}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT email_hash FROM subscribers_suppression WHERE email_hash = ANY(%s)",
-            [list(hashes)],
-        )
-        return {hashes[h] for (h,) in cursor.fetchall()}
 
 
 # --- sign-up through the API -----------------------------------------------------------------

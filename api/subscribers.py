@@ -9,7 +9,7 @@ from pydantic import Field
 
 from subscribers.models import Subscriber
 from subscribers.segments import SegmentRuleError
-from subscribers.selectors import subscribers_filtered
+from subscribers.selectors import subscribers_filtered, subscribers_with_email
 from subscribers.services import (
     subscriber_erase,
     subscriber_export,
@@ -114,7 +114,11 @@ def subscriber_upsert(request: HttpRequest, payload: SubscriberUpsert):
             code="suppressed",
             field="email",
         )
-    ((pk, outcome),) = result["ids"].values()
+    if result["ids"]:
+        ((pk, outcome),) = result["ids"].values()
+    else:  # inserted by a concurrent request between our look and our insert
+        pk = subscribers_with_email(payload.email).values_list("pk", flat=True).first() or 0
+        outcome = "unchanged"
     subscriber = subscriber_get(pk)
     status = 201 if outcome == "created" else 200
     return Status(

@@ -4,7 +4,7 @@ Interactive docs at /api/v1/docs, the OpenAPI 3 schema at /api/v1/openapi.json."
 
 from ninja import NinjaAPI
 
-from . import campaigns, catalog, content, signups, subscribers
+from . import campaigns, catalog, content, imports, signups, subscribers
 from .auth import ApiKeyAuth
 from .errors import install
 
@@ -25,6 +25,7 @@ install(api)
 
 api.add_router("/subscribers", subscribers.router)
 api.add_router("/signups", signups.router)
+api.add_router("/imports", imports.router)
 api.add_router("/campaigns", campaigns.router)
 api.add_router("/", catalog.router)
 api.add_router("/", content.router)

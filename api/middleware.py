@@ -65,7 +65,7 @@ class ApiMiddleware:
             if key is not None and response.status_code < 500 and not transaction.get_rollback():
                 ApiWriteLog.objects.create(
                     key=key,
-                    method=request.method,
+                    method=request.method or "",
                     path=request.path[:500],
                     status=response.status_code,
                     ip=client_ip(request),

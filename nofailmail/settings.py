@@ -522,3 +522,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 20.0,
     },
 }
+
+# REST API (api/): how long an Idempotency-Key's answer is kept for replays.
+API_IDEMPOTENCY_HOURS = env_int("API_IDEMPOTENCY_HOURS", 24)
+CELERY_BEAT_SCHEDULE["api-idempotency-purge"] = {
+    "task": "api.tasks.idempotency_records_purge",
+    "schedule": 3600.0,
+}

@@ -3,7 +3,6 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from api import views as api_views
 from api.v1 import api as api_v1
 from core import views as core_views
 

@@ -67,3 +67,20 @@ def test_a_malformed_idempotency_key_is_refused(api):
     response = api.post("/subscribers", {"email": "a@example.com"}, HTTP_IDEMPOTENCY_KEY="x" * 300)
     assert response.status_code == 400 and error_of(response)["field"] == "Idempotency-Key"
     assert not Subscriber.objects.exists()
+
+
+def test_answers_are_forgotten_after_a_day(api, settings):
+    from django.utils import timezone
+
+    from api.tasks import idempotency_records_purge
+
+    api.post("/subscribers", {"email": "a@example.com"}, HTTP_IDEMPOTENCY_KEY="old")
+    api.post("/subscribers", {"email": "b@example.com"}, HTTP_IDEMPOTENCY_KEY="new")
+    IdempotencyRecord.objects.filter(idempotency_key="old").update(
+        created_at=timezone.now() - timezone.timedelta(hours=25)
+    )
+    assert idempotency_records_purge() == 1
+    assert list(IdempotencyRecord.objects.values_list("idempotency_key", flat=True)) == ["new"]
+    assert settings.CELERY_BEAT_SCHEDULE["api-idempotency-purge"]["task"] == (
+        "api.tasks.idempotency_records_purge"
+    )

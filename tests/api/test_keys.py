@@ -99,3 +99,11 @@ def test_every_write_is_logged_with_the_key_that_made_it(make_api):
     assert log.key == writer.key and log.method == "POST" and log.path == "/api/v1/subscribers"
     assert log.status == 201
     assert other.key.writes.count() == 0
+
+
+def test_a_dashboard_session_does_not_open_the_api(admin_client):
+    # Cookies never authenticate the API (hence no CSRF exposure): only a bearer key does.
+    response = admin_client.post(
+        "/api/v1/subscribers", {"email": "ann@example.com"}, content_type="application/json"
+    )
+    assert response.status_code == 401

@@ -15,7 +15,12 @@ ALLOWED = {
     "signup:config": "embedded signup form on other sites (GET/OPTIONS only)",
 }
 # ESPs call these; anymail authenticates them (WEBHOOK_SECRET basic auth, the ESP's signature).
-ALLOWED_NAMESPACES = {"anymail": "ESP webhooks authenticated by anymail"}
+ALLOWED_NAMESPACES = {
+    "anymail": "ESP webhooks authenticated by anymail",
+    # The REST API authenticates every call by a bearer key in the Authorization header, never
+    # by a cookie: a forged cross-site request carries no key (api.auth).
+    "api-v1": "REST API, bearer API keys only",
+}
 
 
 def _views(patterns, namespace=""):

@@ -4,10 +4,12 @@ from django.contrib import messages
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from core.roles import admin_required
 
+from .errors import error_response
 from .forms import ApiKeyForm
 from .keys import KeyError_, api_key_create, api_key_revoke
 from .models import ApiKey
@@ -46,3 +48,10 @@ def key_revoke(request, key_id: int):
     api_key_revoke(key=key)
     messages.success(request, f"Key “{key.name}” revoked: it no longer opens the API.")
     return redirect("api:keys")
+
+
+@csrf_exempt
+def api_not_found(request, path=""):
+    """Any other address under /api/: the API's 404, not the dashboard's page (an HTML page
+    to a client that parses JSON, and one that needs the static files' manifest)."""
+    return error_response(404, "No such endpoint: see /api/v1/docs.")

@@ -246,7 +246,10 @@ def main() -> None:
         ).stdout
         wrk = json.loads(re.search(r"WRKJSON (\{.*\})", out).group(1))
         cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu_before
+        pids = _serving_pids(web)
+        cpu_before = sum(_cpu_seconds(pid) for pid in pids)
         bulk = _bulk(port, token)
+        bulk_cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu_before
     finally:
         web.terminate()
         web.wait(timeout=30)
@@ -267,6 +270,12 @@ def main() -> None:
         "connections": CONNECTIONS,
         "gunicorn_workers": 2,
         **bulk,
+        # One call runs on one worker and one backend, one after the other: rows / CPU is the
+        # rate the same calls would reach with the machine to themselves.
+        "bulk_cpu_s_per_10000": round(bulk_cpu / BULK_CALLS, 3),
+        "bulk_subscribers_per_s_if_idle": round(bulk["bulk_subscribers"] / bulk_cpu)
+        if bulk_cpu
+        else None,
         "subscribers_in_db": Subscriber.objects.filter(email__startswith="bench-api-").count(),
         "target_upsert_rps": 800,
         "target_upsert_p99_ms": 50,

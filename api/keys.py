@@ -103,7 +103,12 @@ def api_key_for_token(token: str) -> ApiKey | None:
     """The active key this token is, or None (unknown, malformed, or revoked)."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         return None
-    return ApiKey.objects.filter(key_hash=token_hash(token), revoked_at__isnull=True).first()
+    # Every call starts here: a raw query skips the ORM's SQL compilation (as signup.public's
+    # form lookup does); the unique index on key_hash answers it.
+    found = ApiKey.objects.raw(
+        "SELECT * FROM api_apikey WHERE key_hash = %s AND revoked_at IS NULL", [token_hash(token)]
+    )
+    return next(iter(found), None)
 
 
 def api_key_touch(*, key: ApiKey, ip: str | None) -> None:

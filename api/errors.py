@@ -147,6 +147,9 @@ def install(api: NinjaAPI) -> None:
     @api.exception_handler(DataError)
     def _data_error(request, exc):
         _roll_back()
+        logger.warning(
+            "API %s %s: a value the database refused: %s", request.method, request.path, exc
+        )
         # A value PostgreSQL cannot hold (a NUL character, an out-of-range number) that the
         # schema let through: the client's input, not our failure.
         return error_response(400, "A value in the request cannot be stored.", code="bad_value")

@@ -114,7 +114,8 @@ end
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
+    """User + system CPU time of a process so far (a negative pid: a PostgreSQL backend)."""
+    pid = abs(pid)
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
@@ -124,7 +125,8 @@ def _cpu_seconds(pid: int) -> float:
 
 def _serving_pids(web: subprocess.Popen) -> list[int]:
     """The gunicorn workers and the PostgreSQL backends serving this database (the bench's
-    own connection aside): what one request costs in CPU, whatever else the machine runs."""
+    own connection aside, as negative numbers): what one request costs in CPU, whatever else
+    the machine runs."""
     from django.db import connection
 
     children = Path(f"/proc/{web.pid}/task/{web.pid}/children").read_text().split()
@@ -134,7 +136,7 @@ def _serving_pids(web: subprocess.Popen) -> list[int]:
             "AND pid <> pg_backend_pid()"
         )
         backends = [row[0] for row in cursor.fetchall()]
-    return [int(pid) for pid in children] + backends
+    return [int(pid) for pid in children] + [-pid for pid in backends]
 
 
 def _free_port() -> int:
@@ -229,6 +231,7 @@ def main() -> None:
         )
         pids = _serving_pids(web)
         cpu_before = sum(_cpu_seconds(pid) for pid in pids)
+        db_before = sum(_cpu_seconds(pid) for pid in pids if pid < 0)
         out = subprocess.run(
             [
                 "wrk",
@@ -246,6 +249,7 @@ def main() -> None:
         ).stdout
         wrk = json.loads(re.search(r"WRKJSON (\{.*\})", out).group(1))
         cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu_before
+        db_cpu = sum(_cpu_seconds(pid) for pid in pids if pid < 0) - db_before
         pids = _serving_pids(web)
         cpu_before = sum(_cpu_seconds(pid) for pid in pids)
         bulk = _bulk(port, token)
@@ -266,6 +270,7 @@ def main() -> None:
         # gunicorn workers + their PostgreSQL backends: what an upsert costs on this machine
         # however loaded it is; 2 cores / this = the rate an idle 2-core machine would allow.
         "upsert_cpu_ms": round(cpu * 1000 / max(upserts, 1), 2),
+        "upsert_cpu_ms_postgres": round(db_cpu * 1000 / max(upserts, 1), 2),
         "upsert_rps_if_2_idle_cores": round(2 / (cpu / max(upserts, 1))) if cpu else None,
         "connections": CONNECTIONS,
         "gunicorn_workers": 2,

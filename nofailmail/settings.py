@@ -154,10 +154,14 @@ INSTALLED_APPS = [
     "analytics",
     "preferences",
     "signup",
+    "ninja",  # the API docs' Swagger UI, served from our own static files
+    "api",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /api/ only: one JSON error shape, Idempotency-Key replays, the write log.
+    "api.middleware.ApiMiddleware",
     # Content-Security-Policy on every answer (settings below); views may narrow or widen it.
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -541,4 +545,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "subscribers.tasks.imports_resume_stalled",
         "schedule": 20.0,
     },
+}
+
+# REST API (api/): how long an Idempotency-Key's answer is kept for replays.
+API_IDEMPOTENCY_HOURS = env_int("API_IDEMPOTENCY_HOURS", 24)
+CELERY_BEAT_SCHEDULE["api-idempotency-purge"] = {
+    "task": "api.tasks.idempotency_records_purge",
+    "schedule": 3600.0,
 }

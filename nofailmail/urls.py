@@ -1,8 +1,10 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 
+from api import views as api_views
+from api.v1 import api as api_v1
 from core import views as core_views
 
 from . import home
@@ -25,6 +27,9 @@ urlpatterns = [
     # anymail's ESP webhooks, the tracking ones guarded against malformed bodies.
     path("anymail/", include("analytics.webhook_urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/", api_v1.urls),
+    re_path(r"^api/(?P<path>.*)$", api_views.api_not_found, name="api_not_found"),
+    path("settings/api-keys/", include("api.urls")),
 ]
 
 handler403 = "core.views.permission_denied"

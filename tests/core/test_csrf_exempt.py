@@ -13,9 +13,16 @@ ALLOWED = {
     # signed form token and the bot protection of signup.protection).
     "signup:submit": "embedded signup form on other sites",
     "signup:config": "embedded signup form on other sites (GET/OPTIONS only)",
+    # Answers 404 to any unknown /api/ address, whatever the method; changes nothing.
+    "api_not_found": "the REST API's 404 for unknown addresses",
 }
 # ESPs call these; anymail authenticates them (WEBHOOK_SECRET basic auth, the ESP's signature).
-ALLOWED_NAMESPACES = {"anymail": "ESP webhooks authenticated by anymail"}
+ALLOWED_NAMESPACES = {
+    "anymail": "ESP webhooks authenticated by anymail",
+    # The REST API authenticates every call by a bearer key in the Authorization header, never
+    # by a cookie: a forged cross-site request carries no key (api.auth).
+    "api-v1": "REST API, bearer API keys only",
+}
 
 
 def _views(patterns, namespace=""):

@@ -1,0 +1,416 @@
+"""Writes of the API that have no dashboard twin: set-based upserts, patches under ETags.
+
+Everything else goes straight to the apps' own services (subscribers.services,
+signup.services, campaigns.services ...)."""
+
+import json
+from collections.abc import Iterable
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from subscribers.emails import EmailError, email_normalize
+from subscribers.models import (
+    ConsentRecord,
+    CustomField,
+    Subscriber,
+    Topic,
+)
+from subscribers.services import (
+    attribute_coerce,
+    consent_record,
+    is_suppressed,
+    subscriber_create,
+    subscriber_unsubscribe,
+    subscriber_update,
+    topic_subscribe,
+    topic_unsubscribe,
+)
+
+from .errors import ApiError
+from .selectors import etag_of
+
+
+def topics_by_slug(slugs: Iterable[str], *, field: str = "topics") -> list[Topic]:
+    wanted = list(dict.fromkeys(slugs))
+    if not wanted:
+        return []
+    found = {t.slug: t for t in Topic.objects.filter(slug__in=wanted)}
+    missing = [slug for slug in wanted if slug not in found]
+    if missing:
+        raise ApiError(422, f"{field}: no topic {missing[0]!r}.", field=field)
+    return [found[slug] for slug in wanted]
+
+
+def attributes_coerce(
+    attributes: dict, *, fields: dict[str, CustomField] | None = None, field: str = "attributes"
+) -> dict:
+    """Typed values, as the dashboard form and the import store them; an attribute with no
+    custom field is refused (define it first: POST /fields). A null value stays null (for a
+    patch: removes it)."""
+    if fields is None:
+        fields = {f.key: f for f in CustomField.objects.filter(key__in=list(attributes))}
+    typed = {}
+    for key, raw in attributes.items():
+        definition = fields.get(key)
+        if definition is None:
+            raise ApiError(
+                422,
+                f"{field}.{key}: no custom field {key!r} (create it first).",
+                field=f"{field}.{key}",
+            )
+        try:
+            typed[key] = attribute_coerce(field=definition, raw=raw)
+        except ValueError as exc:
+            raise ApiError(422, str(exc), field=f"{field}.{key}") from None
+    return typed
+
+
+def _email(raw: str, field: str = "email") -> str:
+    try:
+        return email_normalize(raw)
+    except EmailError as exc:
+        raise ApiError(422, str(exc), field=field) from None
+
+
+def api_subscriber_create(*, data, key_name: str) -> Subscriber:
+    email = _email(data.email)
+    if is_suppressed(email):
+        raise ApiError(
+            409,
+            "This address is suppressed (unsubscribed, bounced, complained or erased): only "
+            "the person can bring it back, by signing up (POST /signups).",
+            code="suppressed",
+            field="email",
+        )
+    if data.status == Subscriber.Status.ACTIVE and data.consent is None:
+        raise ApiError(
+            422,
+            "consent: an active subscriber needs the consent they gave (text, version); "
+            "without it, sign them up with double opt-in (POST /signups).",
+            field="consent",
+        )
+    attributes = {k: v for k, v in attributes_coerce(data.attributes).items() if v is not None}
+    topics = topics_by_slug(data.topics)
+    with transaction.atomic():
+        try:
+            subscriber = subscriber_create(
+                email=email,
+                first_name=data.first_name,
+                last_name=data.last_name,
+                attributes=attributes,
+                status=data.status,
+                source=Subscriber.Source.API,
+                source_detail=f"api:{key_name}"[:100],
+                language=data.language,
+                topics=topics,
+            )
+        except EmailError as exc:
+            raise ApiError(409, str(exc), code="exists", field="email") from None
+        if data.timezone:
+            subscriber_update(subscriber=subscriber, timezone=data.timezone)
+        if data.consent is not None:
+            consent_record(
+                subscriber=subscriber,
+                text=data.consent.text,
+                version=data.consent.version,
+                where=ConsentRecord.Where.API,
+                ip=_ip_or_none(data.consent.ip),
+                user_agent=data.consent.user_agent,
+            )
+    return subscriber
+
+
+def _ip_or_none(value: str | None) -> str | None:
+    import ipaddress
+
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ApiError(422, "consent.ip: not an IP address.", field="consent.ip") from None
+
+
+def api_subscriber_patch(*, subscriber_id: int, data, if_match: str | None) -> Subscriber:
+    """Change a subscriber under its ETag (If-Match): 412 when it changed meanwhile."""
+    with transaction.atomic():
+        subscriber = Subscriber.objects.select_for_update().filter(pk=subscriber_id).first()
+        if subscriber is None:
+            raise ApiError(404, f"No subscriber {subscriber_id}.")
+        if if_match is not None and if_match.strip() not in (
+            "*",
+            etag_of(subscriber.updated_at, subscriber.pk),
+        ):
+            raise ApiError(
+                412,
+                "The subscriber changed since you read it (If-Match does not match its ETag): "
+                "read it again and retry.",
+                field="If-Match",
+            )
+        if subscriber.erased_at is not None:
+            raise ApiError(409, "This subscriber was erased.", code="erased")
+        changes: dict = {}
+        for name in ("first_name", "last_name", "language", "timezone"):
+            value = getattr(data, name)
+            if value is not None:
+                changes[name] = value
+        if data.email is not None:
+            changes["email"] = _email(data.email)
+        if data.attributes is not None:
+            typed = attributes_coerce(data.attributes)
+            merged = {**(subscriber.attributes or {}), **typed}
+            changes["attributes"] = {k: v for k, v in merged.items() if v is not None}
+        if changes:
+            try:
+                subscriber_update(subscriber=subscriber, **changes)
+            except EmailError as exc:
+                raise ApiError(409, str(exc), code="exists", field="email") from None
+        if data.topics is not None:
+            for topic in topics_by_slug(data.topics.add, field="topics.add"):
+                topic_subscribe(subscriber=subscriber, topic=topic)
+            for topic in topics_by_slug(data.topics.remove, field="topics.remove"):
+                topic_unsubscribe(subscriber=subscriber, topic=topic)
+        if data.status == Subscriber.Status.UNSUBSCRIBED:
+            if subscriber.status != Subscriber.Status.UNSUBSCRIBED:
+                subscriber_unsubscribe(subscriber=subscriber, source="api")
+        elif data.status == Subscriber.Status.ACTIVE and subscriber.status != data.status:
+            if subscriber.status != Subscriber.Status.UNCONFIRMED or is_suppressed(
+                subscriber.email
+            ):
+                raise ApiError(
+                    409,
+                    f"A {subscriber.status} subscriber cannot be made active through the API: "
+                    "they must sign up again themselves.",
+                    code="status",
+                    field="status",
+                )
+            subscriber.status = Subscriber.Status.ACTIVE
+            subscriber.confirmed_at = timezone.now()
+            subscriber.save(update_fields=["status", "confirmed_at", "updated_at"])
+        # Any change moves the ETag, even one that touched only the subscriptions.
+        Subscriber.objects.filter(pk=subscriber.pk).update(updated_at=timezone.now())
+    return subscriber
+
+
+# --- set-based upsert ------------------------------------------------------------------------
+
+UPSERT_SQL = """
+WITH given AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS t(
+        email text, first_name text, last_name text, language text, timezone text,
+        attributes jsonb, topics bigint[], has_first boolean, has_last boolean,
+        has_language boolean, has_timezone boolean
+    )
+), suppressed AS (
+    -- Left alone, as the CSV import leaves them (by hash: erased addresses match too).
+    SELECT given.email FROM given JOIN subscribers_suppression sp
+      ON sp.email_hash = encode(sha256(convert_to(given.email, 'UTF8')), 'hex')
+), src AS (
+    SELECT * FROM given WHERE email NOT IN (SELECT email FROM suppressed)
+), existing AS (
+    SELECT s.id, s.erased_at IS NULL AS live, src.*,
+        (src.has_first AND src.first_name <> s.first_name)
+        OR (src.has_last AND src.last_name <> s.last_name)
+        OR (src.has_language AND src.language <> s.language)
+        OR (src.has_timezone AND src.timezone <> s.timezone)
+        OR NOT s.attributes @> src.attributes AS changed
+    FROM src JOIN subscribers_subscriber s ON lower(s.email) = src.email
+), updated AS (
+    UPDATE subscribers_subscriber s SET
+        first_name = CASE WHEN e.has_first THEN e.first_name ELSE s.first_name END,
+        last_name = CASE WHEN e.has_last THEN e.last_name ELSE s.last_name END,
+        language = CASE WHEN e.has_language THEN e.language ELSE s.language END,
+        timezone = CASE WHEN e.has_timezone THEN e.timezone ELSE s.timezone END,
+        attributes = s.attributes || e.attributes,
+        updated_at = %(now)s
+    FROM existing e
+    WHERE s.id = e.id AND e.live AND e.changed AND %(update_existing)s
+    RETURNING s.id
+), inserted AS (
+    INSERT INTO subscribers_subscriber (
+        email, first_name, last_name, attributes, status, source, source_detail, language,
+        timezone, created_at, updated_at
+    )
+    SELECT email, first_name, last_name, attributes, 'unconfirmed', 'api', %(detail)s,
+           COALESCE(NULLIF(language, ''), 'en'), timezone, %(now)s, %(now)s
+    FROM src WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.email = src.email)
+    -- In index order, the unique lower(email) index is filled page by page.
+    ORDER BY email
+    -- A concurrent request inserted it first: left as it is (reported unchanged).
+    ON CONFLICT ((lower(email))) DO NOTHING
+    RETURNING id, email
+), targets AS (
+    SELECT id, topics FROM existing WHERE live AND %(update_existing)s
+    UNION ALL
+    SELECT i.id, src.topics FROM inserted i JOIN src ON src.email = i.email
+), subscribed AS (
+    INSERT INTO subscribers_subscription (subscriber_id, topic_id, status, created_at, updated_at)
+    SELECT targets.id, topic_id, 'active', %(now)s, %(now)s
+    FROM targets CROSS JOIN unnest(targets.topics) AS topic_id
+    ON CONFLICT (subscriber_id, topic_id) DO UPDATE
+        SET status = 'active', unsubscribed_at = NULL, updated_at = EXCLUDED.updated_at
+        WHERE subscribers_subscription.status <> 'active'
+)
+SELECT id, email, 'created' FROM inserted
+UNION ALL
+SELECT e.id, e.email, CASE WHEN u.id IS NULL THEN 'unchanged' ELSE 'updated' END
+FROM existing e LEFT JOIN updated u ON u.id = e.id
+UNION ALL
+SELECT NULL, email, 'suppressed' FROM suppressed
+"""
+
+
+def subscribers_upsert(
+    *, rows: list, topics: list[str] | tuple = (), update_existing: bool = True, key_name: str = ""
+) -> dict:
+    """Create or update subscribers by address, in one statement whatever their number.
+
+    Every row is checked first (address, attribute types, topics) and a bad row is reported,
+    not fatal. Suppressed addresses are left alone, as the CSV import does (a person who left
+    comes back only by signing up). New people are unconfirmed: an upsert never activates.
+    Returns {created, updated, unchanged, suppressed, rejected: [...],
+    ids: {email: (id, "created" | "updated" | "unchanged")}}.
+    """
+    fields = (
+        {f.key: f for f in CustomField.objects.all()} if any(r.attributes for r in rows) else {}
+    )
+    all_slugs = set(topics)
+    for row in rows:
+        all_slugs.update(row.topics)
+    known = dict(Topic.objects.filter(slug__in=all_slugs).values_list("slug", "pk"))
+    missing = [slug for slug in topics if slug not in known]
+    if missing:
+        raise ApiError(422, f"topics: no topic {missing[0]!r}.", field="topics")
+    common = [known[s] for s in topics]
+    rejected: list[dict] = []
+    accepted: dict[str, dict] = {}
+    for index, row in enumerate(rows):
+        try:
+            email = _email(row.email)
+            attributes = attributes_coerce(row.attributes, fields=fields)
+            unknown = [s for s in row.topics if s not in known]
+            if unknown:
+                raise ApiError(422, f"no topic {unknown[0]!r}")
+        except ApiError as exc:
+            rejected.append({"index": index, "email": row.email[:254], "reason": exc.message})
+            continue
+        if email in accepted:
+            rejected.append(
+                {
+                    "index": index,
+                    "email": email,
+                    "reason": f"duplicate of index {accepted[email]['index']}",
+                }
+            )
+            continue
+        accepted[email] = {
+            "index": index,
+            "email": email,
+            "first_name": row.first_name or "",
+            "last_name": row.last_name or "",
+            "language": row.language or "",
+            "timezone": row.timezone or "",
+            "has_first": row.first_name is not None,
+            "has_last": row.last_name is not None,
+            "has_language": row.language is not None,
+            "has_timezone": row.timezone is not None,
+            "attributes": {k: v for k, v in attributes.items() if v is not None},
+            "topics": sorted({*common, *(known[s] for s in row.topics)}),
+        }
+    ids: dict[str, tuple[int, str]] = {}
+    if accepted:
+        # One statement: atomic on its own.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                UPSERT_SQL,
+                {
+                    "rows": json.dumps(list(accepted.values())),
+                    "detail": f"api:{key_name}"[:100],
+                    "now": timezone.now(),
+                    "update_existing": update_existing,
+                },
+            )
+            for pk, email, outcome in cursor.fetchall():
+                ids[email] = (pk, outcome)
+    outcomes = [outcome for _, outcome in ids.values()]
+    suppressed = outcomes.count("suppressed")
+    created, updated = outcomes.count("created"), outcomes.count("updated")
+    return {
+        "created": created,
+        "updated": updated,
+        # Unchanged, erased (left alone), or inserted meanwhile by a concurrent request.
+        "unchanged": len(accepted) - created - updated - suppressed,
+        "suppressed": suppressed,
+        "rejected": rejected,
+        "ids": ids,
+    }
+
+
+# --- sign-up through the API -----------------------------------------------------------------
+
+
+def api_signup_submit(*, public_id: str, fields: dict, origin, key_name: str) -> dict:
+    """A person's sign-up sent by a backend, through a signup form and the same services as
+    the form's own submissions: every step's fields validated by the form's schema, the
+    address checked (syntax, the form's disposable and DNS rules), the per-IP and per-address
+    rate limits, then ``signup_start`` / ``signup_continue``: the form's double opt-in (the
+    confirmation email, at most one per address per window), consent text and version,
+    pending answers for a confirmed person. The browser-only checks (form token, fill time,
+    honeypot, proof of work) are what the API key stands for here."""
+    from django.conf import settings
+
+    from signup.models import SignupForm
+    from signup.protection import address_key, email_check, rate_hit
+    from signup.schema import form_layout, step_validate, texts
+    from signup.services import signup_continue, signup_start
+
+    form = SignupForm.objects.filter(public_id=public_id, is_active=True).first()
+    if form is None:
+        raise ApiError(404, f"No active signup form {public_id!r}.", field="form")
+    layout = form_layout(form)
+    words = texts(form.language)
+    steps = []
+    for step in layout:
+        answers, errors = step_validate(step["fields"], fields, language=form.language)
+        if errors:
+            name, message = next(iter(errors.items()))
+            raise ApiError(422, f"fields.{name}: {message}", field=f"fields.{name}")
+        steps.append(answers)
+    email, problem = email_check(
+        steps[0].email, reject_disposable=form.reject_disposable, check_dns=form.check_dns
+    )
+    if problem:
+        raise ApiError(422, f"fields.email: {words[problem]}", field="fields.email")
+    if origin.ip and not rate_hit(
+        f"ip:{origin.ip}", limit=settings.SIGNUP_RATE_PER_IP, window=settings.SIGNUP_RATE_IP_WINDOW
+    ):
+        raise ApiError(
+            429,
+            "Too many sign-ups from this person's IP address: try again later.",
+            headers={"Retry-After": str(settings.SIGNUP_RATE_IP_WINDOW)},
+        )
+    if not rate_hit(
+        f"address:{address_key(email)}",
+        limit=settings.SIGNUP_RATE_PER_ADDRESS,
+        window=settings.SIGNUP_RATE_ADDRESS_WINDOW,
+    ):
+        raise ApiError(
+            429,
+            "Too many sign-ups for this address: try again later.",
+            headers={"Retry-After": str(settings.SIGNUP_RATE_ADDRESS_WINDOW)},
+        )
+    last = len(layout) - 1
+    signup = signup_start(form=form, email=email, step=steps[0], origin=origin, last_step=last == 0)
+    for index in range(1, len(layout)):
+        signup = signup_continue(
+            signup=signup, step_index=index, step=steps[index], last_step=index == last
+        )
+    signup.refresh_from_db()
+    return {
+        "signup_id": signup.pk,
+        "subscriber_id": signup.subscriber_id,
+        "status": "active" if signup.confirmed_at else "pending_confirmation",
+        "double_opt_in": form.double_opt_in,
+        "confirmation_sent": signup.confirmation_sent_at is not None,
+    }

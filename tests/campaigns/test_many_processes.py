@@ -227,6 +227,9 @@ def test_many_processes_two_beats_and_crashes_send_everyone_one_message_at_the_s
     # Two campaigns sent now, one from each web process ...
     browser.schedule(web_a, campaigns["spring"], kind="now")
     browser.schedule(web_b, campaigns["summer"], kind="now")
+    # (a refusal, such as a blocking pre-flight finding, would redirect too: it stays a draft)
+    for name in ("spring", "summer"):
+        assert Campaign.objects.get(pk=campaigns[name].pk).status != "draft"
     # ... and one scheduled a few seconds ahead, the instant as an aware time (the form reads
     # it on the chosen zone's clock). A dispatcher tick starts it: the beats', every 10 s.
     due = (datetime.now(UTC) + timedelta(seconds=6)).replace(microsecond=0)

@@ -31,7 +31,7 @@ from tests.support.factories import (
 )
 from tests.support.sending import QUEUE, TTL, forget_campaign_keys
 from tests.support.smtp import free_port
-from tests.support.workers import Beat, WebServer, Worker
+from tests.support.workers import Beat, WebServer, Worker, purge_queue
 
 from .test_worker_kill import _wait
 
@@ -85,6 +85,7 @@ def installation(transactional_db, own_queue):
             process.terminate()
         for process in processes:
             process.stop(timeout=5)
+        purge_queue()  # what the beats and senders left queued is no later test's business
 
 
 class Browser:

@@ -26,14 +26,16 @@ class Sink:
     - 'stall...': the answer to DATA comes ``stall`` seconds late.
 
     ``down()`` closes the port (connections refused) until ``up()``. ``messages`` holds the
-    parsed messages, ``envelopes`` the SMTP envelopes, ``times`` when each arrived; ``delay``
-    slows every DATA answer down (a slow server).
+    parsed messages, ``envelopes`` the SMTP envelopes, ``times`` when each one's data had
+    arrived and ``requested`` when its MAIL FROM came (the moment a server's message rate limit
+    counts it, like Postfix's anvil); ``delay`` slows every DATA answer down (a slow server).
     """
 
     def __init__(self):
         self.messages: list[EmailMessage] = []
         self.envelopes: list = []
         self.times: list[float] = []
+        self.requested: list[float] = []
         self.delay = 0.0
         self.stall = 0.0
         self._lock = threading.Lock()
@@ -69,6 +71,12 @@ class Sink:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        envelope.requested_at = time.time()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("bad"):
             return "550 5.1.1 No such user"
@@ -80,6 +88,7 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        arrived = time.time()
         if self.delay:
             await asyncio.sleep(self.delay)
         rcpt = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
@@ -87,7 +96,8 @@ class Sink:
             await asyncio.sleep(self.stall)
         message = email.message_from_bytes(envelope.content, policy=policy.default)
         with self._lock:
-            self.times.append(time.time())
+            self.times.append(arrived)
+            self.requested.append(envelope.requested_at)
             self.messages.append(message)
             self.envelopes.append(envelope)
         if rcpt.startswith("lost"):

@@ -1,11 +1,13 @@
 """Real Celery worker processes for tests, on the real Redis broker and the test database."""
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from urllib.parse import quote
@@ -37,12 +39,56 @@ def worker_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class Worker:
-    def __init__(self, *, concurrency: int = 1, name: str | None = None, **env: str):
-        self.name = name or f"test-{uuid.uuid4().hex[:8]}"
-        self.log = Path(f"/tmp/nofailmail-worker-{self.name}.log")
+class _ProcessGroup:
+    """A child process in a session of its own: kill() and stop() reach everything it forked
+    (pool children, gunicorn workers), and its output goes to a log file."""
+
+    def __init__(self, argv: list[str], *, name: str, kind: str, env: dict[str, str]):
+        self.name = name
+        self.log = Path(f"/tmp/nofailmail-{kind}-{self.name}.log")
         self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=worker_env(**env),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so kill() reaches the children too
+        )
+
+    def output(self) -> str:
+        if not self._log_file.closed:
+            self._log_file.flush()
+        return self.log.read_text(errors="replace")[-5000:]
+
+    def kill(self) -> None:
+        """SIGKILL the whole group (main process and children): a crash, not a shutdown."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        # Children the main process had no time to reap would otherwise outlive it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    def terminate(self) -> None:
+        """Ask for a shutdown (SIGTERM to the group) without waiting for it."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+
+    def stop(self, timeout: float = 30) -> None:
+        self.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=timeout)  # after that, the kill below
+        self.kill()
+        self._log_file.close()
+
+
+class Worker(_ProcessGroup):
+    def __init__(self, *, concurrency: int = 1, name: str | None = None, **env: str):
+        name = name or f"test-{uuid.uuid4().hex[:8]}"
+        super().__init__(
             [
                 sys.executable,
                 "-m",
@@ -53,16 +99,14 @@ class Worker:
                 "--loglevel=info",
                 f"--concurrency={concurrency}",
                 "--pool=prefork",
-                f"--hostname={self.name}@%h",
+                f"--hostname={name}@%h",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
             ],
-            cwd=ROOT,
-            env=worker_env(**env),
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so kill() reaches the pool children too
+            name=name,
+            kind="worker",
+            env=env,
         )
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -86,24 +130,49 @@ class Worker:
             time.sleep(0.1)
         raise RuntimeError(f"worker {self.name} did not start:\n{self.output()}")
 
-    def output(self) -> str:
-        self._log_file.flush()
-        return self.log.read_text(errors="replace")[-5000:]
 
-    def kill(self) -> None:
-        """SIGKILL the whole worker (main process and pool children): a crash, not a shutdown."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+class Beat(_ProcessGroup):
+    """``celery beat`` with the project's scheduler (django-celery-beat's, in the database)."""
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+    def __init__(self, *, name: str | None = None, **env: str):
+        super().__init__(
+            [sys.executable, "-m", "celery", "-A", "nofailmail", "beat", "--loglevel=info"],
+            name=name or uuid.uuid4().hex[:8],
+            kind="beat",
+            env=env,
+        )
+
+    def sent(self, task_name: str) -> int:
+        """How many times this beat has sent the periodic task named ``task_name``."""
+        return self.log.read_text(errors="replace").count(f"Sending due task {task_name} ")
+
+
+class WebServer(_ProcessGroup):
+    """The web process as deployed (gunicorn with deploy/gunicorn.conf.py) on ``port``."""
+
+    def __init__(self, *, port: int, name: str | None = None, **env: str):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        super().__init__(
+            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
+            name=name or str(port),
+            kind="web",
+            env={"GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1", **env},
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log_file.close()
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"web {self.name} did not start:\n{self.output()}")
 
 
 def purge_queue() -> None:

@@ -683,6 +683,14 @@ class _Batch:
             return False
         conn = self.campaign.connection
         if conn is not None and conn.rate_per_second:
+            if self.outcome.prev != -1 and not self.transport.sandbox:
+                # The previous message's outcome first: a sender killed while it waits for
+                # its turn (the likeliest moment, at a low rate) then leaves nothing unknown.
+                written, _ = _record(
+                    cursor, self.outcome, lease=self.lease, next_id=-1, next_message_id=""
+                )
+                self.outcome = _Outcome()
+                self.decided += written
             rate_acquire(conn)
         built = self.factory.build(
             delivery_id=row.id,

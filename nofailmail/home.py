@@ -1,7 +1,6 @@
 """The dashboard's home page: a tile from each app (subscribers, templates, campaigns,
 analytics). It lives in the project package, the one place that knows every app."""
 
-from django.db.models import Count, Q
 from django.shortcuts import render
 
 from analytics import reports
@@ -10,16 +9,22 @@ from campaigns.models import Campaign
 from campaigns.selectors import campaigns_with_progress
 from core.roles import viewer_required
 from subscribers.models import Subscriber, Topic
+from subscribers.selectors import subscribers_total
 from templates_app.models import Template
 
 
 @viewer_required
 def home(request):
-    # One scan of the subscriber table for both figures.
-    counts = Subscriber.objects.aggregate(
-        subscribers=Count("id"), active=Count("id", filter=Q(status=Subscriber.Status.ACTIVE))
+    # Exact up to SUBSCRIBER_EXACT_COUNT_LIMIT, the planner's figures past it ("about"): a
+    # count of the whole table took a quarter of a second at a million subscribers.
+    total = subscribers_total(Subscriber.objects.all(), filtered=False)
+    active = subscribers_total(
+        Subscriber.objects.filter(status=Subscriber.Status.ACTIVE), filtered=True
     )
-    counts |= {
+    counts = {
+        "subscribers": total.count,
+        "active": active.count,
+        "estimated": total.estimated or active.estimated,
         "topics": Topic.objects.count(),
         "templates": Template.objects.count(),
         "campaigns": Campaign.objects.count(),

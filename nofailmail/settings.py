@@ -427,7 +427,7 @@ LOGGING = {
 SUBSCRIBER_EXACT_COUNT_LIMIT = env_int("SUBSCRIBER_EXACT_COUNT_LIMIT", 10000)
 # The segment editor's live count: exact if it takes at most this long, else "about N" from a
 # sample, then the exact count, given up to SEGMENT_COUNT_EXACT_MS, replaces it.
-SEGMENT_COUNT_LIVE_MS = env_int("SEGMENT_COUNT_LIVE_MS", 150)
+SEGMENT_COUNT_LIVE_MS = env_int("SEGMENT_COUNT_LIVE_MS", 60)
 SEGMENT_COUNT_EXACT_MS = env_int("SEGMENT_COUNT_EXACT_MS", 5000)
 
 # Signup forms.

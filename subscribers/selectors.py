@@ -1,6 +1,7 @@
 """Reads on the audience."""
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -132,7 +133,7 @@ def subscribers_total(queryset: QuerySet[Subscriber], *, filtered: bool) -> List
 # The segment editor's live count: exact when PostgreSQL finds it within
 # settings.SEGMENT_COUNT_LIVE_MS, else "about N" from a sample of the table, while the page
 # asks again for the exact figure, given settings.SEGMENT_COUNT_EXACT_MS.
-SAMPLE_ROWS = 30_000  # rows a sampled estimate reads (in whole pages, TABLESAMPLE SYSTEM)
+SAMPLE_ROWS = 10_000  # rows a sampled estimate reads (in whole pages, TABLESAMPLE SYSTEM)
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,9 @@ def segment_live_count(queryset: QuerySet[Subscriber], *, exact: bool = False) -
     return LiveCount(_sampled_count(queryset), estimated=True)
 
 
+_WHOLE_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
 def subscribers_filtered(filters: dict) -> QuerySet[Subscriber]:
     """The subscribers a filter set selects; the filters compile through the segment rules."""
     conditions: list[dict] = []
@@ -220,9 +224,14 @@ def subscribers_filtered(filters: dict) -> QuerySet[Subscriber]:
             queryset = queryset.filter(rules_q(segment.rules))
     if filters.get("q"):
         q = filters["q"]
-        queryset = queryset.filter(
-            Q(email__icontains=q) | Q(first_name__icontains=q) | Q(last_name__icontains=q)
-        )
+        if _WHOLE_ADDRESS.fullmatch(q.strip()):
+            # A whole address: through the lower(email) unique index, not a scan of the list
+            # for a substring (seconds at a million subscribers).
+            queryset = queryset.filter(pk__in=subscribers_with_email(q).values("pk"))
+        else:
+            queryset = queryset.filter(
+                Q(email__icontains=q) | Q(first_name__icontains=q) | Q(last_name__icontains=q)
+            )
     return queryset
 
 

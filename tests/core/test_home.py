@@ -90,3 +90,18 @@ def test_the_home_makes_the_same_queries_for_2_or_20_campaigns(viewer_client):
     few = queries()
     _campaigns(9, "running"), _campaigns(9, "finished", finished_at=timezone.now())
     assert queries() == few
+
+
+def test_the_subscriber_tile_counts_exactly_then_says_about_past_the_limit(viewer_client, settings):
+    for n in range(5):
+        SubscriberFactory(status="active" if n < 3 else "unsubscribed")
+
+    def tile():
+        body = viewer_client.get(HOME).content.decode()
+        return re.sub(r"\s+", " ", body.split("Subscribers</div>", 1)[1].split("</a>", 1)[0])
+
+    assert "about" not in tile() and ">5</div>" in tile() and "3 active" in tile()
+    settings.SUBSCRIBER_EXACT_COUNT_LIMIT = 2
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE subscribers_subscriber")
+    assert "about</span> 5</div>" in tile() and "3 active" in tile()

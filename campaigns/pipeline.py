@@ -88,6 +88,7 @@ from analytics.bounces import bounce_kind
 from analytics.ingest import Fact, ingest_facts
 from subscribers.models import Subscriber
 from templates_app.fields import recipient_context, recipient_contexts
+from webhooks import emit as webhooks_emit
 
 from .messages import BuiltMessage, MessageFactory
 from .models import Campaign, CampaignTransitionError, Delivery, SandboxMessage, SendLease
@@ -591,7 +592,15 @@ def send_batch(
             batch.settle(cursor, rows)
         finally:
             cursor.execute("SET synchronous_commit TO DEFAULT")
+    deliveries_sent_emit(rows)
     return batch.result
+
+
+def deliveries_sent_emit(rows: list[ClaimedRow]) -> None:
+    """delivery.sent webhooks for the batch's rows now ``sent``: one INSERT ... SELECT, and
+    not even that when no endpoint subscribes (webhooks.emit). Kept apart so that a batch
+    writing its outcomes in one statement can call it in that statement's transaction."""
+    webhooks_emit.deliveries_sent(row.id for row in rows)
 
 
 @dataclass

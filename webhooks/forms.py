@@ -5,6 +5,7 @@ from .models import EVENT_TYPES, WebhookEndpoint
 
 
 class EndpointForm(forms.ModelForm):
+    url = forms.URLField(label="Endpoint URL", max_length=1000, assume_scheme="https")
     event_types = forms.MultipleChoiceField(
         choices=EVENT_TYPES,
         widget=forms.CheckboxSelectMultiple,
@@ -14,7 +15,6 @@ class EndpointForm(forms.ModelForm):
     class Meta:
         model = WebhookEndpoint
         fields = ["url", "description", "event_types", "include_machine", "enabled"]
-        labels = {"url": "Endpoint URL", "enabled": "Enabled"}
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"]

@@ -34,8 +34,23 @@ def worker_env(**extra: str) -> dict[str, str]:
 
 
 class Worker:
-    def __init__(self, *, concurrency: int = 1, name: str | None = None, **env: str):
+    def __init__(
+        self,
+        *,
+        concurrency: int = 1,
+        name: str | None = None,
+        queues: list[str] | None = None,
+        **env: str,
+    ):
+        """``queues``: every queue the app routes to (settings.CELERY_ALL_QUEUES) unless
+        given; the default one is the task_default_queue in force (a test may change it)."""
         self.name = name or f"test-{uuid.uuid4().hex[:8]}"
+        if queues is None:
+            from nofailmail.celery import app
+
+            queues = list(
+                dict.fromkeys([app.conf.task_default_queue, *settings.CELERY_ALL_QUEUES[1:]])
+            )
         self.log = Path(f"/tmp/nofailmail-worker-{self.name}.log")
         self._log_file = self.log.open("wb")
         self.process = subprocess.Popen(
@@ -53,6 +68,8 @@ class Worker:
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                "-Q",
+                ",".join(queues),
             ],
             cwd=ROOT,
             env=worker_env(**env),

@@ -21,9 +21,7 @@ def _due_now():
     )
 
 
-def test_it_posts_each_event_signed_so_a_standard_webhooks_library_verifies_it(
-    subscribe, receiver
-):
+def test_it_posts_each_event_signed_so_a_standard_webhooks_library_verifies_it(subscribe, receiver):
     subscribe("subscriber.created")
     subscriber = subscriber_create(email="ada@example.com", first_name="Ada")
     assert dispatch_due() == (1, False)

@@ -246,6 +246,13 @@ class Campaign(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "next_run_at"], name="campaign_due")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template"],
+                condition=models.Q(kind="transactional"),
+                name="campaign_transactional_per_template",
+            )
+        ]
 
     def __str__(self):
         return self.name

@@ -139,7 +139,8 @@ def post(message: Claimed, url: str, secret: str) -> Result:
 
 
 _CLAIM_SQL = """
-UPDATE webhooks_webhookmessage m SET next_attempt_at = statement_timestamp() + %(lease)s * interval '1 second'
+UPDATE webhooks_webhookmessage m
+SET next_attempt_at = statement_timestamp() + %(lease)s * interval '1 second'
 FROM (
   SELECT m2.id FROM webhooks_webhookmessage m2
   WHERE m2.status = 'pending' AND m2.next_attempt_at <= statement_timestamp()
@@ -168,7 +169,8 @@ UPDATE webhooks_webhookmessage m SET
                 WHEN m.attempts + 1 >= %(max)s THEN 'failed' ELSE 'pending' END,
   delivered_at = CASE WHEN r.ok THEN statement_timestamp() ELSE m.delivered_at END,
   next_attempt_at = CASE WHEN r.ok THEN m.next_attempt_at
-    ELSE statement_timestamp() + (%(backoff)s::int[])[LEAST(m.attempts + 1, %(steps)s)] * interval '1 second'
+    ELSE statement_timestamp()
+         + (%(backoff)s::int[])[LEAST(m.attempts + 1, %(steps)s)] * interval '1 second'
     END,
   last_response_code = r.code,
   last_error = r.error

@@ -28,8 +28,8 @@ class Received:
 
 
 class Receiver:
-    """``url``; ``secrets`` (the endpoints' secrets: a POST verifies with one of them); ``answers``: status codes to answer in
-    turn (then 200); ``received``: every POST, verified or not."""
+    """``url``; ``secrets`` (the endpoints' secrets: a POST verifies with one of them);
+    ``answers``: status codes to answer in turn (then 200); ``received``: every POST."""
 
     def __init__(self) -> None:
         self.secrets: list[str] = []

@@ -221,6 +221,9 @@ def transactional_deliver(*, delivery_id: int) -> str:
     if delivery is None or delivery.status != Delivery.Status.PENDING:
         return "not pending"
     campaign = delivery.campaign
+    version = campaign.template.versions.order_by("-number").first() if campaign.template else None
+    if campaign.track_links and version is not None:
+        _ensure_links(campaign, version)  # the factory finds them by index
     try:
         factory = MessageFactory(campaign)
     except CampaignTransitionError as exc:
@@ -228,10 +231,6 @@ def transactional_deliver(*, delivery_id: int) -> str:
             status=Delivery.Status.FAILED, error=str(exc)
         )
         return "failed"
-    version = campaign.template.versions.order_by("-number").first() if campaign.template else None
-    if campaign.track_links and factory.compiled.links and version is not None:
-        _ensure_links(campaign, version)
-        factory = MessageFactory(campaign)
     subscriber_id, values = _merge_values(delivery)
     built = factory.build(
         delivery_id=delivery.pk,

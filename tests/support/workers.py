@@ -43,13 +43,18 @@ class Worker:
         **env: str,
     ):
         """``queues``: every queue the app routes to (settings.CELERY_ALL_QUEUES) unless
-        given; the default one is the task_default_queue in force (a test may change it)."""
+        given; the default one is the worker's CELERY_QUEUE, else the test's default queue."""
         self.name = name or f"test-{uuid.uuid4().hex[:8]}"
         if queues is None:
             from nofailmail.celery import app
 
             queues = list(
-                dict.fromkeys([app.conf.task_default_queue, *settings.CELERY_ALL_QUEUES[1:]])
+                dict.fromkeys(
+                    [
+                        env.get("CELERY_QUEUE") or app.conf.task_default_queue,
+                        *settings.CELERY_ALL_QUEUES[1:],
+                    ]
+                )
             )
         self.log = Path(f"/tmp/nofailmail-worker-{self.name}.log")
         self._log_file = self.log.open("wb")

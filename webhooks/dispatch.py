@@ -23,6 +23,7 @@ import urllib3
 from django.conf import settings
 from django.db import connection, transaction
 
+from .emit import EVENT_PAYLOAD_SQL
 from .models import WebhookEndpoint, WebhookMessage
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,12 @@ def _pool(pid: int) -> urllib3.PoolManager:
         num_pools=100,
         maxsize=size,
         block=False,
-        retries=False,
+        # One immediate new try on a connection error (a kept-alive connection the endpoint
+        # closed meanwhile, a reset): receivers de-duplicate on webhook-id, so a POST that did
+        # arrive twice is harmless. Any answer (5xx included) is final for this try.
+        retries=urllib3.Retry(
+            total=1, connect=1, read=1, status=0, redirect=0, other=0, allowed_methods=None
+        ),
         timeout=urllib3.Timeout(connect=5, read=settings.WEBHOOK_TIMEOUT_SECONDS),
         headers={"User-Agent": "NoFailMail-Webhooks/1", "Content-Type": "application/json"},
     )
@@ -120,7 +126,12 @@ def post(message: Claimed, url: str, secret: str) -> Result:
         }
         try:
             response = _pool(os.getpid()).request(
-                "POST", url, body=message.body, headers=headers, preload_content=False
+                "POST",
+                url,
+                body=message.body,
+                headers=headers,
+                preload_content=False,
+                redirect=False,  # a redirect is an answer, not a place to post the body
             )
             try:
                 code = response.status
@@ -142,15 +153,21 @@ _CLAIM_SQL = """
 UPDATE webhooks_webhookmessage m
 SET next_attempt_at = statement_timestamp() + %(lease)s * interval '1 second'
 FROM (
-  SELECT m2.id FROM webhooks_webhookmessage m2
+  SELECT m2.id, COALESCE(m2.payload, CASE WHEN ev.id IS NOT NULL THEN EVENT_PAYLOAD END,
+                         jsonb_build_object('type', m2.event_type, 'data', '{}'::jsonb))::text
+         AS body
+  FROM webhooks_webhookmessage m2
+    LEFT JOIN analytics_event ev ON m2.payload IS NULL AND ev.uid = m2.ref
+    LEFT JOIN campaigns_delivery d ON d.id = ev.delivery_id
+    LEFT JOIN analytics_link l ON l.id = ev.link_id
   WHERE m2.status = 'pending' AND m2.next_attempt_at <= statement_timestamp()
     AND EXISTS (SELECT 1 FROM webhooks_webhookendpoint e WHERE e.id = m2.endpoint_id AND e.enabled)
   ORDER BY m2.next_attempt_at LIMIT %(limit)s
   FOR UPDATE OF m2 SKIP LOCKED
 ) picked
 WHERE m.id = picked.id
-RETURNING m.id, m.endpoint_id, m.msg_id, m.payload::text
-"""
+RETURNING m.id, m.endpoint_id, m.msg_id, picked.body
+""".replace("EVENT_PAYLOAD", EVENT_PAYLOAD_SQL)
 
 _RECORD_SQL = """
 WITH r AS (

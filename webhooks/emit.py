@@ -132,53 +132,42 @@ def fact_type(kind: str, classification: str) -> str:
 
 def events_ingested(facts: Iterable[Any]) -> int:
     """Webhook events for facts ingestion has just stored (``analytics.ingest.Fact``: opens,
-    clicks, bounces, complaints), in ingestion's transaction. The facts are already in memory:
-    their values go over as arrays, nothing is read back."""
+    clicks, bounces, complaints), in ingestion's transaction. Only each event's uid and type
+    go over, and the row written is the smallest: its body is built from the stored Event by
+    the dispatcher (webhooks.dispatch), off the flusher's path."""
     want = wanted()
     if not want:
         return 0
-    rows = []
+    uids, types = [], []
     for f in facts:
         kind = fact_type(f.kind, f.classification)
         if kind and kind in want:
-            rows.append((f, kind))
-    if not rows:
+            uids.append(f.uid)
+            types.append(kind)
+    if not uids:
         return 0
     sql = (
-        _INSERT.format(
-            type="v.type",
-            key="v.uid",
-            at="v.at",
-            data="jsonb_strip_nulls(jsonb_build_object('event_id', v.uid, "
-            "'delivery_id', v.delivery_id, 'campaign_id', v.campaign_id, "
-            "'subscriber_id', v.subscriber_id, 'email', NULLIF(v.email, ''), "
-            "'classification', NULLIF(v.classification, ''), 'link_id', v.link_id, "
-            "'url', l.url, 'bounce_type', NULLIF(v.bounce_type, ''), "
-            "'reason', NULLIF(v.reason, '')))",
-        )
-        + "FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::bigint[], %s::bigint[], "
-        "%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-        "AS v(uid, type, at, delivery_id, campaign_id, subscriber_id, link_id, email, "
-        "classification, bounce_type, reason) "
-        "LEFT JOIN analytics_link l ON l.id = v.link_id "
+        "INSERT INTO webhooks_webhookmessage (endpoint_id, msg_id, event_type, ref) "
+        "SELECT e.id, 'msg_' || md5(v.type || ':' || v.uid), v.type, v.uid "
+        "FROM unnest(%s::text[], %s::text[]) AS v(uid, type) "
         + _ENDPOINTS.format(type="v.type")
         + _CONFLICT
     )
-    anonymous = [bool(f.anonymous) for f, _ in rows]
-    columns = [
-        [f.uid for f, _ in rows],
-        [kind for _, kind in rows],
-        [f.occurred_at for f, _ in rows],
-        [None if a else f.delivery_id for (f, _), a in zip(rows, anonymous, strict=True)],
-        [f.campaign_id for f, _ in rows],
-        [None if a else f.subscriber_id for (f, _), a in zip(rows, anonymous, strict=True)],
-        [f.link_id for f, _ in rows],
-        ["" if a else f.recipient for (f, _), a in zip(rows, anonymous, strict=True)],
-        [f.classification for f, _ in rows],
-        [f.bounce_type for f, _ in rows],
-        [f.reason[:300] if f.kind in ("bounced", "complained") else "" for f, _ in rows],
-    ]
-    return _run(sql, columns)
+    return _run(sql, [uids, types])
+
+
+# The body of an event-backed message, from its Event (and the delivery's address, unless
+# the campaign tracks anonymously: then the event names no delivery).
+EVENT_PAYLOAD_SQL = (
+    "jsonb_build_object('type', m2.event_type, 'timestamp', "
+    "to_char(ev.occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+    "'data', jsonb_strip_nulls(jsonb_build_object('event_id', ev.uid, "
+    "'delivery_id', ev.delivery_id, 'campaign_id', ev.campaign_id, "
+    "'subscriber_id', ev.subscriber_id, 'email', d.email, "
+    "'classification', NULLIF(ev.classification, ''), 'link_id', ev.link_id, 'url', l.url, "
+    "'bounce_type', NULLIF(ev.bounce_type, ''), 'reason', CASE WHEN ev.kind IN "
+    "('bounced', 'complained') THEN NULLIF(ev.reason, '') END)))"
+)
 
 
 # --- subscribers ----------------------------------------------------------------------------

@@ -53,11 +53,10 @@ def endpoint_detail(request, pk):
         .select_related("message")
         .order_by("-id")[:LOG_ROWS]
     )
-    waiting = (
-        WebhookMessage.objects.filter(endpoint=endpoint)
-        .exclude(status=WebhookMessage.Status.DELIVERED)
-        .order_by("-id")[:LOG_ROWS]
-    )
+    # Through the index of pending rows (given-up ones are in the log, with "send again").
+    waiting = WebhookMessage.objects.filter(
+        endpoint=endpoint, status=WebhookMessage.Status.PENDING
+    ).order_by("next_attempt_at")[:LOG_ROWS]
     return render(
         request,
         "webhooks/detail.html",

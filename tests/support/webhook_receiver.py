@@ -27,6 +27,11 @@ class Received:
         return self.payload["type"] if self.payload else ""
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # a real server's backlog, not http.server's 5
+    daemon_threads = True
+
+
 class Receiver:
     """``url``; ``secrets`` (the endpoints' secrets: a POST verifies with one of them);
     ``answers``: status codes to answer in turn (then 200); ``received``: every POST."""
@@ -65,7 +70,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
 

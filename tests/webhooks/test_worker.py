@@ -31,7 +31,11 @@ def test_a_campaign_sent_by_a_worker_reaches_the_endpoint_signed(
     topic, _ = make_audience(30)
     campaign = CampaignFactory(topic=topic, connection=SendingConnectionFactory(sink=smtp_sink))
     campaign_start(campaign=campaign)
-    sent = receiver.wait_for("delivery.sent", 30, timeout=90)
+    try:
+        sent = receiver.wait_for("delivery.sent", 30, timeout=90)
+    except AssertionError:
+        states = list(WebhookMessage.objects.values_list("status", "attempts", "last_error"))
+        raise AssertionError(f"{states}\n{hook_worker.output()}") from None
     assert all(r.verified for r in sent), hook_worker.output()
     assert len({r.id for r in sent}) == 30
     receiver.wait_for("campaign.finished", 1, timeout=30)

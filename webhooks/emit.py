@@ -13,11 +13,16 @@ twice (a replayed ingestion, a retried task) is one outbox row per endpoint (ON 
 NOTHING), and every endpoint gets the same id for the same event.
 """
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.core.cache import cache
 from django.db import connection, transaction
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 WANTED_KEY = "nfm:webhooks:wanted"
 WANTED_SECONDS = 60
@@ -40,7 +45,10 @@ _CONFLICT = " ON CONFLICT (endpoint_id, msg_id) DO NOTHING"
 def wanted() -> frozenset[str]:
     """Every event type some enabled endpoint wants (machine kinds included), cached in the
     shared cache until an endpoint changes (``wanted_changed``) or for a minute."""
-    value = cache.get(WANTED_KEY)
+    try:
+        value = cache.get(WANTED_KEY)
+    except RedisError:  # no cache: ask the database (sending must not stop for it)
+        value = None
     if value is None:
         from .models import MACHINE_TYPES, WebhookEndpoint
 
@@ -52,14 +60,24 @@ def wanted() -> frozenset[str]:
             if machine:
                 types.update(m for m, human in MACHINE_TYPES.items() if human in event_types)
         value = sorted(types)
-        cache.set(WANTED_KEY, value, WANTED_SECONDS)
+        try:
+            cache.set(WANTED_KEY, value, WANTED_SECONDS)
+        except RedisError:
+            log.warning("webhooks: the cache is unavailable", exc_info=True)
     return frozenset(value)
 
 
 def wanted_changed() -> None:
     """An endpoint was created, changed, enabled or disabled: forget the cached answer."""
-    transaction.on_commit(lambda: cache.delete(WANTED_KEY))
-    cache.delete(WANTED_KEY)
+
+    def forget() -> None:
+        try:
+            cache.delete(WANTED_KEY)
+        except RedisError:
+            log.warning("webhooks: the cache is unavailable", exc_info=True)
+
+    transaction.on_commit(forget)
+    forget()
 
 
 def _kick() -> None:
@@ -68,10 +86,14 @@ def _kick() -> None:
     start get a task of their own, and those before are seen by it (beat's tick is the net)."""
 
     def send() -> None:
-        if cache.add(KICK_KEY, 1, timeout=60):
-            from .tasks import webhooks_dispatch
+        # Never raises into the writer, whose facts are committed: beat's tick is the net.
+        try:
+            if cache.add(KICK_KEY, 1, timeout=60):
+                from .tasks import webhooks_dispatch
 
-            webhooks_dispatch.delay()
+                webhooks_dispatch.delay()
+        except (RedisError, OperationalError):
+            log.warning("webhooks: dispatcher not kicked (beat will pick them up)", exc_info=True)
 
     transaction.on_commit(send)
 

@@ -168,3 +168,26 @@ def test_an_erasure_says_who_without_saying_anything_personal(subscribe, receive
     [got] = receiver.of_type("subscriber.erased")
     assert got.payload["data"]["subscriber_id"] == subscriber.pk
     assert b"gone@example.com" not in got.body and b"Gone" not in got.body
+
+
+def test_a_reputation_alert_emits_alert_raised(subscribe, receiver, settings):
+    settings.REPUTATION_MIN_VOLUME = 100
+    subscribe("alert.raised")
+    _campaign, _links, deliveries = create_sent_campaign(n=200)
+    now = timezone.now()
+    ingest_facts(
+        [
+            Fact(uid=f"d{d.pk}", kind="delivered", occurred_at=now, delivery_id=d.pk, esp="x")
+            for d in deliveries
+        ]
+    )
+    ingest_facts(
+        [
+            Fact(uid=f"c{d.pk}", kind="complained", occurred_at=now, delivery_id=d.pk, esp="x")
+            for d in deliveries[:2]
+        ]
+    )
+    dispatch_due()
+    raised = receiver.of_type("alert.raised")
+    assert raised and all(r.verified for r in raised)
+    assert {r.payload["data"]["metric"] for r in raised} == {"complaints"}

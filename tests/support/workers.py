@@ -28,6 +28,8 @@ def worker_env(**extra: str) -> dict[str, str]:
         REDIS_URL=os.environ.get("REDIS_URL", settings.CELERY_BROKER_URL),
         DJANGO_SETTINGS_MODULE="nofailmail.settings",
         PYTHONUNBUFFERED="1",
+        # Test workers may post webhooks to the tests' receivers on loopback (plain http).
+        WEBHOOK_ALLOW_HTTP_LOOPBACK="True",
     )
     env.update(extra)
     return env

@@ -15,7 +15,7 @@ from webhooks.models import WebhookMessage
 @pytest.fixture
 def hook_worker(transactional_db):
     purge_queue()
-    worker = Worker(concurrency=2, WEBHOOK_ALLOW_HTTP_LOOPBACK="True")
+    worker = Worker(concurrency=2)
     try:
         worker.wait_ready()
         yield worker

@@ -118,11 +118,12 @@ def _ensure_database() -> None:
 def _prepare(url: str):
     from django.db import connection
 
-    from webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
+    from webhooks.models import WebhookEndpoint
 
-    WebhookAttempt.objects.all().delete()
-    WebhookMessage.objects.all().delete()
-    WebhookEndpoint.objects.all().delete()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "TRUNCATE webhooks_webhookattempt, webhooks_webhookmessage, webhooks_webhookendpoint"
+        )
     endpoint = WebhookEndpoint.objects.create(url=url, event_types=["delivery.sent"])
     with connection.cursor() as cursor:
         cursor.execute(

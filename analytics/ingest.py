@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 
 from campaigns.models import Campaign, Delivery
 from subscribers.models import email_hash
+from webhooks import emit as webhooks_emit
 
 from . import classification as rules
 from .feedback import feedback_apply
@@ -380,6 +381,9 @@ def ingest_facts(facts: list[Fact]) -> int:
         new = _store(facts)
         if new:
             consequences = _apply(new)
+            # Opens, clicks, bounces, complaints to the endpoints that want them (nothing,
+            # not even a query, when none does), committed with the events themselves.
+            webhooks_emit.events_ingested(new)
     if consequences:
         reputation_evaluate(domains=consequences["domains"], campaign_ids=consequences["campaigns"])
     return consequences["stored"] if consequences else 0

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignTransitionError
 from campaigns.transitions import campaign_transition
+from webhooks import emit as webhooks_emit
 
 from .guardrail import acknowledgement_covers
 from .models import CampaignStats, DomainDaily, ReputationAlert
@@ -181,8 +182,9 @@ def _raise(
                 alert.level, alert.rate, alert.volume, alert.message = level, rate, volume, message
                 alert.paused_campaigns = sorted(set(alert.paused_campaigns) | set(paused))
                 alert.save()
+                webhooks_emit.alert_raised(alert.pk)  # the same alert, now critical
                 return alert
-            return A.objects.create(
+            alert = A.objects.create(
                 scope=scope,
                 key=key,
                 metric=metric,
@@ -192,6 +194,8 @@ def _raise(
                 message=message,
                 paused_campaigns=paused,
             )
+            webhooks_emit.alert_raised(alert.pk)
+            return alert
     except IntegrityError:  # raised meanwhile by another process
         return None
 

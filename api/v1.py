@@ -4,7 +4,7 @@ Interactive docs at /api/v1/docs, the OpenAPI 3 schema at /api/v1/openapi.json."
 
 from ninja import NinjaAPI
 
-from . import campaigns, catalog, content, imports, signups, subscribers
+from . import campaigns, catalog, content, imports, messages, signups, subscribers
 from .auth import ApiKeyAuth
 from .errors import install
 
@@ -29,5 +29,4 @@ api.add_router("/imports", imports.router)
 api.add_router("/campaigns", campaigns.router)
 api.add_router("/", catalog.router)
 api.add_router("/", content.router)
-# Transactional sends (api/messages.py, another engineer's):
-# api.add_router("/messages", messages.router)
+api.add_router("/messages", messages.router)

@@ -19,6 +19,10 @@
    unlike wrk's count, which misses responses in flight when it stops), and the CPU the
    ingestion took per event (the flusher and its PostgreSQL backend).
 Prints one JSON line.
+
+BENCH_WEBHOOK=1: the same with a webhook endpoint subscribed to human opens and clicks, so the
+flusher also writes their outbox rows (webhooks.emit: one INSERT ... SELECT per flush); none
+is posted (no dispatcher runs): this measures what emission costs the tracking path.
 """
 
 import json
@@ -42,6 +46,7 @@ THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 # rather than a handful of recipients hit thousands of times each.
 DELIVERIES = int(os.environ.get("BENCH_DELIVERIES", "50000"))
 ROUND_SECONDS = int(os.environ.get("BENCH_ROUND_SECONDS", "5"))
+WEBHOOK = os.environ.get("BENCH_WEBHOOK", "") == "1"
 DB_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/nfm_analytics_bench"
 )
@@ -150,6 +155,16 @@ def _prepare() -> tuple[int, list[str]]:
     for model in (CampaignStats, CampaignSeries, CampaignBreakdown, LinkStats):
         model.objects.filter(campaign_id=campaign.pk).delete()
     DomainDaily.objects.all().delete()
+    from webhooks.emit import wanted_changed
+    from webhooks.models import WebhookEndpoint, WebhookMessage
+
+    WebhookMessage.objects.all().delete()
+    WebhookEndpoint.objects.all().delete()
+    if WEBHOOK:
+        WebhookEndpoint.objects.create(
+            url="https://hooks.example.net/in", event_types=["open.human", "click.human"]
+        )
+    wanted_changed()
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
     delivery_ids = list(
@@ -369,6 +384,9 @@ def main() -> None:
         web_err.close()
     answered = _answered(access_log, "/t/o/") + _answered(access_log, "/t/c/")
     persisted = Event.objects.filter(campaign_id=campaign_id).count()
+    from webhooks.models import WebhookMessage
+
+    webhook_messages = WebhookMessage.objects.count()
     print(
         json.dumps(
             {
@@ -394,6 +412,8 @@ def main() -> None:
                 "requests_answered": answered,
                 "events_persisted": persisted,
                 "persisted_equals_answered": persisted == answered,
+                "webhook_endpoint_subscribed": WEBHOOK,
+                "webhook_messages_written": webhook_messages,
                 "targets": {"rps": 2000, "p99_ms": 50, "ratio_to_trivial": 0.7},
                 "note": "shared 2-core machine; ingest CPU = flusher process + its PostgreSQL "
                 "backend, with the load running",

@@ -120,6 +120,13 @@ class Campaign(models.Model):
         FINISHED = "finished", "Finished"
         CANCELLED = "cancelled", "Cancelled"
 
+    class Kind(models.TextChoices):
+        CAMPAIGN = "campaign", "Campaign"
+        # One hidden campaign per template for the messages sent one by one (an order
+        # confirmation, a password reset: campaigns.transactional), so their deliveries,
+        # events and reports are the ledger's like any other.
+        TRANSACTIONAL = "transactional", "Transactional"
+
     class ScheduleKind(models.TextChoices):
         NOW = "now", "Send now"
         ONCE = "once", "Once, at a date and time"
@@ -127,6 +134,9 @@ class Campaign(models.Model):
 
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    kind = models.CharField(
+        max_length=16, choices=Kind.choices, default=Kind.CAMPAIGN, db_default=Kind.CAMPAIGN
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     created_by = models.ForeignKey(
@@ -236,6 +246,13 @@ class Campaign(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "next_run_at"], name="campaign_due")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template"],
+                condition=models.Q(kind="transactional"),
+                name="campaign_transactional_per_template",
+            )
+        ]
 
     def __str__(self):
         return self.name
@@ -326,10 +343,19 @@ class Delivery(models.Model):
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Transactional messages (campaigns.transactional): the caller's key, unique per template's
+    # hidden campaign (a replayed request sends nothing twice), and the data merged into it.
+    idempotency_key = models.CharField(max_length=200, blank=True, db_default="")
+    data = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["campaign", "subscriber"], name="delivery_unique")
+            models.UniqueConstraint(fields=["campaign", "subscriber"], name="delivery_unique"),
+            models.UniqueConstraint(
+                fields=["campaign", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="delivery_idempotency_key",
+            ),
         ]
         indexes = [
             models.Index(fields=["campaign", "status", "id"], name="delivery_claim"),

@@ -98,6 +98,7 @@ from analytics.bounces import bounce_kind
 from analytics.ingest import Fact, ingest_facts
 from subscribers.models import Subscriber
 from templates_app.fields import recipient_context, recipient_contexts
+from webhooks import emit as webhooks_emit
 
 from .messages import BuiltMessage, MessageFactory
 from .models import Campaign, CampaignTransitionError, Delivery, SandboxMessage, SendLease
@@ -505,7 +506,9 @@ def reconcile(*, campaign_id: int | None = None) -> dict[str, int]:
                 _MOVE_SQL.format(which="h.token = ANY(%(dead)s)"),
                 {"dead": dead, "unknown_error": _UNKNOWN_ERROR},
             )
-            moved = [status for _, status, _ in cursor.fetchall()]
+            written = cursor.fetchall()
+            moved = [status for _, status, _ in written]
+        webhooks_emit.deliveries_sent(pk for pk, status, _ in written if status == "sent")
         in_flight = Delivery.objects.filter(claim_token__in=dead)
         released = in_flight.filter(status=Delivery.Status.CLAIMED).update(
             status=Delivery.Status.PENDING, claim_token="", attempts=Greatest(F("attempts") - 1, 0)
@@ -599,12 +602,17 @@ def _record(
 
 def _move_decided(cursor: CursorWrapper, token: str, expected: int) -> int:
     """The journal's decided rows of this sender onto the ledger (one statement); the row
-    being handed off stays in the journal."""
-    cursor.execute(
-        _MOVE_SQL.format(which="h.token = %(token)s AND h.status <> 'sending'"),
-        {"token": token, "unknown_error": _UNKNOWN_ERROR},
-    )
-    moved = len(cursor.fetchall())
+    being handed off stays in the journal. The delivery.sent webhooks of the rows it wrote
+    are queued in the same transaction (one INSERT ... SELECT, none when no endpoint
+    listens)."""
+    with transaction.atomic():
+        cursor.execute(
+            _MOVE_SQL.format(which="h.token = %(token)s AND h.status <> 'sending'"),
+            {"token": token, "unknown_error": _UNKNOWN_ERROR},
+        )
+        rows = cursor.fetchall()
+        webhooks_emit.deliveries_sent(pk for pk, status, _ in rows if status == "sent")
+    moved = len(rows)
     if moved != expected:
         # Reconciliation took the journal of a lease that lapsed: it wrote these itself.
         log.warning(

@@ -4,8 +4,9 @@ from celery import shared_task
 
 from .dispatch import dispatch_due
 from .send_tasks import campaign_kick, campaign_send
+from .transactional import transactional_send
 
-__all__ = ["campaign_kick", "campaign_send", "campaigns_dispatch"]
+__all__ = ["campaign_kick", "campaign_send", "campaigns_dispatch", "transactional_send"]
 
 
 @shared_task

@@ -6,6 +6,7 @@ importing each other."""
 from django.utils import timezone
 
 from analytics.guardrail import campaign_hold_check
+from webhooks import emit as webhooks_emit
 
 from .models import Campaign, CampaignTransitionError
 
@@ -20,6 +21,8 @@ TRANSITIONS: dict[str, set[str]] = {
     S.FINISHED: set(),
     S.CANCELLED: set(),
 }
+# The moves outgoing webhooks tell (a resume is no new start).
+_WEBHOOK_EVENTS = {S.PAUSED: "campaign.paused", S.FINISHED: "campaign.finished"}
 
 
 def campaign_transition(*, campaign: Campaign, to: str, reason: str = "") -> Campaign:
@@ -53,4 +56,8 @@ def campaign_transition(*, campaign: Campaign, to: str, reason: str = "") -> Cam
         )
     for key, value in fields.items():
         setattr(campaign, key, value)
+    if to == S.RUNNING and current != S.PAUSED:
+        webhooks_emit.campaign_changed("campaign.started", campaign.pk)
+    elif to in _WEBHOOK_EVENTS:
+        webhooks_emit.campaign_changed(_WEBHOOK_EVENTS[to], campaign.pk)
     return campaign

@@ -40,7 +40,11 @@ def _campaign(request, pk) -> Campaign:
 @viewer_required
 def campaign_list(request):
     campaigns = campaigns_with_progress(
-        list(Campaign.objects.select_related("template", "connection")[:200])
+        list(
+            Campaign.objects.filter(kind=Campaign.Kind.CAMPAIGN).select_related(
+                "template", "connection"
+            )[:200]
+        )
     )
     return render(request, "campaigns/list.html", {"campaigns": campaigns})
 

@@ -156,6 +156,7 @@ INSTALLED_APPS = [
     "signup",
     "ninja",  # the API docs' Swagger UI, served from our own static files
     "api",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -372,6 +373,16 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Queues of their own, so neither waits behind a campaign's sending tasks: outgoing webhooks,
+# and transactional messages (one recipient, now). A worker consumes them with
+# `-Q nofailmail,webhooks,transactional` (deploy/compose.yaml runs a worker for the last two).
+CELERY_WEBHOOK_QUEUE = env_str("CELERY_WEBHOOK_QUEUE", "webhooks")
+CELERY_TRANSACTIONAL_QUEUE = env_str("CELERY_TRANSACTIONAL_QUEUE", "transactional")
+CELERY_TASK_ROUTES = {
+    "webhooks.tasks.*": {"queue": CELERY_WEBHOOK_QUEUE},
+    "campaigns.transactional.*": {"queue": CELERY_TRANSACTIONAL_QUEUE},
+}
+CELERY_ALL_QUEUES = [CELERY_TASK_DEFAULT_QUEUE, CELERY_WEBHOOK_QUEUE, CELERY_TRANSACTIONAL_QUEUE]
 
 # Security. Production values are the defaults whenever DEBUG is False.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -518,11 +529,25 @@ BOUNCE_POLL_SECONDS = env_int("BOUNCE_POLL_SECONDS", 60)
 READINESS_SEED_ADDRESS = env_str("READINESS_SEED_ADDRESS", "")
 READINESS_IMAP_URL = env_str("READINESS_IMAP_URL", "")
 READINESS_WAIT_SECONDS = env_int("READINESS_WAIT_SECONDS", 120)
+# Outgoing webhooks (webhooks/): posts in parallel per dispatcher, their timeout, how long one
+# dispatch task works before handing over, how often beat looks for due retries, and after how
+# many failed attempts in a row an endpoint is disabled (with an alert). Plain http:// is
+# refused except to loopback when WEBHOOK_ALLOW_HTTP_LOOPBACK is True (tests, development).
+WEBHOOK_CONCURRENCY = env_int("WEBHOOK_CONCURRENCY", 16)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+WEBHOOK_DISPATCH_SECONDS = env_int("WEBHOOK_DISPATCH_SECONDS", 50)
+WEBHOOK_POLL_SECONDS = env_int("WEBHOOK_POLL_SECONDS", 5)
+WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 50)
+WEBHOOK_ALLOW_HTTP_LOOPBACK = env_bool("WEBHOOK_ALLOW_HTTP_LOOPBACK", False)
 # Installed into django-celery-beat's database schedule when beat starts.
 CELERY_BEAT_SCHEDULE = {
     "analytics-bounce-mailbox": {
         "task": "analytics.tasks.bounce_mailbox_poll",
         "schedule": float(BOUNCE_POLL_SECONDS),
+    },
+    "webhooks-dispatch": {
+        "task": "webhooks.tasks.webhooks_dispatch",
+        "schedule": float(WEBHOOK_POLL_SECONDS),
     },
     "analytics-flush-tracking": {
         "task": "analytics.tasks.tracking_flush",

@@ -20,6 +20,7 @@ urlpatterns = [
     path("templates/", include("templates_app.urls")),
     path("campaigns/", include("campaigns.urls")),
     path("analytics/", include("analytics.urls")),
+    path("webhooks/", include("webhooks.urls")),
     path("r/", include("preferences.urls")),
     path("leaving/", include("preferences.dashboard_urls")),
     path("t/", include("analytics.tracking_urls")),

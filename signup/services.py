@@ -28,6 +28,7 @@ from subscribers.services import (
     suppression_lift,
     topic_subscribe,
 )
+from webhooks import emit as webhooks_emit
 
 from .email_tasks import signup_send_confirmation, signup_send_welcome
 from .emails import download_url
@@ -164,6 +165,7 @@ def signup_start(
         else:
             _activate(signup=signup, subscriber=subscriber, ip=origin.ip, ua=origin.user_agent)
             signup.save()
+        webhooks_emit.form_submitted(signup.pk)
     return signup
 
 
@@ -288,10 +290,13 @@ def _activate(*, signup: Signup, subscriber: Subscriber, ip: str | None, ua: str
             setattr(subscriber, name, value)
         if pending.get("attributes"):
             subscriber.attributes = {**(subscriber.attributes or {}), **pending["attributes"]}
-    if subscriber.status != Subscriber.Status.ACTIVE:
+    confirming = subscriber.status != Subscriber.Status.ACTIVE
+    if confirming:
         subscriber.status = Subscriber.Status.ACTIVE
         subscriber.confirmed_at = now
     subscriber.save()
+    if confirming:
+        webhooks_emit.subscribers_changed("subscriber.confirmed", [subscriber.pk])
     for topic in Topic.objects.filter(pk__in=pending.get("topic_ids") or []):
         topic_subscribe(subscriber=subscriber, topic=topic)
     if signup.consent_text:

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from core.erasure import scrub
+from webhooks import emit as webhooks_emit
 
 from .emails import EmailError, email_normalize
 from .models import (
@@ -179,6 +180,7 @@ def subscriber_create(
         )
         for topic in topics:
             topic_subscribe(subscriber=subscriber, topic=topic)
+        webhooks_emit.subscribers_changed("subscriber.created", [subscriber.pk])
     return subscriber
 
 
@@ -194,7 +196,9 @@ def subscriber_update(*, subscriber: Subscriber, **fields: Any) -> Subscriber:
             raise EmailError(f"{fields['email']} is already a subscriber")
     for name, value in fields.items():
         setattr(subscriber, name, value)
-    subscriber.save()
+    with transaction.atomic():
+        subscriber.save()
+        webhooks_emit.subscribers_changed("subscriber.updated", [subscriber.pk])
     return subscriber
 
 
@@ -274,6 +278,7 @@ def subscriber_unsubscribe(*, subscriber: Subscriber, source: str) -> None:
             reason=Suppression.Reason.UNSUBSCRIBED,
             event=source,
         )
+        webhooks_emit.subscribers_changed("subscriber.unsubscribed", [subscriber.pk])
 
 
 def topic_subscribe(*, subscriber: Subscriber, topic: Topic) -> Subscription:
@@ -411,6 +416,7 @@ def subscriber_erase(*, subscriber: Subscriber) -> None:
         subscriber.max_campaigns_per_month = None
         subscriber.erased_at = now
         subscriber.save()
+        webhooks_emit.subscribers_changed("subscriber.erased", [subscriber.pk])
         _import_rejections_forget(address)
         # The hooks run after the address is wiped from the row, yet some must find what is
         # keyed by it (test sends, canned replies): they read it from this attribute.

@@ -48,7 +48,7 @@ END $$ LANGUAGE plpgsql;
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("campaigns", "0006_merge_20261201_2227"),
+        ("campaigns", "0007_transactional"),
     ]
 
     operations = [

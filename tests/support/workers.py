@@ -34,6 +34,8 @@ def worker_env(**extra: str) -> dict[str, str]:
         REDIS_URL=os.environ.get("REDIS_URL", settings.CELERY_BROKER_URL),
         DJANGO_SETTINGS_MODULE="nofailmail.settings",
         PYTHONUNBUFFERED="1",
+        # Test workers may post webhooks to the tests' receivers on loopback (plain http).
+        WEBHOOK_ALLOW_HTTP_LOOPBACK="True",
     )
     env.update(extra)
     return env
@@ -86,8 +88,28 @@ class _ProcessGroup:
 
 
 class Worker(_ProcessGroup):
-    def __init__(self, *, concurrency: int = 1, name: str | None = None, **env: str):
+    def __init__(
+        self,
+        *,
+        concurrency: int = 1,
+        name: str | None = None,
+        queues: list[str] | None = None,
+        **env: str,
+    ):
+        """``queues``: every queue the app routes to (settings.CELERY_ALL_QUEUES) unless
+        given; the default one is the worker's CELERY_QUEUE, else the test's default queue."""
         name = name or f"test-{uuid.uuid4().hex[:8]}"
+        if queues is None:
+            from nofailmail.celery import app
+
+            queues = list(
+                dict.fromkeys(
+                    [
+                        env.get("CELERY_QUEUE") or app.conf.task_default_queue,
+                        *settings.CELERY_ALL_QUEUES[1:],
+                    ]
+                )
+            )
         super().__init__(
             [
                 sys.executable,
@@ -103,6 +125,8 @@ class Worker(_ProcessGroup):
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                "-Q",
+                ",".join(queues),
             ],
             name=name,
             kind="worker",

@@ -1010,6 +1010,9 @@ def _send_work(*, campaign_id: int, time_budget: float) -> str:
                         not_before__isnull=True,
                     ).exists():
                         return "idle"
+                    # Pending rows another sender's claim holds locked right now (SKIP LOCKED
+                    # passed them): a moment's pause, not a spin of queries.
+                    time.sleep(0.05)
                     continue
                 return "idle"
             campaign.consecutive_failures = Campaign.objects.filter(pk=campaign_id).values_list(

@@ -11,11 +11,9 @@ from pydantic import Field
 from analytics.models import Event
 from subscribers.models import Segment, Subscriber
 from subscribers.segments import SegmentRuleError, segment_queryset
-from templates_app.fields import SAMPLE_CONTEXT, subscriber_context
 from templates_app.merge import MergeSyntaxError
 from templates_app.models import Template
-from templates_app.rendering import compile_version
-from templates_app.services import reply_fields
+from templates_app.services import template_preview_render
 
 from .auth import require_scope
 from .errors import ApiError, Error
@@ -108,18 +106,8 @@ def template_preview(request: HttpRequest, template_id: int, query: Query[Previe
         subscriber = Subscriber.objects.filter(pk=query.subscriber).first()
         if subscriber is None:
             raise ApiError(404, f"No subscriber {query.subscriber}.", field="subscriber")
-        context = subscriber_context(
-            subscriber,
-            unsubscribe_url=SAMPLE_CONTEXT["unsubscribe_url"],
-            preferences_url=SAMPLE_CONTEXT["preferences_url"],
-            view_in_browser_url=SAMPLE_CONTEXT["view_in_browser_url"],
-        )
-    else:
-        context = dict(SAMPLE_CONTEXT)
-    if template.kind == Template.Kind.CANNED_REPLY:
-        context.update({name: f"«{name}»" for name in reply_fields(version)})
     try:
-        message = compile_version(version).render(context)
+        message = template_preview_render(version, subscriber)
     except MergeSyntaxError as exc:
         raise ApiError(422, f"The template does not compile: {exc}", code="template") from None
     return {

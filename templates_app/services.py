@@ -15,11 +15,11 @@ from django.db.models import ProtectedError, RestrictedError
 from PIL import Image as PILImage
 from PIL import ImageOps, ImageSequence, UnidentifiedImageError
 
-from .fields import adhoc_fields, subscriber_context
+from .fields import SAMPLE_CONTEXT, adhoc_fields, subscriber_context
 from .lint import find_placeholders, lint_version
 from .merge import MergeSyntaxError, parse
 from .models import Image, Layout, SentReply, Template, TemplateVersion
-from .rendering import compile_version, parse_layout
+from .rendering import RenderedMessage, compile_version, parse_layout
 
 VERSIONED_FIELDS = ("subject", "preheader", "html_body", "text_body")
 
@@ -306,6 +306,26 @@ def reply_fields(version: TemplateVersion) -> list[str]:
     """The ad-hoc fields the sender fills in, in order of appearance."""
     compiled = compile_version(version)
     return adhoc_fields(tag.path for plan in compiled.plans for tag in plan.tags)
+
+
+def template_preview_render(version: TemplateVersion, subscriber=None) -> RenderedMessage:
+    """The message as ``subscriber`` would get it, or as the sample data fills it: the same merge
+    values as the test send and the pipeline (``subscriber_context``) and the same compiled
+    version; unsubscribe and preference links are samples. A canned reply shows where the
+    sender's fields go rather than blanks. The dashboard's preview and the API's both call this;
+    it raises MergeSyntaxError when the version does not compile."""
+    if subscriber is not None:
+        context = subscriber_context(
+            subscriber,
+            unsubscribe_url=SAMPLE_CONTEXT["unsubscribe_url"],
+            preferences_url=SAMPLE_CONTEXT["preferences_url"],
+            view_in_browser_url=SAMPLE_CONTEXT["view_in_browser_url"],
+        )
+    else:
+        context = dict(SAMPLE_CONTEXT)
+    if version.template.kind == Template.Kind.CANNED_REPLY:
+        context.update({name: f"«{name}»" for name in reply_fields(version)})
+    return compile_version(version).render(context)
 
 
 def reply_prepare(

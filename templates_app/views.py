@@ -16,11 +16,9 @@ from subscribers.models import Subscriber
 from subscribers.selectors import subscribers_with_email
 
 from . import forms, selectors, services
-from .fields import SAMPLE_CONTEXT, subscriber_context
 from .lint import lint_template
 from .merge import MergeSyntaxError
 from .models import Image, Layout, SentReply, Template
-from .rendering import compile_version
 
 # The kind filter's tabs name what they list.
 KIND_PLURALS = [
@@ -180,25 +178,15 @@ def version_restore(request, pk, number):
 def template_preview(request, pk):
     """Desktop and mobile previews for a subscriber or sample data, the text part, the source."""
     template = get_object_or_404(Template, pk=pk)
-    number = request.GET.get("version") or template.current_version
-    version = get_object_or_404(template.versions, number=number)
+    number = request.GET.get("version") or str(template.current_version)
+    if not number.isdecimal():
+        raise Http404("No such version.")
+    version = get_object_or_404(template.versions, number=int(number))
     email = (request.GET.get("email") or "").strip().lower()
     subscriber = subscribers_with_email(email).first() if email else None
-    if subscriber is not None:
-        context = subscriber_context(
-            subscriber,
-            unsubscribe_url=SAMPLE_CONTEXT["unsubscribe_url"],
-            preferences_url=SAMPLE_CONTEXT["preferences_url"],
-            view_in_browser_url=SAMPLE_CONTEXT["view_in_browser_url"],
-        )
-    else:
-        context = dict(SAMPLE_CONTEXT)
     error = message = None
     try:
-        if template.kind == Template.Kind.CANNED_REPLY:
-            # Show where the sender's fields go rather than blanks.
-            context.update({name: f"«{name}»" for name in services.reply_fields(version)})
-        message = compile_version(version).render(context)
+        message = services.template_preview_render(version, subscriber)
     except MergeSyntaxError as exc:
         error = str(exc)
     return render(

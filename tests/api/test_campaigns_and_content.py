@@ -1,3 +1,5 @@
+from django.urls import reverse
+
 from campaigns.models import Campaign
 from tests.support.factories import (
     CampaignFactory,
@@ -68,6 +70,26 @@ def test_the_preview_renders_a_subscribers_merge_values(api):
     assert sample["subscriber_id"] is None and "Hello" in sample["html"]
     missing = api.get(f"/templates/{template.pk}/preview", {"subscriber": 999999})
     assert missing.status_code == 404 and error_of(missing)["field"] == "subscriber"
+
+
+def test_the_api_preview_is_the_dashboards_preview(api, viewer_client):
+    """One function renders both: the same subscriber gives the same subject, HTML and text."""
+    template = TemplateFactory()
+    ann = SubscriberFactory(first_name="Ann")
+    url = reverse("templates_app:preview", args=[template.pk])
+    page = viewer_client.get(url, {"email": ann.email})
+    shown = page.context["message"]
+    preview = api.get(f"/templates/{template.pk}/preview", {"subscriber": ann.pk}).json()
+    assert "Ann" in shown.subject
+    assert (preview["subject"], preview["html"], preview["text"]) == (
+        shown.subject,
+        shown.html,
+        shown.text,
+    )
+    sample = api.get(f"/templates/{template.pk}/preview").json()
+    assert sample["html"] == viewer_client.get(url).context["message"].html
+    # A version that is not a number is a missing page, not a server error.
+    assert viewer_client.get(url, {"version": "abc"}).status_code == 404
 
 
 def test_segments_count_and_list_their_members_live(api):

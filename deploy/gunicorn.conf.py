@@ -8,6 +8,7 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # goes to Celery. Scale out with more processes or more machines, never with in-process state.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 30
 keepalive = 5

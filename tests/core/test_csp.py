@@ -5,6 +5,7 @@ import re
 
 import pytest
 from django.core import mail
+from django.core.cache import cache
 from django.urls import get_resolver, reverse
 
 from core.recipient_links import UNSUBSCRIBE, preferences_path, recipient_token
@@ -86,6 +87,7 @@ def test_every_page_a_visitor_or_recipient_opens_has_the_policy(
     """The pages reached from an email or a signup, not only the hosted form: the opt-in
     confirmation (asked, then done), the preference center, the unsubscribe page and its exit
     survey, and the error pages they can land on."""
+    cache.clear()  # rate limits and confirmation windows of earlier runs live in Redis
     form = SignupFormFactory(
         name="Newsletter", steps=[{"title": "", "fields": [{"kind": "email", "required": True}]}]
     )

@@ -329,7 +329,7 @@ def subscriber_delete(request, subscriber_id: int):
     return redirect("subscribers:list")
 
 
-@editor_required
+@personal_data_export_required
 def subscriber_gdpr_export(request, subscriber_id: int):
     subscriber = get_object_or_404(Subscriber, pk=subscriber_id)
     data = services.subscriber_export(subscriber=subscriber)
@@ -501,7 +501,7 @@ def import_resume(request, job_id: int):
     return redirect("subscribers:import_detail", job_id=job.pk)
 
 
-@editor_required
+@personal_data_export_required
 def import_rejections_csv(request, job_id: int):
     job = get_object_or_404(ImportJob, pk=job_id)
 

@@ -4,11 +4,21 @@ inline scripts carry the request's nonce, no element has an inline event handler
 import re
 
 import pytest
+from django.core import mail
+from django.core.cache import cache
 from django.urls import get_resolver, reverse
 
+from core.recipient_links import UNSUBSCRIBE, preferences_path, recipient_token
+from nofailmail.celery import app as celery_app
 from subscribers.services import subscriber_create
 from tests.core.test_nul_bytes import _plain_urls
-from tests.support.factories import SegmentFactory, SignupFormFactory, TopicFactory
+from tests.support.factories import (
+    SegmentFactory,
+    SignupFormFactory,
+    TopicFactory,
+    create_sent_campaign,
+)
+from tests.support.signup import post_step
 
 pytestmark = pytest.mark.django_db
 
@@ -69,3 +79,37 @@ def test_public_pages_have_the_policy_and_frames_keep_their_ancestors(client):
     frame = client.get(reverse("signup:frame", args=[form.public_id]))
     _check("frame", frame)
     assert _directives(frame)["frame-ancestors"] == "'self' https://shop.example"
+
+
+def test_every_page_a_visitor_or_recipient_opens_has_the_policy(
+    client, django_capture_on_commit_callbacks
+):
+    """The pages reached from an email or a signup, not only the hosted form: the opt-in
+    confirmation (asked, then done), the preference center, the unsubscribe page and its exit
+    survey, and the error pages they can land on."""
+    cache.clear()  # rate limits and confirmation windows of earlier runs live in Redis
+    form = SignupFormFactory(
+        name="Newsletter", steps=[{"title": "", "fields": [{"kind": "email", "required": True}]}]
+    )
+    celery_app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            post_step(client, form, email="vic@example.org")
+    finally:
+        celery_app.conf.task_always_eager = False
+    (confirmation,) = mail.outbox
+    confirm = "/" + re.search(r"https?://\S+?/(forms/c/[^\s/]+/)", confirmation.body).group(1)
+    _check("confirm (asked)", client.get(confirm))
+    _check("confirm (done)", client.post(confirm))
+
+    delivery = create_sent_campaign(n=1)[2][0]
+    ids = {"subscriber_id": delivery.subscriber_id, "delivery_id": delivery.pk}
+    leave = recipient_token(UNSUBSCRIBE, **ids)
+    _check("preferences", client.get(preferences_path(**ids)))
+    _check("unsubscribe", client.get(reverse("preferences:unsubscribe", args=[leave])))
+    _check("survey", client.get(reverse("preferences:survey", args=[leave])))
+    _check("done", client.get(reverse("preferences:done", args=[leave])))
+    for url, status in [("/u/not-a-token/", 404), (reverse("preferences:stay", args=[leave]), 405)]:
+        response = client.get(url)
+        assert response.status_code == status, url
+        assert "script-src" in _directives(response), url

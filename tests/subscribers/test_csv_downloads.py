@@ -49,3 +49,29 @@ def test_the_rejected_rows_download_quotes_formulas(editor_client, settings, tmp
     rows = _rows(editor_client.get(reverse("subscribers:import_rejections", args=[job.pk])))
     assert rows[0] == ["line", "reason", "name", "email"]
     assert rows[1][0] == "2" and rows[1][2:] == ["'" + FORMULA, "not-an-address"]
+
+
+def test_a_viewer_reads_an_import_but_is_offered_no_per_person_file_or_action(
+    viewer_client, editor_user, settings, tmp_path
+):
+    settings.MEDIA_ROOT = tmp_path
+    done = import_job_create(file=ContentFile(b"email\nbad\nb@example.com\n"), name="b.csv")
+    ImportJob.objects.filter(pk=done.pk).update(status=ImportJob.Status.QUEUED)
+    assert import_run(job=done).rejected == 1
+    pending = import_job_create(file=ContentFile(b"email\na@example.com\n"), name="a.csv")
+    rejected = reverse("subscribers:import_rejections", args=[done.pk])
+    mapping = reverse("subscribers:import_mapping", args=[pending.pk])
+
+    def pages():
+        return [
+            viewer_client.get(reverse("subscribers:import_detail", args=[job.pk])).content.decode()
+            for job in (done, pending)
+        ]
+
+    done_page, pending_page = pages()
+    assert "not a valid email" in done_page  # the figures and reasons stay readable
+    assert rejected not in done_page and mapping not in pending_page
+    assert viewer_client.get(rejected).status_code == 403
+    viewer_client.force_login(editor_user)
+    done_page, pending_page = pages()
+    assert rejected in done_page and mapping in pending_page

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -103,12 +104,27 @@ def api_key_for_token(token: str) -> ApiKey | None:
     """The active key this token is, or None (unknown, malformed, or revoked)."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         return None
-    # Every call starts here: a raw query skips the ORM's SQL compilation (as signup.public's
-    # form lookup does); the unique index on key_hash answers it.
-    found = ApiKey.objects.raw(
-        "SELECT * FROM api_apikey WHERE key_hash = %s AND revoked_at IS NULL", [token_hash(token)]
-    )
-    return next(iter(found), None)
+    # Every call starts here: a plain cursor and ``from_db`` skip the ORM's SQL compilation and
+    # the raw queryset's column mapping; the unique index on key_hash answers it.
+    with connection.cursor() as cursor:
+        cursor.execute(_KEY_SQL, [token_hash(token)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    # The fields' own converters, as the ORM applies them (a JSONField's value arrives as text).
+    values = [
+        field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+        for field, value in zip(ApiKey._meta.concrete_fields, row, strict=True)
+    ]
+    return ApiKey.from_db(connection.alias, _KEY_FIELDS, values)
+
+
+_KEY_FIELDS = [field.attname for field in ApiKey._meta.concrete_fields]
+_KEY_COLUMNS = ", ".join(str(field.column) for field in ApiKey._meta.concrete_fields)
+_KEY_SQL = (
+    f"SELECT {_KEY_COLUMNS} FROM api_apikey "  # noqa: S608 - the model's own column names
+    "WHERE key_hash = %s AND revoked_at IS NULL"
+)
 
 
 def api_key_touch(*, key: ApiKey, ip: str | None) -> None:

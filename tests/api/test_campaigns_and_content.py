@@ -1,4 +1,5 @@
 from campaigns.models import Campaign
+from tests.support.api import error_of
 from tests.support.factories import (
     CampaignFactory,
     EventFactory,
@@ -8,8 +9,6 @@ from tests.support.factories import (
     TemplateFactory,
     TopicFactory,
 )
-
-from .conftest import error_of
 
 
 def test_a_draft_is_made_scheduled_paused_and_cancelled_through_the_campaign_services(api):

@@ -261,7 +261,7 @@ def send_facts(facts: list[Fact]) -> None:
         try:
             r.rpush(FACTS_KEY, *[fact_line(f, now=now) for f in facts])
             return
-        except Exception:
+        except Exception:  # any failure to buffer: ingesting here is the fallback promised above
             log.warning("feedback buffer unavailable: ingesting %d fact(s) at once", len(facts))
     ingest.ingest_facts(facts)
 

@@ -158,7 +158,7 @@ NUMBER_OPS = {
 }
 
 
-def _rule_error(message: str):
+def _rule_error(message: str) -> SegmentRuleError:
     return SegmentRuleError(message)
 
 

@@ -5,11 +5,11 @@ from collections import defaultdict
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from campaigns.models import Delivery
+from campaigns.models import Campaign, Delivery
 from subscribers.models import Subscriber
 
 from . import classification as rules
@@ -99,7 +99,7 @@ def campaign_rollups_rebuild(*, campaign_id: int) -> None:
     _breakdown_rebuild(events, campaign_id=campaign_id)
 
 
-def _activity_rebuild(events, *, campaign_id: int) -> list[DeliveryActivity]:
+def _activity_rebuild(events: QuerySet, *, campaign_id: int) -> list[DeliveryActivity]:
     """Each delivery's opens, clicks, links clicked by a human and unsubscribe time."""
     left_at = dict(
         events.filter(kind=K.UNSUBSCRIBED, delivery_id__isnull=False)
@@ -157,7 +157,9 @@ def _activity_rebuild(events, *, campaign_id: int) -> list[DeliveryActivity]:
     return activity
 
 
-def _stats_rebuild(events, activity: list[DeliveryActivity], *, campaign_id: int) -> None:
+def _stats_rebuild(
+    events: QuerySet[Event], activity: list[DeliveryActivity], *, campaign_id: int
+) -> None:
     totals = events.aggregate(
         opens=Count("id", filter=OPENED),
         opens_human=Count("id", filter=OPENED & HUMAN),
@@ -177,7 +179,7 @@ def _stats_rebuild(events, activity: list[DeliveryActivity], *, campaign_id: int
     CampaignStats.objects.update_or_create(campaign_id=campaign_id, defaults=totals | uniques)
 
 
-def _series_rebuild(events, *, campaign_id: int) -> None:
+def _series_rebuild(events: QuerySet, *, campaign_id: int) -> None:
     CampaignSeries.objects.filter(campaign_id=campaign_id).delete()
     CampaignSeries.objects.bulk_create(
         [
@@ -195,7 +197,7 @@ def _series_rebuild(events, *, campaign_id: int) -> None:
     )
 
 
-def _link_stats_rebuild(events, *, campaign_id: int) -> None:
+def _link_stats_rebuild(events: QuerySet, *, campaign_id: int) -> None:
     for row in (
         events.filter(kind=K.CLICKED, link_id__isnull=False)
         .values("link_id")
@@ -210,7 +212,7 @@ def _link_stats_rebuild(events, *, campaign_id: int) -> None:
         )
 
 
-def _breakdown_rebuild(events, *, campaign_id: int) -> None:
+def _breakdown_rebuild(events: QuerySet, *, campaign_id: int) -> None:
     """Clients and devices of each delivery's first human open."""
     first_agents: dict[int, str] = {}
     for delivery_id, agent in (
@@ -235,7 +237,12 @@ def _breakdown_rebuild(events, *, campaign_id: int) -> None:
 
 
 def campaign_tracking_set(
-    *, campaign, mode: str, utm_source: str = "", utm_medium: str = "", utm_campaign: str = ""
+    *,
+    campaign: Campaign,
+    mode: str,
+    utm_source: str = "",
+    utm_medium: str = "",
+    utm_campaign: str = "",
 ) -> CampaignTracking:
     if mode not in CampaignTracking.Mode.values:
         raise ValueError(f"Unknown tracking mode {mode!r}")

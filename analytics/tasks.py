@@ -1,10 +1,12 @@
 from celery import shared_task
 
+from .blocklists import sending_domains_blocklists_check
 from .bounce_mailbox import bounce_mailbox_poll as poll
 from .buffer import flush
 from .dns_checks import sending_domain_check, sending_domains_check
 from .hygiene import engagement_scores_refresh
-from .models import SendingDomain
+from .models import ReadinessRun, SendingDomain
+from .readiness import readiness_run_complete
 
 
 @shared_task
@@ -21,8 +23,6 @@ def dns_check_all() -> int:
 @shared_task
 def blocklists_check_all() -> int:
     """Beat: every sending domain's dedicated IPs against the DNS blocklists."""
-    from .blocklists import sending_domains_blocklists_check
-
     return sending_domains_blocklists_check()
 
 
@@ -47,9 +47,6 @@ def bounce_mailbox_poll() -> int:
 @shared_task(ignore_result=True)
 def readiness_check(run_id: int) -> None:
     """Send a readiness run's seed message, read it back and judge it (analytics.readiness)."""
-    from .models import ReadinessRun
-    from .readiness import readiness_run_complete
-
     run = (
         ReadinessRun.objects.select_related("domain")
         .filter(pk=run_id, status=ReadinessRun.Status.RUNNING)

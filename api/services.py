@@ -3,12 +3,19 @@
 Everything else goes straight to the apps' own services (subscribers.services,
 signup.services, campaigns.services ...)."""
 
+import ipaddress
 import json
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from signup.models import SignupForm
+from signup.protection import address_key, email_check, rate_hit
+from signup.schema import form_layout, step_validate, texts
+from signup.services import Origin, signup_continue, signup_start
 from subscribers.emails import EmailError, email_normalize
 from subscribers.models import (
     ConsentRecord,
@@ -29,6 +36,9 @@ from subscribers.services import (
 
 from .errors import ApiError
 from .selectors import etag_of
+
+if TYPE_CHECKING:  # the API's request schemas (api.subscribers imports this module)
+    from .subscribers import SubscriberCreate, SubscriberPatch
 
 
 def topics_by_slug(slugs: Iterable[str], *, field: str = "topics") -> list[Topic]:
@@ -73,7 +83,7 @@ def _email(raw: str, field: str = "email") -> str:
         raise ApiError(422, str(exc), field=field) from None
 
 
-def api_subscriber_create(*, data, key_name: str) -> Subscriber:
+def api_subscriber_create(*, data: "SubscriberCreate", key_name: str) -> Subscriber:
     email = _email(data.email)
     if is_suppressed(email):
         raise ApiError(
@@ -115,24 +125,26 @@ def api_subscriber_create(*, data, key_name: str) -> Subscriber:
                 text=data.consent.text,
                 version=data.consent.version,
                 where=ConsentRecord.Where.API,
-                ip=_ip_or_none(data.consent.ip),
+                ip=ip_or_none(data.consent.ip, field="consent.ip"),
                 user_agent=data.consent.user_agent,
             )
     return subscriber
 
 
-def _ip_or_none(value: str | None) -> str | None:
-    import ipaddress
-
+def ip_or_none(value: str | None, *, field: str) -> str | None:
+    """An IP address as the API received it, normalized; a 422 naming ``field`` if it is not
+    one."""
     if not value:
         return None
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        raise ApiError(422, "consent.ip: not an IP address.", field="consent.ip") from None
+        raise ApiError(422, f"{field}: not an IP address.", field=field) from None
 
 
-def api_subscriber_patch(*, subscriber_id: int, data, if_match: str | None) -> Subscriber:
+def api_subscriber_patch(
+    *, subscriber_id: int, data: "SubscriberPatch", if_match: str | None
+) -> Subscriber:
     """Change a subscriber under its ETag (If-Match): 412 when it changed meanwhile."""
     with transaction.atomic():
         subscriber = Subscriber.objects.select_for_update().filter(pk=subscriber_id).first()
@@ -295,7 +307,7 @@ def subscribers_upsert(
 # --- sign-up through the API -----------------------------------------------------------------
 
 
-def api_signup_submit(*, public_id: str, fields: dict, origin, key_name: str) -> dict:
+def api_signup_submit(*, public_id: str, fields: dict, origin: Origin, key_name: str) -> dict:
     """A person's sign-up sent by a backend, through a signup form and the same services as
     the form's own submissions: every step's fields validated by the form's schema, the
     address checked (syntax, the form's disposable and DNS rules), the per-IP and per-address
@@ -303,13 +315,6 @@ def api_signup_submit(*, public_id: str, fields: dict, origin, key_name: str) ->
     confirmation email, at most one per address per window), consent text and version,
     pending answers for a confirmed person. The browser-only checks (form token, fill time,
     honeypot, proof of work) are what the API key stands for here."""
-    from django.conf import settings
-
-    from signup.models import SignupForm
-    from signup.protection import address_key, email_check, rate_hit
-    from signup.schema import form_layout, step_validate, texts
-    from signup.services import signup_continue, signup_start
-
     form = SignupForm.objects.filter(public_id=public_id, is_active=True).first()
     if form is None:
         raise ApiError(404, f"No active signup form {public_id!r}.", field="form")

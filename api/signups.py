@@ -9,8 +9,8 @@ from pydantic import Field, StringConstraints
 from signup.services import Origin
 
 from .auth import require_scope
-from .errors import ApiError, Error
-from .services import api_signup_submit
+from .errors import Error
+from .services import api_signup_submit, ip_or_none
 
 router = Router(tags=["signups"])
 
@@ -42,17 +42,6 @@ class SignupOut(Schema):
     confirmation_sent: bool
 
 
-def _ip(value: str | None) -> str | None:
-    import ipaddress
-
-    if not value:
-        return None
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ApiError(422, "ip: not an IP address.", field="ip") from None
-
-
 ERRORS: dict[int, Any] = {
     400: Error,
     401: Error,
@@ -71,7 +60,9 @@ def signup_create(request: HttpRequest, payload: SignupIn):
     fields = {k: ("1" if v is True else "" if v is False else v) for k, v in payload.fields.items()}
     fields = {k: (v if isinstance(v, list) else str(v)) for k, v in fields.items()}
     origin = Origin(
-        page=payload.page.split("?", 1)[0], ip=_ip(payload.ip), user_agent=payload.user_agent
+        page=payload.page.split("?", 1)[0],
+        ip=ip_or_none(payload.ip, field="ip"),
+        user_agent=payload.user_agent,
     )
     result = api_signup_submit(
         public_id=payload.form, fields=fields, origin=origin, key_name=key.name

@@ -16,6 +16,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.template.defaultfilters import pluralize
 
+from analytics.blocklists import PREFLIGHT_LIFETIME, link_domains, listings, message_urls
+from analytics.dns_checks import FAIL, UNKNOWN, WARN, resolver
 from analytics.guardrail import campaign_alerts
 from analytics.models import SendingDomain
 from subscribers.models import Subscriber
@@ -487,10 +489,6 @@ def blocklist_findings(campaign: Campaign, *, html: str, text: str) -> list[Find
     its mail links to (the destinations, the tracking domain, images) on URI blocklists:
     asked now, all at once, each distinct name once, with a short timeout. Receivers that
     use these lists refuse or junk the mail whatever it says."""
-    from analytics.blocklists import PREFLIGHT_LIFETIME, link_domains, listings, message_urls
-    from analytics.dns_checks import FAIL, UNKNOWN, WARN, resolver
-    from analytics.models import SendingDomain
-
     names = {campaign.from_email.rpartition("@")[2].strip().lower()}
     if campaign.connection is not None:
         names.add(campaign.connection.sending_domain.strip().lower())

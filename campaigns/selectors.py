@@ -1,12 +1,12 @@
 """Reads: the audience of a campaign as one SQL query, progress figures."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db.models import Count, Exists, Func, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
-from subscribers.models import Subscriber, Subscription, Suppression
+from subscribers.models import Segment, Subscriber, Subscription, Suppression
 from subscribers.segments import segment_queryset
 
 from .models import Campaign, Delivery, DeliveryCount
@@ -26,7 +26,7 @@ class EmailDomain(Func):
     output_field = Subscriber._meta.get_field("email")
 
 
-def audience_queryset(campaign: Campaign, *, now=None) -> QuerySet[Subscriber]:
+def audience_queryset(campaign: Campaign, *, now: datetime | None = None) -> QuerySet[Subscriber]:
     """Who would receive the campaign now (see audience_for)."""
     topic_ids = list(campaign.topics.values_list("id", flat=True)) if campaign.pk else []
     return audience_for(
@@ -34,7 +34,13 @@ def audience_queryset(campaign: Campaign, *, now=None) -> QuerySet[Subscriber]:
     )
 
 
-def audience_for(*, topic_ids, segment=None, since=None, now=None) -> QuerySet[Subscriber]:
+def audience_for(
+    *,
+    topic_ids: list[int],
+    segment: Segment | None = None,
+    since: datetime | None = None,
+    now: datetime | None = None,
+) -> QuerySet[Subscriber]:
     """Topics (active subscription to any) and / or the segment, minus everyone who must never
     get it: not active, suppressed, paused, over their monthly cap. One SQL query."""
     now = now or timezone.now()
@@ -144,11 +150,24 @@ def campaigns_with_progress(campaigns: list[Campaign]) -> list[Campaign]:
     return campaigns
 
 
+def campaigns_listed(*, limit: int = 200) -> list[Campaign]:
+    """The campaigns page: the latest campaigns (not transactional sends), with progress."""
+    return campaigns_with_progress(
+        list(
+            Campaign.objects.filter(kind=Campaign.Kind.CAMPAIGN).select_related(
+                "template", "connection"
+            )[:limit]
+        )
+    )
+
+
 def campaign_progress(campaign: Campaign) -> dict:
     return progress_of(campaign, delivery_counts([campaign.pk])[campaign.pk])
 
 
-def delivery_page(campaign: Campaign, *, status: str | None, after_id: int, size: int = 100):
+def delivery_page(
+    campaign: Campaign, *, status: str | None, after_id: int, size: int = 100
+) -> list[Delivery]:
     """Keyset pagination over the ledger (by id), through the (campaign, status, id) index.
 
     Unfiltered, one page per status merged by id (a Merge Append of short index scans): a

@@ -3,6 +3,7 @@
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F
 from django.db.models.functions import Lower
@@ -47,7 +48,12 @@ def _first_run_at(campaign: Campaign, now: datetime) -> datetime:
 
 
 def campaign_schedule(
-    *, campaign: Campaign, user=None, override: bool = False, now=None, check_links: bool = False
+    *,
+    campaign: Campaign,
+    user: User | None = None,
+    override: bool = False,
+    now: datetime | None = None,
+    check_links: bool = False,
 ) -> Campaign:
     """Draft -> scheduled. Blocking pre-flight findings refuse it unless an admin overrides."""
 
@@ -128,7 +134,7 @@ def _hold_until_local_hour(campaign: Campaign) -> None:
         )
 
 
-def _lower(field):
+def _lower(field: str) -> Lower:
     return Lower(field)
 
 
@@ -152,7 +158,7 @@ def campaign_pin_content(*, campaign: Campaign) -> None:
         )
 
 
-def campaign_start(*, campaign: Campaign, now=None) -> Campaign:
+def campaign_start(*, campaign: Campaign, now: datetime | None = None) -> Campaign:
     """Scheduled (or draft, for "send now") -> running: pin content, snapshot the audience,
     then let the senders loose once the transaction has committed."""
     with transaction.atomic():
@@ -213,7 +219,9 @@ _COPIED = [
 ]
 
 
-def campaign_duplicate(*, campaign: Campaign, user=None, name: str | None = None) -> Campaign:
+def campaign_duplicate(
+    *, campaign: Campaign, user: User | None = None, name: str | None = None
+) -> Campaign:
     copy = Campaign(name=name or f"{campaign.name} (copy)", created_by=user)
     for field in _COPIED:
         setattr(copy, field, getattr(campaign, field))
@@ -222,7 +230,7 @@ def campaign_duplicate(*, campaign: Campaign, user=None, name: str | None = None
     return copy
 
 
-def campaign_occurrence_create(*, parent: Campaign, now=None) -> Campaign:
+def campaign_occurrence_create(*, parent: Campaign, now: datetime | None = None) -> Campaign:
     """One occurrence of a recurring campaign: a child campaign sent at once."""
     now = now or timezone.now()
     child = campaign_duplicate(
@@ -236,12 +244,12 @@ def campaign_occurrence_create(*, parent: Campaign, now=None) -> Campaign:
     return child
 
 
-def _tz(campaign):
+def _tz(campaign: Campaign) -> ZoneInfo:
     return ZoneInfo(campaign.schedule_timezone)
 
 
 def delivery_resolve_unknown(
-    *, campaign: Campaign, resend: bool, ids: list[int] | None = None, user=None
+    *, campaign: Campaign, resend: bool, ids: list[int] | None = None, user: User | None = None
 ) -> int:
     """Decide about deliveries whose handoff was interrupted, all of them or the rows in
     ``ids``: resend them (back to pending) or accept them as sent. Nobody decides this
@@ -274,7 +282,7 @@ def delivery_resolve_unknown(
     return count
 
 
-def deliveries_settle_unknown(*, now=None) -> int:
+def deliveries_settle_unknown(*, now: datetime | None = None) -> int:
     """The campaigns' optional policy: unknown rows left undecided for their campaign's
     ``unknown_settle_hours`` are counted as sent (or sent again), and the row says so."""
 

@@ -24,7 +24,7 @@ from .selectors import (
     audience_count,
     audience_for,
     campaign_progress,
-    campaigns_with_progress,
+    campaigns_listed,
     delivery_page,
 )
 from .tasks import campaigns_dispatch
@@ -39,14 +39,7 @@ def _campaign(request, pk) -> Campaign:
 
 @viewer_required
 def campaign_list(request):
-    campaigns = campaigns_with_progress(
-        list(
-            Campaign.objects.filter(kind=Campaign.Kind.CAMPAIGN).select_related(
-                "template", "connection"
-            )[:200]
-        )
-    )
-    return render(request, "campaigns/list.html", {"campaigns": campaigns})
+    return render(request, "campaigns/list.html", {"campaigns": campaigns_listed()})
 
 
 @editor_required

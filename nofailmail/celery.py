@@ -2,6 +2,7 @@ import os
 
 from celery import Celery
 from celery.signals import worker_process_init
+from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nofailmail.settings")
 
@@ -14,6 +15,4 @@ app.autodiscover_tasks()
 def _warm_up(**kwargs) -> None:
     """Load the URLconf once per pool process, at start: the first message of every sending
     task otherwise paid for importing every app's urls (half a second of CPU)."""
-    from django.urls import get_resolver
-
     get_resolver().url_patterns  # noqa: B018 (the property loads them)

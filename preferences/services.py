@@ -1,6 +1,7 @@
 """What recipients change about themselves from the preference center and the exit survey."""
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -29,7 +30,13 @@ PAUSE_MONTHS = (1, 3)
 
 
 def _record(
-    subscriber: Subscriber, *, delivery_id: int | None, kind: str, what: str, how: str, **detail
+    subscriber: Subscriber,
+    *,
+    delivery_id: int | None,
+    kind: str,
+    what: str,
+    how: str,
+    **detail: Any,
 ) -> None:
     """The change, as an Event through analytics ingestion: the campaign whose link was used
     counts the leave once (report, export, rollups) and the timelines show it."""

@@ -12,11 +12,13 @@ sets ``confirmation_sent_at`` with a conditional UPDATE: it goes out exactly onc
 """
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -221,7 +223,7 @@ def _confirmation_owe(signup: Signup, *, send_now: bool) -> None:
         signup.confirmation_sent_at = None
 
 
-def _confirmations_unsent():
+def _confirmations_unsent() -> QuerySet[Signup]:
     return Signup.objects.filter(
         confirmation_due_at__isnull=False,
         confirmation_sent_at__isnull=True,
@@ -424,7 +426,7 @@ class SubmitResult:
 
 
 def signup_submit(
-    *, form: SignupForm, layout: list[dict], step: int, data, origin: Origin
+    *, form: SignupForm, layout: list[dict], step: int, data: Mapping[str, Any], origin: Origin
 ) -> SubmitResult:
     """One step of a visitor's submission (``data``: the POST; ``layout``: the form's steps,
     as ``form_layout`` resolved them for this request): the honeypot, the form token, the
@@ -475,7 +477,14 @@ class _Invalid(Exception):
 
 
 def _submit_first(
-    form: SignupForm, words, data, answers: StepData, errors: dict, *, origin: Origin, last_step
+    form: SignupForm,
+    words: dict[str, str],
+    data: Mapping[str, Any],
+    answers: StepData,
+    errors: dict,
+    *,
+    origin: Origin,
+    last_step: bool,
 ) -> tuple[Signup | None, bool]:
     """Step 1: the address checked, the proof of work spent, then the signup started.
     Returns the signup (None when nothing was done) and whether the address is active."""
@@ -505,7 +514,12 @@ def _submit_first(
 
 
 def _submit_finished(
-    form: SignupForm, words, step: int, last_step: bool, signup: Signup | None, activated: bool
+    form: SignupForm,
+    words: dict[str, str],
+    step: int,
+    last_step: bool,
+    signup: Signup | None,
+    activated: bool,
 ) -> SubmitResult:
     """The next step to ask, or the end of the form."""
     if not last_step:

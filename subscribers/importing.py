@@ -35,6 +35,7 @@ from typing import Any
 
 import charset_normalizer
 from django.db import connection, transaction
+from django.db.models import Q
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
@@ -835,3 +836,21 @@ def import_job_start(*, job: ImportJob, mapping: dict[str, str], **options) -> I
     job.status = ImportJob.Status.QUEUED
     job.save(update_fields=["options", "status"])
     return job
+
+
+REJECTIONS_PAGE = 2000  # rows per query of the rejected rows' CSV download
+
+
+def import_rejection_rows(job: ImportJob, *, delimiter: str) -> Iterator[list]:
+    """An import's rejected rows as CSV rows: the line and the reason, then the file's own
+    columns (fix them in a spreadsheet and import the file again)."""
+    yield ["line", "reason", *job.options.get("header", [])]
+    # Pages in line order (id breaks ties), no server-side cursor (see
+    # selectors.subscribers_export_rows).
+    rejections = job.rejections.order_by("line", "id").values_list("line", "id", "reason", "raw")
+    after = Q()
+    while page := list(rejections.filter(after)[:REJECTIONS_PAGE]):
+        for line, _id, reason, raw in page:
+            yield [line, reason, *row_cells(raw, delimiter)]
+        line, last = page[-1][:2]
+        after = Q(line__gt=line) | Q(line=line, id__gt=last)

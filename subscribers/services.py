@@ -324,7 +324,7 @@ def consent_record(
 def subscriber_export(*, subscriber: Subscriber) -> dict:
     """Everything held about one person, JSON-serialisable (GDPR access request)."""
 
-    def iso(value):
+    def iso(value: dt.datetime | None) -> str | None:
         return value.isoformat() if value else None
 
     data = {

@@ -4,7 +4,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.db import transaction
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
@@ -39,13 +39,14 @@ from .importing import (
     import_job_stalled,
     import_job_start,
     import_preview,
-    row_cells,
+    import_rejection_rows,
 )
 from .models import CustomField, ImportJob, Segment, Subscriber, Topic
 from .segments import BUILDER_FIELDS, OPS_BY_TYPE, SegmentRuleError, rules_q, segment_queryset
 from .selectors import (
     segment_live_count,
     subscriber_timeline,
+    subscribers_export_rows,
     subscribers_filtered,
     subscribers_page,
     subscribers_selected,
@@ -54,7 +55,6 @@ from .selectors import (
 from .tasks import import_job_enqueue, import_job_resume
 
 PAGE_SIZE = 50
-EXPORT_PAGE = 2000  # rows per query of a CSV download
 FILTER_KEYS = ["q", "status", "topic", "segment", "attr", "attr_value"]
 
 
@@ -171,33 +171,6 @@ def _int_or_zero(value) -> int:
     return int(value) if isinstance(value, str) and value.isdigit() and len(value) <= 18 else 0
 
 
-def _csv_stream(queryset: QuerySet[Subscriber]):
-    keys = list(CustomField.objects.values_list("key", flat=True))
-    header = ["email", "first_name", "last_name", "status", "source", "language", "timezone"]
-    yield [*header, "created_at", "confirmed_at", *keys]
-    rows = queryset.order_by("id").values_list(
-        "id", *header, "created_at", "confirmed_at", "attributes"
-    )
-    # Pages of EXPORT_PAGE rows by id: a million rows stream out without being loaded at once,
-    # and without a server-side cursor, which would not survive PgBouncer in transaction mode
-    # (its WITH HOLD cursor stays on one server connection, the next FETCH may reach another).
-    last = 0
-    while page := list(rows.filter(id__gt=last)[:EXPORT_PAGE]):
-        last = page[-1][0]
-        yield from (_export_row(row, keys) for row in page)
-
-
-def _export_row(row: tuple, keys: list[str]) -> list:
-    _id, *plain, created, confirmed, attributes = row
-    attributes = attributes or {}
-    return [
-        *plain,
-        created.isoformat(),
-        confirmed.isoformat() if confirmed else "",
-        *[attributes.get(k, "") for k in keys],
-    ]
-
-
 @personal_data_export_required
 def subscriber_export_csv(request):
     filters = _filters(request.GET)
@@ -207,7 +180,7 @@ def subscriber_export_csv(request):
         messages.error(request, str(exc))
         return redirect("subscribers:list")
     return csv_response(
-        _csv_stream(queryset), filename=f"subscribers-{timezone.now():%Y%m%d-%H%M}.csv"
+        subscribers_export_rows(queryset), filename=f"subscribers-{timezone.now():%Y%m%d-%H%M}.csv"
     )
 
 
@@ -508,21 +481,11 @@ def import_rejections_csv(request, job_id: int):
     # The file's own delimiter and columns, after the line and the reason: fix the rows in a
     # spreadsheet and import the file again.
     delimiter = job.options.get("delimiter", ",")
-
-    def rows():
-        yield ["line", "reason", *job.options.get("header", [])]
-        # Pages in line order (id breaks ties), no server-side cursor: see _csv_stream.
-        rejections = job.rejections.order_by("line", "id").values_list(
-            "line", "id", "reason", "raw"
-        )
-        after = Q()
-        while page := list(rejections.filter(after)[:EXPORT_PAGE]):
-            for line, _id, reason, raw in page:
-                yield [line, reason, *row_cells(raw, delimiter)]
-            line, last = page[-1][:2]
-            after = Q(line__gt=line) | Q(line=line, id__gt=last)
-
-    return csv_response(rows(), filename=f"import-{job.pk}-rejected.csv", delimiter=delimiter)
+    return csv_response(
+        import_rejection_rows(job, delimiter=delimiter),
+        filename=f"import-{job.pk}-rejected.csv",
+        delimiter=delimiter,
+    )
 
 
 # --- segments -----------------------------------------------------------------------------

@@ -4,16 +4,20 @@ import io
 import uuid
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.message import make_msgid
 from django.db import transaction
 from django.db.models import ProtectedError, RestrictedError
 from PIL import Image as PILImage
 from PIL import ImageOps, ImageSequence, UnidentifiedImageError
+
+from subscribers.models import Subscriber
 
 from .fields import SAMPLE_CONTEXT, adhoc_fields, subscriber_context
 from .lint import find_placeholders, lint_version
@@ -45,7 +49,9 @@ def template_validate(*, subject: str, preheader: str, html_body: str, text_body
         raise ValidationError(errors)
 
 
-def _snapshot(template: Template, *, user, layout_html: str | None = None) -> TemplateVersion:
+def _snapshot(
+    template: Template, *, user: User | None, layout_html: str | None = None
+) -> TemplateVersion:
     template.current_version += 1
     template.save()
     return TemplateVersion.objects.create(
@@ -74,7 +80,7 @@ def template_create(
     language: str = "en",
     layout: Layout | None = None,
     tags: list[str] | None = None,
-    user=None,
+    user: User | None = None,
 ) -> Template:
     template_validate(
         subject=subject, preheader=preheader, html_body=html_body, text_body=text_body
@@ -95,7 +101,9 @@ def template_create(
 
 
 @transaction.atomic
-def template_update(*, template: Template, user=None, **changes) -> TemplateVersion:
+def template_update(
+    *, template: Template, user: User | None = None, **changes: Any
+) -> TemplateVersion:
     """Save the template and keep a new version (even when only the layout changed: the
     version snapshots the layout HTML, so a campaign pinned to an old version is unaffected)."""
     allowed = {"name", "subject", "preheader", "html_body", "text_body", "language", "layout"}
@@ -118,7 +126,9 @@ def template_update(*, template: Template, user=None, **changes) -> TemplateVers
 
 
 @transaction.atomic
-def template_restore(*, template: Template, number: int, user=None) -> TemplateVersion:
+def template_restore(
+    *, template: Template, number: int, user: User | None = None
+) -> TemplateVersion:
     """Bring an older version back as the newest one (history is never rewritten)."""
     old = TemplateVersion.objects.get(template=template, number=number)
     locked = Template.objects.select_for_update().get(pk=template.pk)
@@ -129,7 +139,7 @@ def template_restore(*, template: Template, number: int, user=None) -> TemplateV
     return version
 
 
-def template_duplicate(*, template: Template, user=None) -> Template:
+def template_duplicate(*, template: Template, user: User | None = None) -> Template:
     """Start a new template from an existing one (how a starter design is used)."""
     return template_create(
         kind=template.kind,
@@ -259,7 +269,7 @@ def _reencode_animation(image: PILImage.Image) -> tuple[bytes, str, str]:
     return out.getvalue(), "image/gif", "gif"
 
 
-def image_upload(*, upload, alt_text: str, user=None) -> Image:
+def image_upload(*, upload: File, alt_text: str, user: User | None = None) -> Image:
     """Check, strip, resize and re-encode an uploaded image; raise ImageRejected with a reason."""
     alt_text = (alt_text or "").strip()
     if not alt_text:
@@ -308,7 +318,9 @@ def reply_fields(version: TemplateVersion) -> list[str]:
     return adhoc_fields(tag.path for plan in compiled.plans for tag in plan.tags)
 
 
-def template_preview_render(version: TemplateVersion, subscriber=None) -> RenderedMessage:
+def template_preview_render(
+    version: TemplateVersion, subscriber: Subscriber | None = None
+) -> RenderedMessage:
     """The message as ``subscriber`` would get it, or as the sample data fills it: the same merge
     values as the test send and the pipeline (``subscriber_context``) and the same compiled
     version; unsubscribe and preference links are samples. A canned reply shows where the
@@ -329,8 +341,12 @@ def template_preview_render(version: TemplateVersion, subscriber=None) -> Render
 
 
 def reply_prepare(
-    *, version: TemplateVersion, to_email: str, subscriber=None, fields: Mapping[str, str]
-):
+    *,
+    version: TemplateVersion,
+    to_email: str,
+    subscriber: Subscriber | None = None,
+    fields: Mapping[str, str],
+) -> RenderedMessage:
     """Render the reply for preview or sending; raise ReplyNotReady listing what is missing."""
     problems = [
         f"{f.message} ({f.field}, line {f.line})" for f in lint_version(version) if f.blocking
@@ -360,8 +376,8 @@ def reply_send(
     version: TemplateVersion,
     to_email: str,
     fields: Mapping[str, str],
-    subscriber=None,
-    user=None,
+    subscriber: Subscriber | None = None,
+    user: User | None = None,
 ) -> SentReply:
     """Send one canned reply through settings.EMAIL_BACKEND and record it for the timeline."""
     if version.template.kind != Template.Kind.CANNED_REPLY:

@@ -22,9 +22,11 @@ from urllib.parse import urlsplit
 import urllib3
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 
 from .emit import EVENT_PAYLOAD_SQL
-from .models import WebhookEndpoint, WebhookMessage
+from .models import WebhookEndpoint
+from .services import endpoints_disabled_alert
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +225,7 @@ def record(results: list[Result]) -> None:
         _count_failures(cursor, results)
 
 
-def _count_failures(cursor, results: list[Result]) -> None:
+def _count_failures(cursor: CursorWrapper, results: list[Result]) -> None:
     """Failures in a row per endpoint (any success starts the count again); past the limit
     the endpoint is disabled and an alert raised."""
     trailing: dict[int, int] = {}
@@ -255,8 +257,6 @@ def _count_failures(cursor, results: list[Result]) -> None:
     )
     disabled = [i for (i,) in cursor.fetchall()]
     if disabled:
-        from .services import endpoints_disabled_alert
-
         endpoints_disabled_alert(endpoint_ids=disabled)
 
 
@@ -293,12 +293,3 @@ def dispatch_due(*, time_budget: float | None = None) -> tuple[int, bool]:
             return done, False
         done += tried
     return done, True
-
-
-def message_resend(*, message: WebhookMessage) -> None:
-    """ "Send again": the message is due now, with a fresh round of retries."""
-    WebhookMessage.objects.filter(pk=message.pk).update(
-        status=WebhookMessage.Status.PENDING,
-        attempts=0,
-        next_attempt_at=datetime.now(UTC),
-    )

@@ -22,6 +22,8 @@ from django.db import connection, transaction
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
+from .models import MACHINE_TYPES, WebhookEndpoint
+
 log = logging.getLogger(__name__)
 
 WANTED_KEY = "nfm:webhooks:wanted"
@@ -50,8 +52,6 @@ def wanted() -> frozenset[str]:
     except RedisError:  # no cache: ask the database (sending must not stop for it)
         value = None
     if value is None:
-        from .models import MACHINE_TYPES, WebhookEndpoint
-
         types: set[str] = set()
         for event_types, machine in WebhookEndpoint.objects.filter(enabled=True).values_list(
             "event_types", "include_machine"

@@ -1,19 +1,22 @@
 """Writes about endpoints: create and edit (the cached "who wants what" is forgotten with
 every change), send a message again, disable with an alert."""
 
+from datetime import UTC, datetime
+
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from analytics.models import ReputationAlert
 
 from . import emit
-from .dispatch import message_resend
-from .models import WebhookEndpoint, WebhookMessage
+from .models import WebhookEndpoint, WebhookMessage, new_secret
 
 ALERT_SCOPE = "webhook"  # not one of ReputationAlert.Scope's: shown as is, found by this key
 ALERT_METRIC = "webhook_failures"
 
 
-def endpoint_save(*, endpoint: WebhookEndpoint, user=None) -> WebhookEndpoint:
+def endpoint_save(*, endpoint: WebhookEndpoint, user: User | None = None) -> WebhookEndpoint:
     """Create or update; re-enabling starts the failure count again and resolves the alert."""
     if endpoint.pk is None and user is not None:
         endpoint.created_by = user
@@ -38,21 +41,22 @@ def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
 
 
 def endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
-    from .models import new_secret
-
     endpoint.secret = new_secret()
     endpoint.save(update_fields=["secret"])
     return endpoint
 
 
 def webhook_message_resend(*, message: WebhookMessage) -> None:
-    message_resend(message=message)
+    """ "Send again": the message is due now, with a fresh round of retries."""
+    WebhookMessage.objects.filter(pk=message.pk).update(
+        status=WebhookMessage.Status.PENDING,
+        attempts=0,
+        next_attempt_at=datetime.now(UTC),
+    )
     emit.kick_if_due()
 
 
 def _resolve_alert(endpoint_id: int) -> None:
-    from django.utils import timezone
-
     ReputationAlert.objects.filter(
         scope=ALERT_SCOPE, key=str(endpoint_id), resolved_at__isnull=True
     ).update(resolved_at=timezone.now())

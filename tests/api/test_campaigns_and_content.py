@@ -1,6 +1,7 @@
 from django.urls import reverse
 
 from campaigns.models import Campaign
+from tests.support.api import error_of
 from tests.support.factories import (
     CampaignFactory,
     EventFactory,
@@ -10,8 +11,6 @@ from tests.support.factories import (
     TemplateFactory,
     TopicFactory,
 )
-
-from .conftest import error_of
 
 
 def test_a_draft_is_made_scheduled_paused_and_cancelled_through_the_campaign_services(api):

@@ -1,6 +1,5 @@
 from subscribers.models import Subscriber
-
-from .conftest import error_of
+from tests.support.api import error_of
 
 
 def test_malformed_json_is_400_in_the_shape(api):

@@ -1,7 +1,6 @@
 from api.models import IdempotencyRecord
 from subscribers.models import Subscriber
-
-from .conftest import error_of
+from tests.support.api import error_of
 
 
 def test_a_replayed_idempotency_key_does_not_create_twice(api):

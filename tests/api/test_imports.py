@@ -2,9 +2,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from subscribers.models import ConsentRecord, ImportJob, Subscriber, Subscription
+from tests.support.api import error_of
 from tests.support.factories import CustomFieldFactory, TopicFactory
-
-from .conftest import error_of
 
 
 @pytest.fixture(autouse=True)

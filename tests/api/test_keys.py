@@ -6,8 +6,7 @@ from django.utils import timezone
 
 from api.keys import token_hash
 from api.models import ApiKey, ApiWriteLog
-
-from .conftest import Api, error_of
+from tests.support.api import Api, error_of
 
 
 def _new_key_from_settings(admin_client, **fields) -> str:

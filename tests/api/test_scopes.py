@@ -1,9 +1,8 @@
 import pytest
 
 from subscribers.models import Subscriber, Suppression, Topic
+from tests.support.api import error_of
 from tests.support.factories import SubscriberFactory, SuppressionFactory
-
-from .conftest import error_of
 
 
 def test_a_read_key_cannot_write(make_api):

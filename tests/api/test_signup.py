@@ -4,9 +4,8 @@ from django.core import mail
 
 from signup.models import Signup
 from subscribers.models import ConsentRecord, Subscriber, Subscription
+from tests.support.api import error_of
 from tests.support.factories import SignupFormFactory, TopicFactory
-
-from .conftest import error_of
 
 
 def test_a_backend_signs_a_person_up_with_the_forms_double_opt_in(

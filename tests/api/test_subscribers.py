@@ -3,6 +3,7 @@ import datetime as dt
 from django.utils import timezone
 
 from subscribers.models import ConsentRecord, Subscriber, Subscription, Suppression
+from tests.support.api import error_of
 from tests.support.factories import (
     CustomFieldFactory,
     SegmentFactory,
@@ -10,8 +11,6 @@ from tests.support.factories import (
     SuppressionFactory,
     TopicFactory,
 )
-
-from .conftest import error_of
 
 
 def test_create_then_get_a_subscriber_with_topics_and_typed_attributes(api):

@@ -96,7 +96,6 @@ from django.utils import timezone
 from analytics.bounces import SENDER as SENDER_CAUSED
 from analytics.bounces import bounce_kind
 from analytics.ingest import Fact, ingest_facts
-from subscribers.models import Subscriber
 from templates_app.fields import recipient_context, recipient_contexts
 from webhooks import emit as webhooks_emit
 
@@ -1126,41 +1125,3 @@ def campaign_maybe_finish(*, campaign_id: int) -> bool:
     except CampaignTransitionError:
         return False  # another sender finished it a moment ago
     return True
-
-
-def test_send(*, campaign: Campaign, addresses: list[str]) -> list[SandboxMessage]:
-    """Send the draft to seed addresses: always captured in the sandbox inbox (and, unless the
-    campaign or connection is in test mode, delivered to those addresses only)."""
-    factory = MessageFactory(campaign, test_send=True)
-    sample = dict(Subscriber.objects.filter(email__in=addresses).values_list("email", "pk"))
-    recipients = recipient_contexts(sample.values())
-    captured = []
-    transport = Transport(campaign, factory)
-    try:
-        for address in addresses:
-            pk = sample.get(address)
-            built = factory.build(
-                delivery_id=None,
-                subscriber_id=pk or 0,
-                email=address,
-                recipient=(pk is not None and recipients.get(pk))
-                or recipient_context(email=address),
-            )
-            built.subject = f"[TEST] {built.subject}"
-            captured.append(
-                SandboxMessage.objects.create(
-                    campaign=campaign,
-                    to=address,
-                    subject=built.subject,
-                    html=built.html,
-                    text=built.text,
-                    headers=built.headers,
-                    raw=factory.signed_raw(built).decode("utf-8", errors="replace"),
-                    is_test_send=True,
-                )
-            )
-            if not transport.sandbox:
-                _send_with_reconnect(transport, built)
-    finally:
-        transport.close()
-    return captured

@@ -17,9 +17,9 @@ from subscribers.models import Segment
 from . import services
 from .forms import AlertAcknowledgeForm, CampaignForm, ConnectionForm, ScheduleForm, TestSendForm
 from .models import Campaign, CampaignTransitionError, Delivery, SandboxMessage, SendingConnection
-from .pipeline import test_send
 from .preflight import BLOCKING, run_preflight
 from .scheduling import describe_instant, schedule_summary
+from .seed_send import campaign_test_send as test_send_to_seeds
 from .selectors import (
     audience_count,
     audience_for,
@@ -343,7 +343,7 @@ def campaign_test_send(request, pk):
     addresses = form.cleaned_data["addresses"]
     Campaign.objects.filter(pk=pk).update(seed_addresses="\n".join(addresses))
     try:
-        test_send(campaign=campaign, addresses=addresses)
+        test_send_to_seeds(campaign=campaign, addresses=addresses)
     except Exception as exc:  # any ESP backend's own errors: the marketer reads them here
         messages.error(request, f"The test send failed: {exc}")
     else:

@@ -55,7 +55,7 @@ def _out(delivery, *, template_id: int, created: bool) -> dict[str, Any]:
 
 
 @router.post(
-    "/",
+    "",  # /api/v1/messages, as every collection: no trailing slash
     response={
         200: MessageOut,
         201: MessageOut,

@@ -4,7 +4,7 @@
 from django.db.models import Q
 
 from core.erasure import scrub
-from subscribers.models import Subscriber
+from subscribers.models import Subscriber, email_hash
 
 from .models import Delivery, SandboxMessage
 
@@ -13,6 +13,16 @@ TIMELINE_LIMIT = 200
 
 def _iso(value):
     return value.isoformat() if value else None
+
+
+def _deliveries_of(subscriber: Subscriber, address: str):
+    """Their messages: a campaign's name the subscriber; a transactional message is sent to an
+    address and names no subscriber (one person gets many; the ledger allows one delivery per
+    campaign and subscriber), nor does a deleted subscriber's: those by the address hash
+    (both through an index)."""
+    return Delivery.objects.filter(
+        Q(subscriber=subscriber) | Q(subscriber__isnull=True, email_hash=email_hash(address))
+    )
 
 
 def deliveries_export(subscriber: Subscriber) -> list[dict]:
@@ -24,7 +34,7 @@ def deliveries_export(subscriber: Subscriber) -> list[dict]:
             "sent_at": _iso(row["sent_at"]),
             "message_id": row["message_id"],
         }
-        for row in Delivery.objects.filter(subscriber=subscriber)
+        for row in _deliveries_of(subscriber, subscriber.email)
         .order_by("id")
         .values("campaign__name", "status", "sent_at", "message_id")
     ]
@@ -38,8 +48,9 @@ def deliveries_erase(subscriber: Subscriber) -> None:
     than empty, so anything that formats a recipient still has a well-formed value.
     """
     address = subscriber.erasing_address
-    Delivery.objects.filter(subscriber=subscriber).update(
-        email=subscriber.email, error=scrub("error", address)
+    # A transactional message's data is the caller's merge values (an order, a name): gone too.
+    _deliveries_of(subscriber, address).update(
+        email=subscriber.email, error=scrub("error", address), data=None
     )
     # Captured test-mode messages are whole rendered emails: nothing in them is aggregate.
     SandboxMessage.objects.filter(
@@ -61,7 +72,7 @@ _OUTCOME: dict[str, str] = {
 def deliveries_timeline(subscriber: Subscriber) -> list[dict]:
     """The latest campaigns addressed to them and what the sender did with each."""
     rows = (
-        Delivery.objects.filter(subscriber=subscriber)
+        _deliveries_of(subscriber, subscriber.email)
         .order_by("-id")
         .values("campaign__name", "status", "sent_at", "created_at", "error")[:TIMELINE_LIMIT]
     )

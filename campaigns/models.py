@@ -361,6 +361,13 @@ class Delivery(models.Model):
             models.Index(fields=["campaign", "status", "id"], name="delivery_claim"),
             models.Index(fields=["message_id"], name="delivery_message_id"),
             models.Index(fields=["subscriber", "sent_at"], name="delivery_subscriber"),
+            # Rows with no subscriber (transactional messages, sent to an address; a deleted
+            # subscriber's): a person's export and erasure find them by the address hash.
+            models.Index(
+                fields=["email_hash"],
+                condition=models.Q(subscriber__isnull=True),
+                name="delivery_address",
+            ),
             # Reconciliation reads only the rows in flight, whatever the ledger's size.
             models.Index(
                 fields=["claim_token"],

@@ -22,10 +22,10 @@ def api_client(make_api):
             from django.test import Client
 
             return Client(HTTP_AUTHORIZATION="Bearer nfm_nope").post(
-                "/api/v1/messages/", raw, content_type="application/json", **headers
+                "/api/v1/messages", raw, content_type="application/json", **headers
             )
         return client.client.post(
-            "/api/v1/messages/", raw, content_type="application/json", **headers
+            "/api/v1/messages", raw, content_type="application/json", **headers
         )
 
     return post
@@ -97,3 +97,11 @@ def test_bad_input_gets_a_clear_error_naming_the_field(api_client, template, bod
 )
 def test_malformed_bodies_never_get_a_500(api_client, template, raw):
     assert api_client(raw).status_code in (400, 422)
+
+
+def test_it_answers_at_the_address_the_docs_give_like_every_collection(client):
+    """POST /api/v1/messages, as the issue and the docs' front page say; it used to be only
+    /api/v1/messages/ (a 404 for a developer following the docs)."""
+    paths = client.get("/api/v1/openapi.json").json()["paths"]
+    assert "post" in paths["/api/v1/messages"]
+    assert [p for p in paths if p.endswith("/")] == []

@@ -17,9 +17,10 @@ from analytics.services import events_reclassify
 from campaigns.gdpr import deliveries_timeline
 from campaigns.models import Campaign, Delivery, SandboxMessage
 from campaigns.pipeline import Lease, claim_batch
+from campaigns.transactional import send_transactional
 from preferences.models import ExitSurveyResponse
 from signup.models import Signup, SignupForm
-from subscribers.models import ImportRejection, Subscriber
+from subscribers.models import ImportRejection, Subscriber, email_hash
 from subscribers.selectors import subscriber_timeline
 from subscribers.services import subscriber_erase, subscriber_export
 from templates_app.models import SentReply, Template
@@ -281,6 +282,37 @@ def test_a_delivery_still_queued_for_an_erased_person_is_skipped_by_its_hash():
     assert delivery.status == Delivery.Status.SKIPPED
     assert delivery.error == "Address suppressed at sending time."
     assert delivery.email == f"erased-{subscriber.pk}@erased.invalid"
+
+
+def test_transactional_messages_to_their_address_are_exported_shown_and_erased_with_them(ann):
+    """A transactional message is sent to an address and its delivery names no subscriber
+    (one person gets many): the hooks find it by the address hash. It used to stay out of the
+    export and the timeline, and keep the address and the caller's data after an erasure."""
+    template = TemplateFactory(
+        name="Order shipped", subject="Order {{ order_number }}", html_body="<p>{{ street }}</p>"
+    )
+    to_ann = send_transactional(
+        template=template,
+        to_email=ADDRESS.upper(),
+        data={"order_number": "A-1001", "street": "12 Ann Lee Road"},
+    ).delivery
+    to_bob = send_transactional(
+        template=template, to_email="bob@example.com", data={"street": "1 Bob Street"}
+    ).delivery
+
+    exported = subscriber_export(subscriber=ann)["deliveries"]
+    assert [d["campaign"] for d in exported].count("Transactional: Order shipped") == 1
+    assert "Queued: campaign “Transactional: Order shipped”" in [
+        i["text"] for i in subscriber_timeline(ann)
+    ]
+
+    subscriber_erase(subscriber=ann)
+    ann.refresh_from_db()
+    to_ann.refresh_from_db()
+    assert (to_ann.email, to_ann.data) == (ann.email, None)
+    assert to_ann.email_hash == email_hash(ADDRESS)  # what the suppression check matches
+    to_bob.refresh_from_db()
+    assert (to_bob.email, to_bob.data) == ("bob@example.com", {"street": "1 Bob Street"})
 
 
 def test_export_and_timeline_take_the_same_number_of_queries_for_one_row_or_many(ann):

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -197,6 +198,42 @@ class WebServer(_ProcessGroup):
                 break
             time.sleep(0.1)
         raise RuntimeError(f"web {self.name} did not start:\n{self.output()}")
+
+
+@contextlib.contextmanager
+def own_queues(prefix: str) -> Iterator[dict[str, str]]:
+    """Every queue the app routes to (the default one, the webhooks' and the transactional
+    one), renamed for one test: the tasks this process sends go to them, and a ``Worker`` given
+    the environment this yields consumes them, so that no other worker of the session (with
+    another SITE_URL or mail server) takes them."""
+    from nofailmail.celery import app
+
+    suffix = uuid.uuid4().hex[:8]
+    renamed = {
+        settings.CELERY_TASK_DEFAULT_QUEUE: f"{prefix}-{suffix}",
+        settings.CELERY_WEBHOOK_QUEUE: f"{prefix}-webhooks-{suffix}",
+        settings.CELERY_TRANSACTIONAL_QUEUE: f"{prefix}-transactional-{suffix}",
+    }
+    routes = {
+        pattern: {**route, "queue": renamed[route["queue"]]}
+        for pattern, route in settings.CELERY_TASK_ROUTES.items()
+    }
+    before = (app.conf.task_default_queue, app.conf.task_routes)
+
+    def route(default_queue: str, task_routes) -> None:
+        app.conf.task_default_queue, app.conf.task_routes = default_queue, task_routes
+        app.amqp.flush_routes()
+        del app.amqp.router  # a cached property: built again from the routes on next use
+
+    route(renamed[settings.CELERY_TASK_DEFAULT_QUEUE], routes)
+    try:
+        yield {
+            "CELERY_QUEUE": renamed[settings.CELERY_TASK_DEFAULT_QUEUE],
+            "CELERY_WEBHOOK_QUEUE": renamed[settings.CELERY_WEBHOOK_QUEUE],
+            "CELERY_TRANSACTIONAL_QUEUE": renamed[settings.CELERY_TRANSACTIONAL_QUEUE],
+        }
+    finally:
+        route(*before)
 
 
 def purge_queue() -> None:

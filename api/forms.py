@@ -1,3 +1,5 @@
+import secrets
+
 from django import forms
 
 from .keys import KeyError_, networks_parse
@@ -20,6 +22,12 @@ class ApiKeyForm(forms.Form):
     )
     rate_per_minute = forms.IntegerField(
         min_value=1, max_value=1_000_000, initial=1200, label="Requests per minute"
+    )
+
+    # A fresh value in each form the page renders: the same form sent twice (a reload of the
+    # page that showed the token re-sends its POST) makes one key, not two.
+    once = forms.CharField(
+        required=False, max_length=64, widget=forms.HiddenInput, initial=secrets.token_urlsafe
     )
 
     def clean_allowed_networks(self):

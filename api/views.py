@@ -1,6 +1,7 @@
 """Settings → API keys: admins make, see and revoke keys (the token is shown once)."""
 
 from django.contrib import messages
+from django.core.cache import cache
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
@@ -22,6 +23,13 @@ def key_list(request):
     new_token = ""
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        if data["once"] and not cache.add(f"api:key-form:{data['once']}", 1, timeout=86400):
+            messages.info(
+                request,
+                "This form was already sent: the key it made is in the list below (its token "
+                "was shown once). Use the form again for another key.",
+            )
+            return redirect("api:keys")
         try:
             created = api_key_create(
                 name=data["name"],

@@ -29,6 +29,20 @@ def test_an_admin_makes_a_key_in_settings_shown_once_and_stored_hashed(admin_cli
     assert Api(token).post("/subscribers", {"email": "ann@example.com"}).status_code == 201
 
 
+def test_the_same_form_sent_twice_makes_one_key(admin_client):
+    """A reload of the page that showed the token re-sends the form: no second key."""
+    page = admin_client.get("/settings/api-keys/").content.decode()
+    once = re.search(r'name="once" value="([^"]+)"', page).group(1)
+    data = {"name": "Shop backend", "scopes": ["write"], "rate_per_minute": "1200", "once": once}
+    first = admin_client.post("/settings/api-keys/", data)
+    assert b'id="new-token"' in first.content
+    again = admin_client.post("/settings/api-keys/", data, follow=True)
+    assert b'id="new-token"' not in again.content and b"already sent" in again.content
+    assert ApiKey.objects.count() == 1
+    # The next form the page renders is a new one.
+    assert f'value="{once}"' not in admin_client.get("/settings/api-keys/").content.decode()
+
+
 def test_only_admins_reach_the_keys_page(editor_client):
     assert editor_client.get("/settings/api-keys/").status_code == 403
     assert editor_client.post("/settings/api-keys/", {"name": "x"}).status_code == 403

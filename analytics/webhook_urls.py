@@ -1,4 +1,5 @@
-"""anymail's webhook URLs, each tracking view behind ``webhooks.TrackingGuard``.
+"""anymail's webhook URLs, each tracking view behind ``webhooks.TrackingGuard``, each inbound
+one behind ``webhooks.ConfigurationGuard``.
 
 The same paths and names as ``anymail.urls`` (namespace "anymail"), built from it, so an ESP
 anymail adds is routed, and guarded, with no change here.
@@ -11,7 +12,7 @@ from anymail.signals import tracking
 from anymail.webhooks.mandrill import MandrillCombinedWebhookView
 from django.urls import URLPattern
 
-from .webhooks import TrackingGuard
+from .webhooks import ConfigurationGuard, TrackingGuard
 
 
 def _guarded(pattern):
@@ -19,12 +20,12 @@ def _guarded(pattern):
     if view_class is None:
         return pattern
     combined = issubclass(view_class, MandrillCombinedWebhookView)
-    if not (combined or getattr(view_class, "signal", None) is tracking):
-        return pattern  # inbound mail: not ours to guard
+    if combined or getattr(view_class, "signal", None) is tracking:
+        guard, attributes = TrackingGuard, {"limit_body": not combined}
+    else:  # inbound mail (the mailto: unsubscribe): only its configuration is guarded
+        guard, attributes = ConfigurationGuard, {}
     guarded: Any = type(
-        view_class.__name__,
-        (TrackingGuard, view_class),
-        {"__module__": __name__, "limit_body": not combined},
+        view_class.__name__, (guard, view_class), {"__module__": __name__, **attributes}
     )
     return URLPattern(
         pattern.pattern,

@@ -408,16 +408,10 @@ else:
     _AnymailView = object
 
 
-class TrackingGuard(_AnymailView):
-    """Mixed in front of an anymail tracking view (``analytics.webhook_urls``).
-
-    Only the request's validation and parsing are answered 400; the request's facts are
-    recorded after anymail sent its signals (``buffer.send_facts``), and a failure to record
-    them answers 503, so the ESP retries.
-    """
-
-    # The Mandrill endpoint also carries inbound mail: Django's upload limit is its limit.
-    limit_body = True
+class ConfigurationGuard(_AnymailView):
+    """Mixed in front of every anymail webhook view (``analytics.webhook_urls``): an ESP whose
+    settings are missing answers 503 with what is missing, not a 500 (anymail raises its
+    configuration error when the view is made, for any request, a GET included)."""
 
     def __init__(self, **kwargs):
         self.missing_setting = None
@@ -429,14 +423,34 @@ class TrackingGuard(_AnymailView):
             # This ESP's key is not configured: nothing its webhook posts can be checked.
             self.missing_setting = exc
 
+    def not_configured(self) -> HttpResponse:
+        log.error("%s webhook refused: %s", self.esp_name, self.missing_setting)
+        return HttpResponse(
+            f"The {self.esp_name} webhook is not configured on this server.",
+            status=503,
+            content_type="text/plain",
+        )
+
     def post(self, request, *args, **kwargs):
         if self.missing_setting is not None:
-            log.error("%s webhook refused: %s", self.esp_name, self.missing_setting)
-            return HttpResponse(
-                f"The {self.esp_name} webhook is not configured on this server.",
-                status=503,
-                content_type="text/plain",
-            )
+            return self.not_configured()
+        return super().post(request, *args, **kwargs)
+
+
+class TrackingGuard(ConfigurationGuard):
+    """Mixed in front of an anymail tracking view (``analytics.webhook_urls``).
+
+    Only the request's validation and parsing are answered 400; the request's facts are
+    recorded after anymail sent its signals (``buffer.send_facts``), and a failure to record
+    them answers 503, so the ESP retries.
+    """
+
+    # The Mandrill endpoint also carries inbound mail: Django's upload limit is its limit.
+    limit_body = True
+
+    def post(self, request, *args, **kwargs):
+        if self.missing_setting is not None:
+            return self.not_configured()
         collected: list[Fact] = []
         token = _request_facts.set(collected)
         try:

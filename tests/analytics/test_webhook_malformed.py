@@ -238,3 +238,16 @@ def test_an_esp_whose_key_is_not_configured_answers_503_not_a_crash(client, sett
     assert response.status_code == 503
     assert b"not configured" in response.content
     assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("esp", ["brevo", "mailersend", "mailtrap", "postal", "resend"])
+def test_an_inbound_endpoint_whose_key_is_not_configured_answers_503_not_a_crash(
+    client, db, settings, esp
+):
+    """Inbound mail (the mailto: unsubscribe) comes through anymail's inbound views: an ESP
+    with no key set refuses it plainly, to a POST or a GET alike."""
+    settings.ANYMAIL = {"WEBHOOK_SECRET": esps.AUTH}  # no ESP's own key
+    url = f"/anymail/{esp}/inbound/"
+    posted = client.post(url, b"{}", content_type="application/json")
+    assert posted.status_code == 503 and b"not configured" in posted.content
+    assert client.get(url).status_code < 500

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.cache import cache
 from email_validator import EmailNotValidError, validate_email
 
+from core.addresses import address_or_none
 from core.tokens import BadToken, make_token, read_token
 from subscribers.emails import EmailError, email_normalize
 
@@ -142,12 +143,14 @@ def confirmation_window_claim(email: str) -> bool:
 
 
 def client_ip(request) -> str | None:
+    """The client's address (None when it is not one), as forms, the API's keys and logs
+    store it."""
     if settings.SIGNUP_TRUST_X_FORWARDED_FOR:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         # The rightmost address was added by our own proxy: the others are the client's claims.
         if forwarded:
-            return forwarded.split(",")[-1].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+            return address_or_none(forwarded.split(",")[-1])
+    return address_or_none(request.META.get("REMOTE_ADDR"))
 
 
 # --- Addresses -------------------------------------------------------------------------------

@@ -120,3 +120,16 @@ def test_a_dashboard_session_does_not_open_the_api(admin_client):
         "/api/v1/subscribers", {"email": "ann@example.com"}, content_type="application/json"
     )
     assert response.status_code == 401
+
+
+def test_a_forwarded_address_that_is_not_an_address_is_logged_as_none(make_api, settings):
+    """Behind a proxy the client's address comes from X-Forwarded-For: junk there must not
+    turn a write into a server error; the key's last use and the log keep no address."""
+    settings.SIGNUP_TRUST_X_FORWARDED_FOR = True
+    api = make_api("write")
+    response = api.post(
+        "/subscribers", {"email": "ann@example.com"}, HTTP_X_FORWARDED_FOR="not an address"
+    )
+    assert response.status_code == 201, response.content
+    assert ApiWriteLog.objects.get().ip is None
+    assert ApiKey.objects.get().last_used_ip is None

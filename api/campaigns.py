@@ -206,17 +206,9 @@ def campaign_schedule(request: HttpRequest, campaign_id: int, payload: ScheduleI
         "admin" in key.scopes and key.created_by and role_of(key.created_by) == Role.ADMIN
     ):
         raise ApiError(403, "Only an admin key made by an admin can override.", field="override")
-    cleaned = form.cleaned_data
 
     def schedule(campaign: Campaign) -> None:
-        # As the campaign page's schedule form does.
-        campaign.schedule_kind = cleaned["kind"]
-        campaign.schedule_timezone = cleaned["timezone"]
-        campaign.send_at_local = cleaned["send_at_local"]
-        campaign.recurring_weekday = cleaned["weekday"]
-        campaign.recurring_hour = cleaned["hour"]
-        campaign.only_new_since_last = cleaned["only_new_since_last"]
-        campaign.local_send_hour = cleaned["local_send_hour"]
+        form.apply_to(campaign)  # as the campaign page's schedule form does
         campaign.save()
         services.campaign_schedule(
             campaign=campaign, user=key.created_by, override=override, check_links=True

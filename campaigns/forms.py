@@ -192,6 +192,18 @@ class ScheduleForm(forms.Form):
                 self.add_error("hour", "Choose the hour.")
         return cleaned
 
+    def apply_to(self, campaign: Campaign) -> None:
+        """Set the campaign's schedule from the cleaned form (not saved): the campaign page and
+        the API's schedule endpoint both call this."""
+        data = self.cleaned_data
+        campaign.schedule_kind = data["kind"]
+        campaign.schedule_timezone = data["timezone"]
+        campaign.send_at_local = data["send_at_local"]
+        campaign.recurring_weekday = data["weekday"]
+        campaign.recurring_hour = data["hour"]
+        campaign.only_new_since_last = data["only_new_since_last"]
+        campaign.local_send_hour = data["local_send_hour"]
+
     def _place(self, cleaned) -> None:
         """Read the time in the chosen zone: ``send_at_local`` stays the wall-clock time,
         ``send_at`` is its instant and ``repeated`` tells a fall-back time taken the first."""

@@ -206,13 +206,7 @@ def campaign_schedule(request, pk):
     if override and not has_role(request.user, Role.ADMIN):
         messages.error(request, "Only an admin can override blocking findings.")
         return redirect("campaigns:preflight", pk=pk)
-    campaign.schedule_kind = data["kind"]
-    campaign.schedule_timezone = data["timezone"]
-    campaign.send_at_local = data["send_at_local"]
-    campaign.recurring_weekday = data["weekday"]
-    campaign.recurring_hour = data["hour"]
-    campaign.only_new_since_last = data["only_new_since_last"]
-    campaign.local_send_hour = data["local_send_hour"]
+    form.apply_to(campaign)
     success = "Scheduled."
     if campaign.schedule_kind == Campaign.ScheduleKind.ONCE:
         success = f"Scheduled for {describe_instant(data['send_at'], campaign.schedule_timezone)}"

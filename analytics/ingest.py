@@ -180,7 +180,8 @@ def _resolve(facts: list[Fact]) -> None:
     by_message = defaultdict(list)
     if message_ids:
         candidates = message_ids | {f"<{m}>" for m in message_ids}
-        for r in Delivery.objects.filter(message_id__in=candidates).values(*RESOLVE_FIELDS):
+        matching = Delivery.objects.filter(message_id__in=candidates).exclude(message_id="")
+        for r in matching.values(*RESOLVE_FIELDS):
             rows[r["id"]] = r
             by_message[r["message_id"].strip("<>")].append(r)
     for f in facts:

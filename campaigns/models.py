@@ -314,10 +314,30 @@ class Delivery(models.Model):
         ACCEPTED_BY_POLICY = "accepted_by_policy", "Counted as sent by the campaign's policy"
         RESENT_BY_POLICY = "resent_by_policy", "Sent again by the campaign's policy"
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries")
+    # The snapshot writes a campaign's whole audience in one INSERT ... SELECT (10M rows for
+    # a 10M list), so every index and check a row pays is paid ten million times. Hence:
+    # - no database-level foreign keys (db_constraint=False, as DeliveryActivity and Event):
+    #   PostgreSQL would check, and key-share lock, the subscriber and the campaign of every
+    #   row at commit, a third of the snapshot's time (bench/scale.py). The rows come from a
+    #   SELECT over those very tables, and deletions go through Django's on_delete rules (the
+    #   ORM's collector, or subscribers_bulk_delete set-based), which do not need them;
+    # - no single-column index on either key: delivery_unique (campaign, subscriber) and
+    #   delivery_claim lead with the campaign, delivery_subscriber with the subscriber.
+    campaign = models.ForeignKey(
+        Campaign,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        db_constraint=False,
+        db_index=False,
+    )
     # Analytics survive the subscriber's erasure: the row keeps only the hash then.
     subscriber = models.ForeignKey(
-        "subscribers.Subscriber", null=True, on_delete=models.SET_NULL, related_name="deliveries"
+        "subscribers.Subscriber",
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+        db_constraint=False,
+        db_index=False,
     )
     email = models.CharField(max_length=254)
     email_hash = models.CharField(max_length=64)
@@ -340,8 +360,16 @@ class Delivery(models.Model):
         blank=True,
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Indexed only where set (see Meta): nearly every row has none. No database constraint
+    # either (see campaign): even a NULL key queues a check per inserted row until commit.
     resolved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     # Transactional messages (campaigns.transactional): the caller's key, unique per template's
     # hidden campaign (a replayed request sends nothing twice), and the data merged into it.
@@ -359,7 +387,18 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["campaign", "status", "id"], name="delivery_claim"),
-            models.Index(fields=["message_id"], name="delivery_message_id"),
+            # Only rows handed off have a Message-ID: the snapshot's rows never enter it
+            # (queries by Message-ID exclude the empty one to use it).
+            models.Index(
+                fields=["message_id"],
+                condition=~models.Q(message_id=""),
+                name="delivery_message_id",
+            ),
+            models.Index(
+                fields=["resolved_by"],
+                condition=models.Q(resolved_by__isnull=False),
+                name="delivery_resolved_by",
+            ),
             models.Index(fields=["subscriber", "sent_at"], name="delivery_subscriber"),
             # Rows with no subscriber (transactional messages, sent to an address; a deleted
             # subscriber's): a person's export and erasure find them by the address hash.

@@ -2,6 +2,8 @@
 
 from datetime import timedelta
 
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from analytics.ingest import Fact, _activity_of, ingest_facts
@@ -37,3 +39,30 @@ def test_activity_rows_read_for_a_flush_equal_the_orm_rows(sent_campaign):
         assert [getattr(fast[delivery_id], n) for n in fields] == [getattr(a, n) for n in fields]
     assert fast[deliveries[1].pk].first_human_click_at == start + timedelta(minutes=1)
     assert fast[deliveries[1].pk].human_link_ids == [links[0].pk]
+
+
+def test_a_flush_finds_deliveries_by_message_id_through_the_ledgers_partial_index(
+    sent_campaign,
+):
+    """The ledger indexes Message-IDs only where one was set (the snapshot's rows have none):
+    ingestion's lookup must say ``<> ''`` for PostgreSQL to use that index, which it cannot
+    prove by itself from a list of over 100 ids (a 10M ledger would be scanned)."""
+    _campaign, _links, deliveries = sent_campaign
+    for n, d in enumerate(deliveries):
+        d.message_id = f"<esp-{n}@mail.example>"
+        d.save(update_fields=["message_id"])
+    now = timezone.now()
+    facts = [
+        Fact(uid=f"m{i}", kind="delivered", occurred_at=now, message_id=f"esp-{i}@mail.example")
+        for i in range(150)  # three of ours, the rest unknown to the ledger
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        ingest_facts(facts)
+    (lookup,) = [q["sql"] for q in queries if '"message_id" IN' in q["sql"]]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + lookup)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "delivery_message_id" in plan, plan
+    activity = DeliveryActivity.objects.filter(delivery__in=deliveries)
+    assert activity.filter(esp_status="delivered").count() == len(deliveries)

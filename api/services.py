@@ -35,6 +35,7 @@ from subscribers.services import (
     topic_subscribe,
     topic_unsubscribe,
 )
+from webhooks import emit as webhooks_emit
 
 from .errors import ApiError
 from .selectors import etag_of, subscriber_out_of_row
@@ -354,6 +355,7 @@ def subscribers_upsert(
             )
             for pk, email, outcome in cursor.fetchall():
                 ids[email] = (pk, outcome)
+        _emit_changes(ids.values())
     outcomes = [outcome for _, outcome in ids.values()]
     suppressed = outcomes.count("suppressed")
     created, updated = outcomes.count("created"), outcomes.count("updated")
@@ -397,7 +399,21 @@ def subscriber_upsert(*, row: "SubscriberUpsert", key_name: str) -> tuple[str, d
     outcome, *values = found
     if outcome == "suppressed":
         return outcome, None
+    _emit_changes([(values[0], outcome)])
     return outcome, subscriber_out_of_row(values)
+
+
+def _emit_changes(outcomes: Iterable[tuple[int, str]]) -> None:
+    """subscriber.created / subscriber.updated for the people an upsert created or changed, as
+    the dashboard's and POST /subscribers' writes emit them (in the caller's transaction;
+    nothing but one cache read when no endpoint listens)."""
+    by_kind: dict[str, list[int]] = {"created": [], "updated": []}
+    for pk, outcome in outcomes:
+        if outcome in by_kind:
+            by_kind[outcome].append(pk)
+    for outcome, ids in by_kind.items():
+        if ids:
+            webhooks_emit.subscribers_changed(f"subscriber.{outcome}", ids)
 
 
 # --- sign-up through the API -----------------------------------------------------------------

@@ -44,7 +44,9 @@ class ApiKey(models.Model):
 class ApiWriteLog(models.Model):
     """One write made through the API, with the key that made it."""
 
-    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="writes")
+    # No index of its own: api_write_key (key, -id) starts with it, and every API write would
+    # update both.
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="writes", db_index=False)
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=500)
     status = models.PositiveSmallIntegerField()

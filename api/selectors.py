@@ -1,6 +1,9 @@
 """Reads of the API: subscribers as the API shows them (one query per page, topics included)."""
 
 import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
 
 from django.db.models import QuerySet
 from django.db.models.expressions import RawSQL
@@ -38,6 +41,47 @@ def subscriber_out(subscriber: Subscriber) -> dict:
         "updated_at": subscriber.updated_at,
         "confirmed_at": subscriber.confirmed_at,
         "erased": subscriber.erased_at is not None,
+    }
+
+
+def subscriber_out_of_row(values: Sequence[Any]) -> dict:
+    """``subscriber_out`` of a row read with a plain cursor, its columns in that order (id,
+    email, first_name, last_name, status, source, language, timezone, attributes, topics,
+    created_at, updated_at, confirmed_at, erased): the single upsert reads its subscriber in
+    the upsert's own call (api 0003), without making a model of it."""
+    (
+        pk,
+        email,
+        first_name,
+        last_name,
+        status,
+        source,
+        language,
+        timezone,
+        attributes,
+        topics,
+        created_at,
+        updated_at,
+        confirmed_at,
+        erased,
+    ) = values
+    if isinstance(attributes, str):  # Django's connection loads jsonb as text
+        attributes = json.loads(attributes)
+    return {
+        "id": pk,
+        "email": email,
+        "first_name": first_name,
+        "last_name": last_name,
+        "status": status,
+        "source": source,
+        "language": language,
+        "timezone": timezone,
+        "attributes": attributes or {},
+        "topics": list(topics or []),
+        "created_at": created_at,
+        "updated_at": updated_at,
+        "confirmed_at": confirmed_at,
+        "erased": bool(erased),
     }
 
 

@@ -5,8 +5,9 @@ signup.services, campaigns.services ...)."""
 
 import ipaddress
 import json
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -25,6 +26,7 @@ from subscribers.models import (
 )
 from subscribers.services import (
     attribute_coerce,
+    attribute_text_coercer,
     consent_record,
     is_suppressed,
     subscriber_create,
@@ -33,11 +35,13 @@ from subscribers.services import (
     topic_subscribe,
     topic_unsubscribe,
 )
+from webhooks import emit as webhooks_emit
 
 from .errors import ApiError
-from .selectors import etag_of
+from .selectors import etag_of, subscriber_out_of_row
 
 if TYPE_CHECKING:  # the API's request schemas (api.subscribers imports this module)
+    from .schemas import SubscriberUpsert
     from .subscribers import SubscriberCreate, SubscriberPatch
 
 
@@ -207,19 +211,99 @@ def api_subscriber_patch(
 
 # --- set-based upsert ------------------------------------------------------------------------
 
-# The statement itself lives in a PL/pgSQL function (api/migrations/0002_upsert_function.py),
-# so that PostgreSQL plans it once per connection: in one statement, suppressed addresses are
-# left alone, existing people updated where something changed, new ones inserted
+# The statement itself lives in a PL/pgSQL function (api/migrations/0002_upsert_function.py,
+# 0003), so that PostgreSQL plans it once per connection: in one statement, suppressed
+# addresses are left alone, existing people updated where something changed, new ones inserted
 # (unconfirmed, ON CONFLICT DO NOTHING against a concurrent insert), the topics subscribed,
 # and one row returned per address with its outcome.
 UPSERT_SQL = (
     "SELECT out_id, out_email, out_outcome FROM api_subscribers_upsert("
     "%(rows)s::jsonb, %(detail)s, %(now)s, %(update_existing)s)"
 )
+# One row (POST /subscribers/upsert): the same statement, then the subscriber as the API shows
+# it, in one call (api 0003).
+UPSERT_ONE_SQL = "SELECT * FROM api_subscriber_upsert(%(row)s::jsonb, %(detail)s, %(now)s)"
+
+# The custom fields and topics an upsert names, in one round trip (plain cursor: every single
+# upsert asks, and the ORM's compilation cost more than the query).
+_DEFINITIONS_SQL = (
+    "SELECT 'field', key, type, choices::text FROM subscribers_customfield "
+    "WHERE key = ANY(%(keys)s) "
+    "UNION ALL SELECT 'topic', slug, id::text, NULL FROM subscribers_topic "
+    "WHERE slug = ANY(%(slugs)s)"
+)
+
+
+@dataclass(frozen=True)
+class _Definitions:
+    fields: dict[str, CustomField]
+    topics: dict[str, int]  # slug -> id
+    coercers: dict[str, Callable[[str], Any]]
+
+
+def _definitions(*, keys: Iterable[str], slugs: Iterable[str]) -> _Definitions:
+    keys, slugs = sorted(set(keys)), sorted(set(slugs))
+    fields: dict[str, CustomField] = {}
+    topics: dict[str, int] = {}
+    if keys or slugs:
+        with connection.cursor() as cursor:
+            cursor.execute(_DEFINITIONS_SQL, {"keys": keys, "slugs": slugs})
+            for kind, name, value, choices in cursor.fetchall():
+                if kind == "field":
+                    fields[name] = CustomField(key=name, type=value, choices=json.loads(choices))
+                else:
+                    topics[name] = int(value)
+    # Resolved once per field, not once per value (a bulk call has up to 10,000 rows).
+    coercers = {key: attribute_text_coercer(field) for key, field in fields.items()}
+    return _Definitions(fields=fields, topics=topics, coercers=coercers)
+
+
+def _upsert_row(row: "SubscriberUpsert", *, known: _Definitions, common: list[int]) -> dict:
+    """One row as the upsert statement takes it (address normalized, attributes typed), or the
+    ApiError saying what is wrong with it."""
+    email = _email(row.email)
+    attributes = {}
+    for key, raw in row.attributes.items():
+        definition = known.fields.get(key)
+        if definition is None:
+            raise ApiError(
+                422,
+                f"attributes.{key}: no custom field {key!r} (create it first).",
+                field=f"attributes.{key}",
+            )
+        try:
+            if isinstance(raw, str) and raw.strip():
+                value = known.coercers[key](raw)
+            else:
+                value = attribute_coerce(field=definition, raw=raw)
+        except ValueError as exc:
+            raise ApiError(422, str(exc), field=f"attributes.{key}") from None
+        if value is not None:
+            attributes[key] = value
+    unknown = [s for s in row.topics if s not in known.topics]
+    if unknown:
+        raise ApiError(422, f"no topic {unknown[0]!r}")
+    return {
+        "email": email,
+        "first_name": row.first_name or "",
+        "last_name": row.last_name or "",
+        "language": row.language or "",
+        "timezone": row.timezone or "",
+        "has_first": row.first_name is not None,
+        "has_last": row.last_name is not None,
+        "has_language": row.language is not None,
+        "has_timezone": row.timezone is not None,
+        "attributes": attributes,
+        "topics": sorted({*common, *(known.topics[s] for s in row.topics)}),
+    }
 
 
 def subscribers_upsert(
-    *, rows: list, topics: list[str] | tuple = (), update_existing: bool = True, key_name: str = ""
+    *,
+    rows: "list[SubscriberUpsert]",
+    topics: list[str] | tuple = (),
+    update_existing: bool = True,
+    key_name: str = "",
 ) -> dict:
     """Create or update subscribers by address, in one statement whatever their number.
 
@@ -229,29 +313,23 @@ def subscribers_upsert(
     Returns {created, updated, unchanged, suppressed, rejected: [...],
     ids: {email: (id, "created" | "updated" | "unchanged")}}.
     """
-    fields = (
-        {f.key: f for f in CustomField.objects.all()} if any(r.attributes for r in rows) else {}
+    known = _definitions(
+        keys=(key for row in rows for key in row.attributes),
+        slugs=[*topics, *(slug for row in rows for slug in row.topics)],
     )
-    all_slugs = set(topics)
-    for row in rows:
-        all_slugs.update(row.topics)
-    known = dict(Topic.objects.filter(slug__in=all_slugs).values_list("slug", "pk"))
-    missing = [slug for slug in topics if slug not in known]
+    missing = [slug for slug in topics if slug not in known.topics]
     if missing:
         raise ApiError(422, f"topics: no topic {missing[0]!r}.", field="topics")
-    common = [known[s] for s in topics]
+    common = [known.topics[s] for s in topics]
     rejected: list[dict] = []
     accepted: dict[str, dict] = {}
     for index, row in enumerate(rows):
         try:
-            email = _email(row.email)
-            attributes = attributes_coerce(row.attributes, fields=fields)
-            unknown = [s for s in row.topics if s not in known]
-            if unknown:
-                raise ApiError(422, f"no topic {unknown[0]!r}")
+            prepared = _upsert_row(row, known=known, common=common)
         except ApiError as exc:
             rejected.append({"index": index, "email": row.email[:254], "reason": exc.message})
             continue
+        email = prepared["email"]
         if email in accepted:
             rejected.append(
                 {
@@ -261,20 +339,7 @@ def subscribers_upsert(
                 }
             )
             continue
-        accepted[email] = {
-            "index": index,
-            "email": email,
-            "first_name": row.first_name or "",
-            "last_name": row.last_name or "",
-            "language": row.language or "",
-            "timezone": row.timezone or "",
-            "has_first": row.first_name is not None,
-            "has_last": row.last_name is not None,
-            "has_language": row.language is not None,
-            "has_timezone": row.timezone is not None,
-            "attributes": {k: v for k, v in attributes.items() if v is not None},
-            "topics": sorted({*common, *(known[s] for s in row.topics)}),
-        }
+        accepted[email] = {"index": index, **prepared}
     ids: dict[str, tuple[int, str]] = {}
     if accepted:
         # One statement: atomic on its own.
@@ -290,6 +355,7 @@ def subscribers_upsert(
             )
             for pk, email, outcome in cursor.fetchall():
                 ids[email] = (pk, outcome)
+        _emit_changes(ids.values())
     outcomes = [outcome for _, outcome in ids.values()]
     suppressed = outcomes.count("suppressed")
     created, updated = outcomes.count("created"), outcomes.count("updated")
@@ -302,6 +368,52 @@ def subscribers_upsert(
         "rejected": rejected,
         "ids": ids,
     }
+
+
+def subscriber_upsert(*, row: "SubscriberUpsert", key_name: str) -> tuple[str, dict | None]:
+    """One subscriber created or updated by address, as ``subscribers_upsert`` does for many,
+    and read back in the same call: (outcome, the subscriber as ``selectors.subscriber_out``
+    shows them). The outcome is "created", "updated", "unchanged" (also: inserted meanwhile by
+    a concurrent request) or "suppressed" (left alone, no subscriber); a row that does not
+    validate raises the API's 422 naming what is wrong."""
+    known = _definitions(keys=row.attributes, slugs=row.topics)
+    try:
+        prepared = _upsert_row(row, known=known, common=[])
+    except ApiError as exc:
+        # As the bulk endpoint reports a rejected row: its reason.
+        raise ApiError(
+            422, exc.message, field="email" if "email" in exc.message else None
+        ) from None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            UPSERT_ONE_SQL,
+            {
+                "row": json.dumps(prepared),
+                "detail": f"api:{key_name}"[:100],
+                "now": timezone.now(),
+            },
+        )
+        found = cursor.fetchone()
+    if found is None:  # deleted meanwhile
+        return "unchanged", None
+    outcome, *values = found
+    if outcome == "suppressed":
+        return outcome, None
+    _emit_changes([(values[0], outcome)])
+    return outcome, subscriber_out_of_row(values)
+
+
+def _emit_changes(outcomes: Iterable[tuple[int, str]]) -> None:
+    """subscriber.created / subscriber.updated for the people an upsert created or changed, as
+    the dashboard's and POST /subscribers' writes emit them (in the caller's transaction;
+    nothing but one cache read when no endpoint listens)."""
+    by_kind: dict[str, list[int]] = {"created": [], "updated": []}
+    for pk, outcome in outcomes:
+        if outcome in by_kind:
+            by_kind[outcome].append(pk)
+    for outcome, ids in by_kind.items():
+        if ids:
+            webhooks_emit.subscribers_changed(f"subscriber.{outcome}", ids)
 
 
 # --- sign-up through the API -----------------------------------------------------------------

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from subscribers.models import Subscriber
 from subscribers.segments import SegmentRuleError
-from subscribers.selectors import subscribers_filtered, subscribers_with_email
+from subscribers.selectors import subscribers_filtered
 from subscribers.services import (
     subscriber_erase,
     subscriber_export,
@@ -32,7 +32,12 @@ from .schemas import (
     UpsertResult,
 )
 from .selectors import cursor_read, etag_of, subscriber_get, subscriber_out, with_topics
-from .services import api_subscriber_create, api_subscriber_patch, subscribers_upsert
+from .services import (
+    api_subscriber_create,
+    api_subscriber_patch,
+    subscribers_upsert,
+)
+from .services import subscriber_upsert as subscriber_upsert_one
 
 router = Router(tags=["subscribers"])
 
@@ -102,11 +107,8 @@ def subscriber_upsert(request: HttpRequest, payload: SubscriberUpsert):
     """Create or update by email address: given names and attributes replace (attributes are
     merged), omitted ones stay; topics are added. New people are unconfirmed."""
     key = require_scope(request, "write")
-    result = subscribers_upsert(rows=[payload], key_name=key.name)
-    if result["rejected"]:
-        reason = result["rejected"][0]["reason"]
-        raise ApiError(422, reason, field="email" if "email" in reason else None)
-    if result["suppressed"]:
+    outcome, subscriber = subscriber_upsert_one(row=payload, key_name=key.name)
+    if outcome == "suppressed":
         raise ApiError(
             409,
             "This address is suppressed (unsubscribed, bounced, complained or erased): it is "
@@ -114,16 +116,10 @@ def subscriber_upsert(request: HttpRequest, payload: SubscriberUpsert):
             code="suppressed",
             field="email",
         )
-    if result["ids"]:
-        ((pk, outcome),) = result["ids"].values()
-    else:  # inserted by a concurrent request between our look and our insert
-        pk = subscribers_with_email(payload.email).values_list("pk", flat=True).first() or 0
-        outcome = "unchanged"
-    subscriber = subscriber_get(pk)
+    if subscriber is None:  # deleted by someone else the moment it was written
+        raise ApiError(404, "No subscriber with this address.")
     status = 201 if outcome == "created" else 200
-    return Status(
-        status, {"created": outcome == "created", "subscriber": subscriber_out(subscriber)}
-    )
+    return Status(status, {"created": outcome == "created", "subscriber": subscriber})
 
 
 @router.post("/bulk", response={200: BulkResult, **ERRORS}, summary="Bulk upsert")

@@ -4,7 +4,8 @@
 
 1. Makes an API key (its rate limit out of the way) in the database DATABASE_URL names
    (migrated first; the bench's own subscribers, bench-api-*@example.net, are deleted first).
-2. Starts gunicorn with deploy/gunicorn.conf.py: 2 sync workers, DEBUG=False, no access log.
+2. Starts gunicorn with deploy/gunicorn.conf.py: 2 workers of its default kind (GUNICORN_THREADS
+   threads each), DEBUG=False, no access log.
 3. wrk POSTs /api/v1/subscribers/upsert for BENCH_SECONDS with BENCH_CONNECTIONS connections,
    a real `Authorization: Bearer` header and a JSON body: a new address for two requests in
    three, an update of an earlier one for the third (names, an attribute, a topic). Every
@@ -139,6 +140,19 @@ def _serving_pids(web: subprocess.Popen) -> list[int]:
     return [int(pid) for pid in children] + [-pid for pid in backends]
 
 
+def _cpu_spent(before: dict[int, float], now: list[int]) -> dict[int, float]:
+    """CPU seconds each serving process spent since ``before`` (new ones: since they started;
+    any that ended meanwhile are lost, which the workers and backends here never do)."""
+    return {pid: _cpu_seconds(pid) - before.get(pid, 0.0) for pid in {*before, *now}}
+
+
+def _gunicorn_threads() -> int:
+    """The threads per worker deploy/gunicorn.conf.py gives (GUNICORN_THREADS or its default)."""
+    config: dict = {}
+    exec((ROOT / "deploy" / "gunicorn.conf.py").read_text(), config)  # noqa: S102 - our file
+    return int(config["threads"])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -223,15 +237,22 @@ def main() -> None:
     )
     try:
         _wait(port)
-        # Warm up: imports, connections, prepared caches in both workers.
+        # Warm up: imports, connections, prepared caches in both workers (every thread of
+        # each: a threaded worker opens a database connection per thread).
         subprocess.run(
-            ["wrk", "-t1", "-c4", "-d2s", "-s", str(script), f"http://127.0.0.1:{port}"],
+            [
+                "wrk",
+                "-t1",
+                f"-c{CONNECTIONS}",
+                "-d2s",
+                "-s",
+                str(script),
+                f"http://127.0.0.1:{port}",
+            ],
             capture_output=True,
             check=True,
         )
-        pids = _serving_pids(web)
-        cpu_before = sum(_cpu_seconds(pid) for pid in pids)
-        db_before = sum(_cpu_seconds(pid) for pid in pids if pid < 0)
+        before = {pid: _cpu_seconds(pid) for pid in _serving_pids(web)}
         out = subprocess.run(
             [
                 "wrk",
@@ -248,8 +269,10 @@ def main() -> None:
             check=True,
         ).stdout
         wrk = json.loads(re.search(r"WRKJSON (\{.*\})", out).group(1))
-        cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu_before
-        db_cpu = sum(_cpu_seconds(pid) for pid in pids if pid < 0) - db_before
+        # A threaded worker opens a connection (a backend) per thread as the threads first
+        # serve: those that appeared during the run count from zero.
+        spent = _cpu_spent(before, _serving_pids(web))
+        cpu, db_cpu = sum(spent.values()), sum(v for pid, v in spent.items() if pid < 0)
         pids = _serving_pids(web)
         cpu_before = sum(_cpu_seconds(pid) for pid in pids)
         bulk = _bulk(port, token)
@@ -274,6 +297,7 @@ def main() -> None:
         "upsert_rps_if_2_idle_cores": round(2 / (cpu / max(upserts, 1))) if cpu else None,
         "connections": CONNECTIONS,
         "gunicorn_workers": 2,
+        "gunicorn_threads": _gunicorn_threads(),
         **bulk,
         # One call runs on one worker and one backend, one after the other: rows / CPU is the
         # rate the same calls would reach with the machine to themselves.

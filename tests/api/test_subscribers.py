@@ -88,6 +88,49 @@ def test_upsert_creates_then_updates_by_address_keeping_what_is_not_sent(api):
     assert Subscriber.objects.count() == 1
 
 
+def test_an_upsert_answers_the_subscriber_as_a_get_shows_them(api):
+    TopicFactory(slug="news")
+    TopicFactory(slug="offers")
+    CustomFieldFactory(key="plan", type="text")
+    CustomFieldFactory(key="seats", type="number")
+    CustomFieldFactory(key="joined", type="date")
+    first = api.post(
+        "/subscribers/upsert",
+        {"email": "Ann@Example.com", "first_name": "Ann", "topics": ["offers"]},
+    )
+    second = api.post(
+        "/subscribers/upsert",
+        {
+            "email": "ann@example.com",
+            "last_name": "Lee",
+            "language": "fr",
+            "attributes": {"plan": " pro ", "seats": "12", "joined": "2026-01-02"},
+            "topics": ["news"],
+        },
+    )
+    again = api.post("/subscribers/upsert", {"email": "ann@example.com", "first_name": "Ann"})
+    assert (first.status_code, second.status_code, again.status_code) == (201, 200, 200)
+    body = second.json()["subscriber"]
+    assert body["id"] == first.json()["subscriber"]["id"]
+    assert body["attributes"] == {"plan": "pro", "seats": 12, "joined": "2026-01-02"}
+    assert body["topics"] == ["news", "offers"] and body["language"] == "fr"
+    fetched = api.get(f"/subscribers/{body['id']}").json()
+    assert body == fetched and again.json() == {"created": False, "subscriber": fetched}
+
+
+def test_an_upsert_with_a_bad_attribute_or_an_unknown_topic_is_refused(api):
+    CustomFieldFactory(key="seats", type="number")
+    for body in (
+        {"email": "a@example.com", "attributes": {"seats": "many"}},
+        {"email": "a@example.com", "attributes": {"nope": "1"}},
+        {"email": "a@example.com", "topics": ["nope"]},
+        {"email": "not an address"},
+    ):
+        response = api.post("/subscribers/upsert", body)
+        assert response.status_code == 422, body
+    assert not Subscriber.objects.exists()
+
+
 def test_a_patch_with_a_stale_etag_is_refused_with_412(api):
     subscriber = SubscriberFactory(first_name="Ann")
     etag = api.get(f"/subscribers/{subscriber.pk}")["ETag"]

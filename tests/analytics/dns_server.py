@@ -28,7 +28,9 @@ class FixedZoneServer:
 
         self.udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Handler)
         self.port = self.udp.server_address[1]
-        self.thread = threading.Thread(target=self.udp.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.udp.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def answer(self, query):
         response = dns.message.make_response(query)

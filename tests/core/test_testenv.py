@@ -87,6 +87,26 @@ def test_services_that_answer_are_used_as_they_are(tmp_path, monkeypatch):
     assert seen.read_text() == f"redis://127.0.0.1:{port}/4"
 
 
+def test_commands_of_one_step_run_side_by_side_and_the_first_failure_in_order_is_kept(
+    tmp_path, monkeypatch, capfd
+):
+    # mypy beside pytest in `make test`: both run, the first one's report comes after the
+    # second's output (not through it), and its failure is the exit code.
+    monkeypatch.setenv("TEST_DATABASE_URL", os.environ["DATABASE_URL"])
+    monkeypatch.setenv("TEST_REDIS_URL", os.environ["REDIS_URL"])
+    ran = tmp_path / "ran"
+    first = "import sys; print('the first report'); sys.exit(4)"
+    second = (
+        f"import sys, time; open({str(ran)!r}, 'w'); time.sleep(0.5);"
+        "print('the second, live'); sys.exit(5)"
+    )
+    step = ([sys.executable, "-c", first], [sys.executable, "-c", second])
+    assert testenv.run_on_services([step]) == 4
+    assert ran.exists()
+    out = capfd.readouterr().out
+    assert out.index("the second, live") < out.index("the first report")
+
+
 @pytest.mark.parametrize(
     ("url", "host", "port"),
     [

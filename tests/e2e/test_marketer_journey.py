@@ -70,7 +70,9 @@ class OtherSite:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.origin = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self):
         self.thread.start()

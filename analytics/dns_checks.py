@@ -35,7 +35,11 @@ class Check:
     fix: str = ""
 
 
-def resolver(*, lifetime: float = 5.0) -> dns.resolver.Resolver:
+def resolver(*, lifetime: float | None = None) -> dns.resolver.Resolver:
+    """A resolver on DNS_NAMESERVERS (else the system's) that gives up on a question after
+    ``lifetime`` seconds (default DNS_LIFETIME_SECONDS)."""
+    if lifetime is None:
+        lifetime = float(settings.DNS_LIFETIME_SECONDS)
     if not settings.DNS_NAMESERVERS:
         r = dns.resolver.Resolver()
     else:

@@ -500,7 +500,11 @@ def blocklist_findings(campaign: Campaign, *, html: str, text: str) -> list[Find
     version = _version(campaign)
     destinations = compile_version(version, track_links=True).links if version else ()
     domains = link_domains([*destinations, *message_urls(html=html, text=text)])
-    found = listings(ips=ips, domains=domains, r=resolver(lifetime=PREFLIGHT_LIFETIME))
+    found = listings(
+        ips=ips,
+        domains=domains,
+        r=resolver(lifetime=min(PREFLIGHT_LIFETIME, settings.DNS_LIFETIME_SECONDS)),
+    )
     out, unchecked = [], []
     for listing in found:
         if listing.status == UNKNOWN:

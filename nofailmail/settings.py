@@ -504,6 +504,8 @@ WEBHOOK_MAX_BYTES = env_int("WEBHOOK_MAX_BYTES", 4 * 1024 * 1024)
 # DNS checks of the sending domains: how often, and which resolvers (empty: the system's).
 DNS_CHECK_HOURS = env_int("DNS_CHECK_HOURS", 24)
 DNS_NAMESERVERS = env_list("DNS_NAMESERVERS", [])
+# How long one DNS question may take, retries included, before a check says "could not check".
+DNS_LIFETIME_SECONDS = env_int("DNS_LIFETIME_SECONDS", 5)
 # DNS blocklists (analytics.blocklists): the zones the sending IPs are looked up in, and those
 # the link domains of a campaign are looked up in; empty turns a kind off. Spamhaus's public
 # zones are free for low-volume non-commercial use only, and refuse queries that come through

@@ -110,6 +110,7 @@ def test_a_sending_ip_spamhaus_refuses_to_look_up_is_information_not_a_listing(e
 
 def test_no_dns_answer_leaves_every_list_unchecked_and_blocks_nothing(editor_client, settings):
     settings.DNS_NAMESERVERS = [f"127.0.0.1:{free_port()}"]  # nobody listens there
+    settings.DNS_LIFETIME_SECONDS = 1  # each unanswered question waits this long
     SendingDomainFactory(domain="sender.example", sending_ips="192.0.2.1")
     page = _findings(editor_client, _campaign())
     assert "blocklist.unchecked" in page

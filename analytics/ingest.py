@@ -398,14 +398,13 @@ def ingest_facts(facts: list[Fact]) -> int:
 
 def _store(facts: list[Fact]) -> list[Fact]:
     # Replays (the buffer re-flushed, the ESP retried) are dropped: within the batch here, and
-    # against the table by INSERT ... ON CONFLICT DO NOTHING.
+    # against the table by INSERT ... ON CONFLICT DO NOTHING (or, for a fact whose time is not
+    # its own, by looking its uid up first).
     unique, uids = [], set()
     for f in facts:
         if f.uid not in uids:
             unique.append(f)
             uids.add(f.uid)
-    if not unique:
-        return []
     unique = _not_stored(unique)
     if not unique:
         return []

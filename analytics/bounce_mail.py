@@ -29,7 +29,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from email import policy
 from email.message import Message
 from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datetime
@@ -107,31 +107,38 @@ def parse(raw: bytes, *, uid: str) -> Report:
         message = email.message_from_bytes(raw, policy=policy.compat32)
     except Exception as exc:  # hostile bytes: kept and listed as unparseable, never lost
         return Report(UNPARSEABLE, note=f"Not a readable message: {exc}")
-    when = _date(message)
+    when, own_time = _date(message)
     content_type = message.get_content_type()
     report_type = message.get_param("report-type") or ""
     if isinstance(report_type, tuple):  # RFC 2231 encoded
         report_type = collapse_rfc2231_value(report_type)
     report_type = report_type.lower()
     if content_type == "multipart/report" and report_type == "feedback-report":
-        return _arf(message, uid=uid, when=when)
-    if content_type == "multipart/report" and report_type == "delivery-status":
-        return _dsn(message, raw, uid=uid, when=when)
-    if _is_auto_reply(message):
+        report = _arf(message, uid=uid, when=when)
+    elif content_type == "multipart/report" and report_type == "delivery-status":
+        report = _dsn(message, raw, uid=uid, when=when)
+    elif _is_auto_reply(message):
         return Report(AUTO_REPLY, note="An automatic reply (out of office): not a bounce.")
-    return _legacy(message, raw, uid=uid, when=when)
+    else:
+        report = _legacy(message, raw, uid=uid, when=when)
+    for fact in report.facts:
+        fact.stable_time = own_time
+    return report
 
 
-def _date(message: Message):
+def _date(message: Message) -> tuple[datetime, bool]:
+    """The report's Date, never in the future, and whether it was the report's own (then a
+    report read twice carries the same time: Fact.stable_time)."""
+    now = timezone.now()
     try:
         parsed = parsedate_to_datetime(message.get("Date", ""))
     except (TypeError, ValueError, IndexError):
-        return timezone.now()
+        return now, False
     if parsed is None:
-        return timezone.now()
+        return now, False
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, UTC)
-    return min(parsed, timezone.now())
+    return (parsed, True) if parsed <= now else (now, False)
 
 
 def _is_auto_reply(message: Message) -> bool:

@@ -219,6 +219,7 @@ FACT_FIELDS = [
     "recipient",
     "payload",
     "already_applied",
+    "stable_time",
 ]
 
 

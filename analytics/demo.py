@@ -52,6 +52,7 @@ def load(*, stdout) -> None:
                     uid=f"demo:{kind}:{_d}:{len(facts)}",
                     kind=kind,
                     occurred_at=_sent + after,
+                    stable_time=True,  # the same sent_at and offset on a second run
                     delivery_id=_d,
                     esp=extra.pop("esp", ""),
                     **extra,

@@ -73,6 +73,12 @@ class Fact:
     # the audience is already done, so ingestion records and counts it, and the feedback loop
     # must not act on it again (a pause or a topic change is no unsubscribe from everything).
     already_applied: bool = False
+    # A replay of this fact carries the same ``occurred_at`` (the time minted with a tracking
+    # hit's uid, an ESP's or a report's own timestamp), so the events' (uid, occurred_at) key
+    # alone recognises it. Not so for a time taken when the fact is written (an SMTP answer,
+    # an ESP event without a usable timestamp): its uid is first looked for in every monthly
+    # partition. False unless the writer says so, which costs a lookup, never a duplicate.
+    stable_time: bool = False
     # Filled in by ingestion:
     campaign_id: int | None = None
     subscriber_id: int | None = None
@@ -129,6 +135,7 @@ def hits_to_facts(hits: list[dict]) -> list[Fact]:
                     user_agent=(hit.get("ua") or "")[:500].replace("\x00", ""),
                     method=(hit.get("m") or "GET")[:8],
                     prefetch=bool(hit.get("p")),
+                    stable_time=True,  # "u" and "t" are minted together when answered
                 )
             )
         except (KeyError, TypeError, ValueError):
@@ -392,12 +399,14 @@ def ingest_facts(facts: list[Fact]) -> int:
 
 def _store(facts: list[Fact]) -> list[Fact]:
     # Replays (the buffer re-flushed, the ESP retried) are dropped: within the batch here, and
-    # against the table by INSERT ... ON CONFLICT DO NOTHING.
+    # against the table by INSERT ... ON CONFLICT DO NOTHING (or, for a fact whose time is not
+    # its own, by looking its uid up first).
     unique, uids = [], set()
     for f in facts:
         if f.uid not in uids:
             unique.append(f)
             uids.add(f.uid)
+    unique = _not_stored(unique)
     if not unique:
         return []
     _resolve(unique)
@@ -427,6 +436,22 @@ def _store(facts: list[Fact]) -> list[Fact]:
     for f in kept:
         f.extra["activity"] = activity
     return kept
+
+
+def _not_stored(facts: list[Fact]) -> list[Fact]:
+    """The facts less those whose time is not their own and whose uid is stored already, at
+    whatever time (ON CONFLICT only sees a uid at the same ``occurred_at``). Race-free: every
+    insert of events happens under the ingestion lock, held here."""
+    uids = [f.uid for f in facts if not f.stable_time]
+    if not uids:
+        return facts
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT uid FROM {Event._meta.db_table} WHERE uid = ANY(%s)",  # noqa: S608
+            [uids],
+        )
+        stored = {uid for (uid,) in cursor.fetchall()}
+    return [f for f in facts if f.uid not in stored]
 
 
 def _activity_of(delivery_ids: set[int]) -> dict[int, DeliveryActivity]:
@@ -567,7 +592,7 @@ def _copy_events(rows: list[tuple]) -> set[str]:
                 copy.write_row(row)
         cursor.execute(
             f"INSERT INTO analytics_event ({columns}) SELECT {columns} "  # noqa: S608
-            "FROM analytics_event_in ON CONFLICT (uid) DO NOTHING RETURNING uid"
+            "FROM analytics_event_in ON CONFLICT (uid, occurred_at) DO NOTHING RETURNING uid"
         )
         inserted = {uid for (uid,) in cursor.fetchall()}
         cursor.execute("DROP TABLE analytics_event_in")

@@ -59,6 +59,16 @@ class Event(models.Model):
 
     ``uid`` makes every write idempotent: a tracking hit carries a random id minted when it
     was answered, an ESP event ``<esp>:<event id>``; a replay or a re-flushed buffer is ignored.
+
+    The table is range-partitioned by month of ``occurred_at`` (analytics.partitions, made by
+    migration 0013), so the flusher inserts into a small current-month partition and retention
+    drops a whole month at a time. PostgreSQL wants the partition key in every unique index:
+    in the database the primary key is (id, occurred_at) and the uid is unique with its
+    ``occurred_at`` (a replay carries the same time: see ``Fact.stable_time`` for the writers
+    whose time is not their own). Django is still told that ``id`` alone is the primary key
+    (the migration's state): ids come from one sequence, so they are unique all the same, and
+    ``Event.objects.get(pk=...)``, the admin, ``.delete()`` and the API's id cursor keep
+    working, which a CompositePrimaryKey (a tuple pk) would not give them.
     """
 
     class Kind(models.TextChoices):
@@ -109,7 +119,9 @@ class Event(models.Model):
     payload = models.JSONField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["uid"], name="event_uid")]
+        # With the partition key, as PostgreSQL requires of a partitioned table's unique
+        # index; ingestion's ON CONFLICT names these columns.
+        constraints = [models.UniqueConstraint(fields=["uid", "occurred_at"], name="event_uid")]
         # Only what reads need: each index is paid for on every one of millions of inserts.
         indexes = [
             models.Index(fields=["campaign_id", "kind", "occurred_at"], name="event_campaign"),

@@ -308,6 +308,7 @@ def leaving_record(
         reason=leaving_description(kind, detail)[:300],
         payload=detail,
         already_applied=True,
+        stable_time=True,  # a fresh uid is never replayed: nothing to look for
     )
     return ingest_facts([fact])
 

@@ -6,6 +6,8 @@ from .buffer import flush
 from .dns_checks import sending_domain_check, sending_domains_check
 from .hygiene import engagement_scores_refresh
 from .models import ReadinessRun, SendingDomain
+from .partitions import event_partitions_drop_expired as drop_expired
+from .partitions import event_partitions_ensure as ensure
 from .readiness import readiness_run_complete
 
 
@@ -13,6 +15,18 @@ from .readiness import readiness_run_complete
 def tracking_flush() -> int:
     """Write the buffered opens and clicks (beat runs it every TRACKING_FLUSH_SECONDS)."""
     return flush()
+
+
+@shared_task
+def event_partitions_ensure() -> list[str]:
+    """Beat: make the events' partitions for this month and the next EVENT_PARTITIONS_AHEAD."""
+    return ensure()
+
+
+@shared_task
+def event_partitions_drop_expired() -> list[str]:
+    """Beat: drop the events' months older than EVENT_RETENTION_MONTHS."""
+    return drop_expired()
 
 
 @shared_task

@@ -311,17 +311,18 @@ def _text(value, limit: int) -> str:
     return _str(value).replace("\x00", "")[:limit]
 
 
-def _occurred_at(value) -> datetime:
+def _occurred_at(value) -> tuple[datetime, bool]:
     """The ESP's timestamp, aware; the receipt time when it has none or an impossible one
-    (the rollups do date arithmetic on it)."""
+    (the rollups do date arithmetic on it). And whether it was the ESP's: a replay then
+    carries the same one (Fact.stable_time)."""
     now = timezone.now()
     if not isinstance(value, datetime):
-        return now
+        return now, False
     if timezone.is_naive(value):
         value = value.replace(tzinfo=UTC)
     if not datetime(2000, 1, 1, tzinfo=UTC) <= value <= now + timedelta(days=1):
-        return now
-    return value
+        return now, False
+    return value, True
 
 
 def fact_from_anymail(event, esp_name: str) -> Fact | None:
@@ -330,7 +331,7 @@ def fact_from_anymail(event, esp_name: str) -> Fact | None:
     esp = _str(esp_name or "esp").lower().replace(" ", "_")
     bounce = bounce_type(event, esp)
     kind = K.BOUNCED if bounce else KINDS.get(event.event_type, K.UNKNOWN)
-    occurred = _occurred_at(event.timestamp)
+    occurred, own_time = _occurred_at(event.timestamp)
     message_id = _text(event.message_id, 255)
     recipient = _text(event.recipient, 254)
     raw = event.esp_event
@@ -342,6 +343,7 @@ def fact_from_anymail(event, esp_name: str) -> Fact | None:
         ),
         kind=kind,
         occurred_at=occurred,
+        stable_time=own_time,
         message_id=message_id,
         recipient=recipient,
         esp=esp,

@@ -476,6 +476,12 @@ TRACKING_REDIS_URL = env_str("TRACKING_REDIS_URL") or env_str("REDIS_URL") or No
 # progress) before it suppresses its address.
 TRACKING_FLUSH_SECONDS = env_int("TRACKING_FLUSH_SECONDS", 2)
 TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 5000)
+# Raw events (opens, clicks, ESP feedback) are kept this many months after the month they
+# happened in, then dropped a month at a time (analytics.partitions; 0 keeps them for ever).
+# Campaign reports, engagement scores and suppressions are kept apart and stay.
+EVENT_RETENTION_MONTHS = env_int("EVENT_RETENTION_MONTHS", 13)
+# Beat makes the events' monthly partitions this many months ahead of the current one.
+EVENT_PARTITIONS_AHEAD = env_int("EVENT_PARTITIONS_AHEAD", 3)
 # Behind a reverse proxy, the client address is the first of X-Forwarded-For.
 TRACKING_TRUST_X_FORWARDED_FOR = env_bool("TRACKING_TRUST_X_FORWARDED_FOR", False)
 # Soft bounces suppress an address after SOFT_BOUNCE_LIMIT of them within SOFT_BOUNCE_DAYS.
@@ -562,6 +568,15 @@ CELERY_BEAT_SCHEDULE = {
     "analytics-blocklists": {
         "task": "analytics.tasks.blocklists_check_all",
         "schedule": BLOCKLIST_CHECK_HOURS * 3600.0,
+    },
+    # Events' monthly partitions: the coming months made, the expired ones dropped.
+    "analytics-event-partitions": {
+        "task": "analytics.tasks.event_partitions_ensure",
+        "schedule": 6 * 3600.0,
+    },
+    "analytics-event-retention": {
+        "task": "analytics.tasks.event_partitions_drop_expired",
+        "schedule": 24 * 3600.0,
     },
     "analytics-engagement-scores": {
         "task": "analytics.tasks.engagement_refresh",

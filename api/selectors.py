@@ -25,64 +25,57 @@ def with_topics(queryset: QuerySet[Subscriber]) -> QuerySet[Subscriber]:
     return queryset.annotate(topic_slugs=RawSQL(_TOPICS_SQL, []))  # noqa: S611 - constant SQL
 
 
+# The API's subscriber, in this order: what subscriber_out_of_row reads off a plain cursor.
+SUBSCRIBER_OUT_FIELDS = (
+    "id",
+    "email",
+    "first_name",
+    "last_name",
+    "status",
+    "source",
+    "language",
+    "timezone",
+    "attributes",
+    "topics",
+    "created_at",
+    "updated_at",
+    "confirmed_at",
+    "erased",
+)
+
+
 def subscriber_out(subscriber: Subscriber) -> dict:
-    return {
-        "id": subscriber.pk,
-        "email": subscriber.email,
-        "first_name": subscriber.first_name,
-        "last_name": subscriber.last_name,
-        "status": subscriber.status,
-        "source": subscriber.source,
-        "language": subscriber.language,
-        "timezone": subscriber.timezone,
-        "attributes": subscriber.attributes or {},
-        "topics": list(getattr(subscriber, "topic_slugs", None) or []),
-        "created_at": subscriber.created_at,
-        "updated_at": subscriber.updated_at,
-        "confirmed_at": subscriber.confirmed_at,
-        "erased": subscriber.erased_at is not None,
-    }
+    return subscriber_out_of_row(
+        (
+            subscriber.pk,
+            subscriber.email,
+            subscriber.first_name,
+            subscriber.last_name,
+            subscriber.status,
+            subscriber.source,
+            subscriber.language,
+            subscriber.timezone,
+            subscriber.attributes,
+            getattr(subscriber, "topic_slugs", None),
+            subscriber.created_at,
+            subscriber.updated_at,
+            subscriber.confirmed_at,
+            subscriber.erased_at is not None,
+        )
+    )
 
 
 def subscriber_out_of_row(values: Sequence[Any]) -> dict:
-    """``subscriber_out`` of a row read with a plain cursor, its columns in that order (id,
-    email, first_name, last_name, status, source, language, timezone, attributes, topics,
-    created_at, updated_at, confirmed_at, erased): the single upsert reads its subscriber in
-    the upsert's own call (api 0003), without making a model of it."""
-    (
-        pk,
-        email,
-        first_name,
-        last_name,
-        status,
-        source,
-        language,
-        timezone,
-        attributes,
-        topics,
-        created_at,
-        updated_at,
-        confirmed_at,
-        erased,
-    ) = values
-    if isinstance(attributes, str):  # Django's connection loads jsonb as text
-        attributes = json.loads(attributes)
-    return {
-        "id": pk,
-        "email": email,
-        "first_name": first_name,
-        "last_name": last_name,
-        "status": status,
-        "source": source,
-        "language": language,
-        "timezone": timezone,
-        "attributes": attributes or {},
-        "topics": list(topics or []),
-        "created_at": created_at,
-        "updated_at": updated_at,
-        "confirmed_at": confirmed_at,
-        "erased": bool(erased),
-    }
+    """The API's subscriber from its values in SUBSCRIBER_OUT_FIELDS' order: a model's
+    (``subscriber_out``), or a row the single upsert reads in the upsert's own call (api 0003)
+    without making a model of it."""
+    out = dict(zip(SUBSCRIBER_OUT_FIELDS, values, strict=True))
+    if isinstance(out["attributes"], str):  # Django's connection loads jsonb as text
+        out["attributes"] = json.loads(out["attributes"])
+    out["attributes"] = out["attributes"] or {}
+    out["topics"] = list(out["topics"] or [])
+    out["erased"] = bool(out["erased"])
+    return out
 
 
 def subscriber_get(subscriber_id: int) -> Subscriber:
